@@ -1,0 +1,16 @@
+# flotilla: a static binary on a distroless base, running as a non-root user.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd ./cmd
+COPY node ./node
+COPY provider ./provider
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/flotilla ./cmd/flotilla
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/flotilla /flotilla
+USER 65532:65532
+# The kubelet API (logs, exec) and the Prometheus metrics endpoint.
+EXPOSE 10250 10255
+ENTRYPOINT ["/flotilla"]

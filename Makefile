@@ -1,0 +1,48 @@
+# flotilla: two commands do everything on a fresh machine.
+#   make lab    bring up the local lab (a management cluster, four workload clusters, one flotilla each)
+#   make test   unit tests and end-to-end tests (each test binary starts its own lab)
+
+GO        ?= go
+LAB_DIR   ?= .lab
+# Workload clusters of `make lab`, as name=region pairs.
+WORKLOADS ?= us-west-2-0=us-west-2,us-west-2-1=us-west-2,eu-west-3-0=eu-west-3,eu-west-3-1=eu-west-3
+# End-to-end tests share a machine with five control planes; give them room.
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all build lab lab-down test unit e2e bench binaries vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/flotilla ./cmd/flotilla
+
+# The control-plane binaries, built once per version into .cache/ (about 10 minutes cold).
+binaries:
+	$(GO) run ./test/lab/cmd/lab binaries
+
+lab:
+	$(GO) run ./test/lab/cmd/lab up --dir $(LAB_DIR) --workloads $(WORKLOADS)
+
+lab-down:
+	$(GO) run ./test/lab/cmd/lab down --dir $(LAB_DIR)
+
+vet:
+	$(GO) vet ./...
+
+# The README's test command. Binaries are built first so their cold build is not charged to one
+# test binary's timeout.
+test: binaries vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit:
+	$(GO) test -count=1 ./cmd/... ./node/... ./provider/...
+
+e2e: binaries
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...
+
+# Benchmarks print numbers (flotilla beside the direct, single-cluster path); they are not pass/fail.
+bench: binaries
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
+
+clean:
+	rm -rf bin

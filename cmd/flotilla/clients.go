@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// loadKubeconfig reads a kubeconfig and says which one is wrong and how, instead of failing later with
+// a client-go stack of errors. An empty path means flotilla runs inside the management cluster.
+func loadKubeconfig(role, path string, qps float32, burst int) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if path == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%s cluster: no --%s-kubeconfig given and not running in a cluster: %w", role, role, err)
+		}
+	} else {
+		if _, statErr := os.Stat(path); statErr != nil {
+			return nil, fmt.Errorf("%s cluster: kubeconfig %s: %w", role, path, statErr)
+		}
+		cfg, err = clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("%s cluster: kubeconfig %s is not usable: %w", role, path, err)
+		}
+	}
+	cfg.QPS, cfg.Burst = qps, burst
+	cfg.UserAgent = "flotilla"
+	return cfg, nil
+}
+
+// countRequests makes every request to a cluster count in the flotilla.api.requests metric, labelled
+// with the cluster's role, so API cost per minute can be read off /metrics.
+func countRequests(cfg *rest.Config, role string, counter metric.Int64Counter) {
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			counter.Add(req.Context(), 1, metric.WithAttributes(
+				attribute.String("cluster", role), attribute.String("method", req.Method)))
+			return rt.RoundTrip(req)
+		})
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// managementIdentity is the UID of the management cluster's kube-system namespace: stable for the
+// cluster's life, unique across clusters, and readable with a single GET. It also proves, before anything
+// else starts, that the management kubeconfig works. Unreachable servers are retried for a while;
+// rejected credentials fail at once, since waiting will not fix them.
+func managementIdentity(ctx context.Context, client kubernetes.Interface, host string) (string, error) {
+	var uid string
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 2*time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		ns, err := client.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			uid = string(ns.UID)
+			return true, nil
+		case apierrors.IsUnauthorized(err):
+			return false, fmt.Errorf("management cluster %s rejected flotilla's credentials: %w", host, err)
+		case apierrors.IsForbidden(err):
+			return false, fmt.Errorf("management cluster %s: flotilla may not read namespace kube-system (apply deploy/rbac/management.yaml): %w", host, err)
+		default:
+			last = err
+			logrus.Warnf("management cluster %s not reachable yet: %v", host, err)
+			return false, nil
+		}
+	})
+	if err != nil && last != nil {
+		return "", fmt.Errorf("management cluster %s unreachable: %w", host, last)
+	}
+	return uid, err
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+)
+
+// serveKubeletAPI serves virtual-kubelet's kubelet HTTP API (logs, exec, attach, port-forward, stats)
+// over TLS, so `kubectl logs` and `kubectl exec` on a proxy pod reach its delegate. Callers are
+// authenticated and authorized by the management apiserver (TokenReview, SubjectAccessReview, and
+// client certificates signed by --client-ca-file), exactly as a kubelet does.
+func serveKubeletAPI(ctx context.Context, o *options, management kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
+	var cfg nodeutil.NodeConfig
+	tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile)}
+	if o.ClientCAFile != "" {
+		// Verify a client certificate when one is offered; token callers offer none.
+		tlsOpts = append(tlsOpts, nodeutil.WithCAFromPath(o.ClientCAFile), func(c *tls.Config) error {
+			c.ClientAuth = tls.VerifyClientCertIfGiven
+			return nil
+		})
+	}
+	if err := nodeutil.WithTLSConfig(tlsOpts...)(&cfg); err != nil {
+		return nil, fmt.Errorf("kubelet API TLS: %w", err)
+	}
+
+	auth, err := nodeutil.WebhookAuth(management, o.NodeName, func(c *nodeutil.WebhookAuthConfig) error {
+		if o.ClientCAFile == "" {
+			return nil
+		}
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.ClientCAFile)
+		if err != nil {
+			return err
+		}
+		c.AuthnConfig.ClientCertificateCAContentProvider = ca
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet API authentication: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
+		RunInContainer:    p.RunInContainer,
+		AttachToContainer: p.AttachToContainer,
+		GetContainerLogs:  p.GetContainerLogs,
+		GetPods:           p.GetPods,
+		GetPodsFromKubernetes: func(context.Context) ([]*corev1.Pod, error) {
+			return proxies.List(labels.Everything())
+		},
+		GetStatsSummary:    p.GetStatsSummary,
+		GetMetricsResource: p.GetMetricsResource,
+		PortForward:        p.PortForward,
+	}, true))
+
+	addr := net.JoinHostPort("", strconv.Itoa(o.KubeletPort))
+	l, err := tls.Listen("tcp", addr, cfg.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet API on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: nodeutil.WithAuth(auth, mux), ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logrus.Errorf("kubelet API: %v", err)
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider"
+)
+
+// informerResync is how often informers replay their caches to handlers: a safety net only, since
+// every change arrives by watch.
+const informerResync = 10 * time.Minute
+
+// run wires flotilla together: the virtual node's controller (package node) feeds virtual-kubelet's
+// node controller; the provider (package provider) serves virtual-kubelet's pod controller.
+func run(ctx context.Context, o *options) error {
+	tel, err := setupTelemetry()
+	if err != nil {
+		return err
+	}
+	managementCfg, err := loadKubeconfig("management", o.ManagementKubeconfig, float32(o.ManagementQPS), o.ManagementBurst)
+	if err != nil {
+		return err
+	}
+	workloadCfg, err := loadKubeconfig("workload", o.WorkloadKubeconfig, float32(o.WorkloadQPS), o.WorkloadBurst)
+	if err != nil {
+		return err
+	}
+	countRequests(managementCfg, "management", tel.requests)
+	countRequests(workloadCfg, "workload", tel.requests)
+	management, err := kubernetes.NewForConfig(managementCfg)
+	if err != nil {
+		return fmt.Errorf("management cluster: %w", err)
+	}
+	workload, err := kubernetes.NewForConfig(workloadCfg)
+	if err != nil {
+		return fmt.Errorf("workload cluster: %w", err)
+	}
+	if o.ManagementID == "" {
+		if o.ManagementID, err = managementIdentity(ctx, management, managementCfg.Host); err != nil {
+			return err
+		}
+	}
+	logrus.WithFields(logrus.Fields{
+		"cluster": o.ClusterName, "node": o.NodeName, "management": managementCfg.Host,
+		"managementID": o.ManagementID, "workload": workloadCfg.Host,
+	}).Info("flotilla starting")
+	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
+		return fmt.Errorf("--metrics-address: %w", err)
+	}
+
+	virtualNode, err := node.NewController(node.Config{
+		NodeName:      o.NodeName,
+		ClusterName:   o.ClusterName,
+		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in parseFlags
+		Taint:         o.Taint,
+		InternalIP:    o.InternalIP,
+		KubeletPort:   int32(o.KubeletPort),
+		ProbeInterval: o.ProbeInterval,
+		ProbeTimeout:  o.ProbeTimeout,
+		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
+	}, workload, workloadCfg.Host)
+	if err != nil {
+		return err
+	}
+
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: management.CoreV1().Events(metav1.NamespaceAll)})
+	defer events.Shutdown()
+	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "flotilla", Host: o.NodeName})
+
+	// Proxy pods are the pods bound to the virtual node; ConfigMaps, Secrets and Services are what
+	// virtual-kubelet's pod controller and the followers read.
+	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
+	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
+	pods := podInformers.Core().V1().Pods()
+
+	pods.Informer() // registered before Start, so the factory runs it
+	p, err := provider.New(provider.Config{
+		NodeName:       o.NodeName,
+		ClusterName:    o.ClusterName,
+		ManagementID:   o.ManagementID,
+		Management:     management,
+		Workload:       workload,
+		ManagementPods: pods.Lister(),
+		EventRecorder:  recorder,
+		HostIP:         o.InternalIP,
+	})
+	if err != nil {
+		return err
+	}
+
+	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
+		PodClient:         management.CoreV1(),
+		PodInformer:       pods,
+		EventRecorder:     recorder,
+		Provider:          p,
+		ConfigMapInformer: objectInformers.Core().V1().ConfigMaps(),
+		SecretInformer:    objectInformers.Core().V1().Secrets(),
+		ServiceInformer:   objectInformers.Core().V1().Services(),
+		// Delegates reference ConfigMaps and Secrets by name; resolving them would copy secret values
+		// into pod specs.
+		SkipDownwardAPIResolution:            true,
+		SyncPodsFromKubernetesRateLimiter:    o.queueRateLimiter(),
+		DeletePodsFromKubernetesRateLimiter:  o.queueRateLimiter(),
+		SyncPodStatusFromProviderRateLimiter: o.queueRateLimiter(),
+	})
+	if err != nil {
+		return err
+	}
+	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), management.CoreV1().Nodes(),
+		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(management), vknode.DefaultLeaseDuration),
+		vknode.WithNodeStatusUpdateErrorHandler(reRegister(management.CoreV1().Nodes(), virtualNode.Node)),
+	)
+	if err != nil {
+		return err
+	}
+	stopKubeletAPI, err := serveKubeletAPI(ctx, o, management, p, pods.Lister())
+	if err != nil {
+		return err
+	}
+	defer stopKubeletAPI()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() { cancel(fmt.Errorf("virtual node controller: %w", virtualNode.Run(ctx))) }()
+	go func() { cancel(fmt.Errorf("provider: %w", p.Run(ctx))) }()
+	podInformers.Start(ctx.Done())
+	objectInformers.Start(ctx.Done())
+	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
+	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
+
+	<-ctx.Done()
+	err = context.Cause(ctx)
+	podInformers.Shutdown()
+	objectInformers.Shutdown()
+	logrus.Infof("flotilla stopping: %v", err)
+	return err
+}
+
+// queueRateLimiter lets virtual-kubelet's pod queues admit hundreds of pods a second, where client-go's
+// default (10 per second) would make a 500-replica rollout wait almost a minute on flotilla alone. Failed
+// items still back off exponentially, per item.
+func (o *options) queueRateLimiter() workqueue.TypedRateLimiter[any] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(o.PodQueueQPS), o.PodQueueBurst)},
+	)
+}
+
+// reRegister creates the virtual node again when someone deleted it: virtual-kubelet calls it when a
+// status update finds the node gone.
+func reRegister(nodes corev1client.NodeInterface, desired func() *corev1.Node) vknode.ErrorHandler {
+	return func(ctx context.Context, err error) error {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		logrus.Warn("virtual node was deleted; registering it again")
+		_, err = nodes.Create(ctx, desired(), metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	}
+}

@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
+
+// testContext is a context that ends with the test, or after limit.
+func testContext(t *testing.T, limit time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// namespace creates a namespace named after the test in the given clusters and deletes it afterwards.
+func namespace(t *testing.T, clients ...kubernetes.Interface) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.Trim(name, "-") + fmt.Sprintf("-%d", time.Now().UnixNano()%100000)
+	for _, c := range clients {
+		_, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("creating namespace %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			_ = c.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
+	}
+	return name
+}
+
+// eventually polls cond every 100 ms until it holds or limit passes, then fails the test with the last
+// reason cond gave.
+func eventually(t *testing.T, limit time.Duration, what string, cond func(ctx context.Context) (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var reason string
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, limit, true, func(ctx context.Context) (bool, error) {
+		var ok bool
+		ok, reason = cond(ctx)
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not within %s (last: %s)", what, limit, reason)
+	}
+	return time.Since(start)
+}

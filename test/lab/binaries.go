@@ -1,0 +1,123 @@
+package lab
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+// toolchain is one tools module under test/tools and the commands the lab builds from it.
+type toolchain struct {
+	dir      string            // the tools module, relative to the repository root
+	module   string            // the dependency whose version keys the cache folder
+	commands map[string]string // binary name -> Go package
+}
+
+var toolchains = []toolchain{
+	{
+		dir:    "test/tools/k8s",
+		module: "k8s.io/kubernetes",
+		commands: map[string]string{
+			"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
+			"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+			"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
+			"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
+			"etcd":                    "go.etcd.io/etcd/server/v3",
+		},
+	},
+	{
+		dir:      "test/tools/kwok",
+		module:   "sigs.k8s.io/kwok",
+		commands: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+	},
+}
+
+// RepoRoot is the flotilla repository this package was compiled from.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+// Binaries returns the folder holding every control-plane binary, building those that are missing.
+// Builds land in .cache/<module>-<version>/ so a version bump builds afresh and an unchanged one is
+// never rebuilt; a file lock keeps concurrent test packages from building the same thing twice.
+func Binaries() (map[string]string, error) {
+	root := RepoRoot()
+	cache := filepath.Join(root, ".cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(cache, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, err
+	}
+
+	paths := map[string]string{}
+	for _, tc := range toolchains {
+		version, err := moduleVersion(filepath.Join(root, tc.dir, "go.mod"), tc.module)
+		if err != nil {
+			return nil, err
+		}
+		bin := filepath.Join(cache, filepath.Base(tc.module)+"-"+version)
+		var missing []string
+		for name, pkg := range tc.commands {
+			paths[name] = filepath.Join(bin, name)
+			if _, err := os.Stat(paths[name]); err != nil {
+				missing = append(missing, name+"="+pkg)
+			}
+		}
+		for _, m := range missing {
+			name, pkg, _ := strings.Cut(m, "=")
+			fmt.Fprintf(os.Stderr, "lab: building %s from %s %s (first time only, several minutes)\n", name, tc.module, version)
+			tmp := paths[name] + ".tmp"
+			cmd := exec.Command("go", "build", "-o", tmp, pkg)
+			cmd.Dir = filepath.Join(root, tc.dir)
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				return nil, fmt.Errorf("building %s: %w", name, err)
+			}
+			if err := os.Rename(tmp, paths[name]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return paths, nil
+}
+
+// moduleVersion reads the version of module from a go.mod's require lines.
+func moduleVersion(gomod, module string) (string, error) {
+	f, err := os.Open(gomod)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(strings.TrimPrefix(strings.TrimSpace(s.Text()), "require "))
+		if len(fields) >= 2 && fields[0] == module {
+			return fields[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s does not require %s", gomod, module)
+}
+
+// buildFlotilla compiles the flotilla binary of this checkout into dir. Go's build cache makes this a
+// matter of seconds when nothing changed.
+func buildFlotilla(dir string) (string, error) {
+	out := filepath.Join(dir, "flotilla")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/flotilla")
+	cmd.Dir = RepoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building flotilla: %w\n%s", err, b)
+	}
+	return out, nil
+}

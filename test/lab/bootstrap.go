@@ -1,0 +1,116 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// kwokNodeAnnotation marks the nodes kwok simulates.
+const kwokNodeAnnotation = "kwok.x-k8s.io/node"
+
+// NodeAllocatable is what every kwok node of the lab offers, like a 4-vCPU, 16 GiB cloud instance.
+var NodeAllocatable = corev1.ResourceList{
+	corev1.ResourceCPU:              resource.MustParse("4"),
+	corev1.ResourceMemory:           resource.MustParse("16Gi"),
+	corev1.ResourcePods:             resource.MustParse("110"),
+	corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"),
+}
+
+// applyRBAC applies flotilla's roles from deploy/rbac with the lab's own kubectl, exactly as an operator
+// would, so the lab's flotilla has what production has and nothing more.
+func applyRBAC(ctx context.Context, c *Cluster, kubectl string) error {
+	role := "workload.yaml"
+	if c.IsManagement() {
+		role = "management.yaml"
+	}
+	manifest := filepath.Join(RepoRoot(), "deploy", "rbac", role)
+	// The kube-node-lease namespace and RBAC's bootstrap roles appear shortly after /readyz; retry
+	// until the apply goes through.
+	var out []byte
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		out, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", manifest).CombinedOutput()
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("applying %s to %s: %w\n%s", manifest, c.Name, err, out)
+	}
+	return nil
+}
+
+// NodeName is the name of a workload cluster's i-th kwok node: <cluster>-node-a, -b, ...
+func NodeName(cluster string, i int) string {
+	return fmt.Sprintf("%s-node-%c", cluster, 'a'+i)
+}
+
+// createNodes registers the workload cluster's kwok nodes, one per zone.
+func createNodes(ctx context.Context, c *Cluster) error {
+	spec := c.Workload
+	for i := range spec.Nodes {
+		name := NodeName(c.Name, i)
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        name,
+				Annotations: map[string]string{kwokNodeAnnotation: "fake"},
+				Labels: map[string]string{
+					"kubernetes.io/hostname":           name,
+					"kubernetes.io/os":                 "linux",
+					"kubernetes.io/arch":               "amd64",
+					"node.kubernetes.io/instance-type": "m5.xlarge",
+					"topology.kubernetes.io/region":    spec.Region,
+					"topology.kubernetes.io/zone":      spec.Zones[i%len(spec.Zones)],
+					"type":                             "kwok",
+				},
+			},
+			Status: corev1.NodeStatus{
+				Capacity:    NodeAllocatable.DeepCopy(),
+				Allocatable: NodeAllocatable.DeepCopy(),
+				NodeInfo:    corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "kwok"},
+			},
+		}
+		if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating node %s in %s: %w", name, c.Name, err)
+		}
+	}
+	return nil
+}
+
+// waitNodesReady waits until kwok reports every node of the cluster Ready.
+func waitNodesReady(ctx context.Context, c *Cluster) error {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			if NodeReady(&n) {
+				ready++
+			}
+		}
+		return ready == c.Workload.Nodes, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes of %s not Ready: %w; see %s", c.Name, err, c.Kwok.LogFile)
+	}
+	return nil
+}
+
+// NodeReady reports whether a node's Ready condition is True.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,241 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Cluster is one Kubernetes control plane of the lab: the management cluster, or a workload cluster with
+// kwok nodes.
+type Cluster struct {
+	Name     string       `json:"name"`
+	Workload WorkloadSpec `json:"workload"` // zero for the management cluster
+	Server   string       `json:"server"`
+	// Kubeconfig is the admin kubeconfig (system:masters), for people and tests.
+	Kubeconfig string `json:"kubeconfig"`
+	// FlotillaKubeconfig is flotilla's own identity in this cluster, bound only to the roles of deploy/.
+	FlotillaKubeconfig string `json:"flotillaKubeconfig"`
+
+	APIServer         *process `json:"apiserver"`
+	Scheduler         *process `json:"scheduler"`
+	ControllerManager *process `json:"controllerManager"`
+	Kwok              *process `json:"kwok,omitempty"`
+
+	// Config and Client are admin access, set once the apiserver answers.
+	Config *rest.Config         `json:"-"`
+	Client kubernetes.Interface `json:"-"`
+
+	attached bool
+}
+
+// IsManagement tells the management cluster from the workload clusters.
+func (c *Cluster) IsManagement() bool { return c.Workload.Name == "" }
+
+func (c *Cluster) processes() []*process {
+	ps := []*process{c.APIServer, c.Scheduler, c.ControllerManager, c.Kwok}
+	out := ps[:0]
+	for _, p := range ps {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// FreezeAPIServer stops the apiserver's process (SIGSTOP): connections hang, as with a network partition.
+func (c *Cluster) FreezeAPIServer() error { return c.APIServer.signal(syscall.SIGSTOP) }
+
+// ResumeAPIServer continues a frozen apiserver.
+func (c *Cluster) ResumeAPIServer() error { return c.APIServer.signal(syscall.SIGCONT) }
+
+// KillAPIServer kills the apiserver: connections are refused until StartAPIServer.
+func (c *Cluster) KillAPIServer() error { return c.APIServer.kill() }
+
+// StartAPIServer starts a killed apiserver again, on the same port and data, and waits until it is ready.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if err := c.APIServer.start(c.attached); err != nil {
+		return err
+	}
+	return c.waitReady(ctx)
+}
+
+// connect builds the admin client.
+func (c *Cluster) connect() error {
+	cfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	c.Config, c.Client = cfg, client
+	return nil
+}
+
+// waitReady polls the apiserver's /readyz until it answers ok.
+func (c *Cluster) waitReady(ctx context.Context) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if !c.APIServer.running() {
+			return false, fmt.Errorf("kube-apiserver of %s exited; see %s", c.Name, c.APIServer.LogFile)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, last = c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver of %s not ready (last error: %v): %w; see %s", c.Name, last, err, c.APIServer.LogFile)
+	}
+	return nil
+}
+
+// controlPlane holds what the lab hands every cluster: binaries, the CA, the shared etcd.
+type controlPlane struct {
+	dir      string
+	bins     map[string]string
+	ca       *authority
+	etcdURL  string
+	attached bool
+}
+
+// newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
+// processes.
+func (cp *controlPlane) newCluster(name string, spec WorkloadSpec) (*Cluster, error) {
+	dir := filepath.Join(cp.dir, "clusters", name)
+	logs := filepath.Join(cp.dir, "logs", name)
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	apiPort, schedPort, kcmPort := ports[0], ports[1], ports[2]
+	c := &Cluster{
+		Name:               name,
+		Workload:           spec,
+		Server:             "https://127.0.0.1:" + strconv.Itoa(apiPort),
+		Kubeconfig:         filepath.Join(cp.dir, name+".kubeconfig"),
+		FlotillaKubeconfig: filepath.Join(dir, "flotilla.kubeconfig"),
+		attached:           cp.attached,
+	}
+
+	ca := cp.ca
+	pki := filepath.Join(dir, "pki")
+	pkiCA := &authority{cert: ca.cert, key: ca.key, CertPEM: ca.CertPEM, dir: pki}
+	serving, err := pkiCA.serving("apiserver")
+	if err != nil {
+		return nil, err
+	}
+	kubeletClient, err := pkiCA.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
+	if err != nil {
+		return nil, err
+	}
+	saPrivate, saPublic, err := serviceAccountKey(pki, "service-account")
+	if err != nil {
+		return nil, err
+	}
+	identities := []struct {
+		file, user, group, kubeconfig string
+	}{
+		{"admin", "lab-admin", "system:masters", c.Kubeconfig},
+		{"scheduler", "system:kube-scheduler", "", filepath.Join(dir, "scheduler.kubeconfig")},
+		{"controller-manager", "system:kube-controller-manager", "", filepath.Join(dir, "controller-manager.kubeconfig")},
+		// kwok plays every kubelet of the cluster; it is a simulator, not the system under test.
+		{"kwok", "kwok", "system:masters", filepath.Join(dir, "kwok.kubeconfig")},
+		// flotilla's identity: the group is what deploy/rbac binds to.
+		{"flotilla", "flotilla:" + name, FlotillaGroup, c.FlotillaKubeconfig},
+	}
+	for _, id := range identities {
+		var groups []string
+		if id.group != "" {
+			groups = []string{id.group}
+		}
+		kp, err := pkiCA.client(id.file, id.user, groups...)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeKubeconfig(id.kubeconfig, name, c.Server, ca.CertPEM, kp); err != nil {
+			return nil, err
+		}
+	}
+
+	c.APIServer = &process{
+		Name: name + "/kube-apiserver", Path: cp.bins["kube-apiserver"], LogFile: filepath.Join(logs, "kube-apiserver.log"),
+		Args: []string{
+			"--etcd-servers=" + cp.etcdURL,
+			// One etcd serves the whole lab; each cluster keeps its own key space.
+			"--etcd-prefix=/clusters/" + name,
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(apiPort),
+			"--cert-dir=" + pki,
+			"--tls-cert-file=" + serving.CertFile,
+			"--tls-private-key-file=" + serving.KeyFile,
+			"--client-ca-file=" + ca.CertFile(),
+			"--authorization-mode=RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc",
+			"--service-account-key-file=" + saPublic,
+			"--service-account-signing-key-file=" + saPrivate,
+			"--service-cluster-ip-range=10.96.0.0/16",
+			"--kubelet-client-certificate=" + kubeletClient.CertFile,
+			"--kubelet-client-key=" + kubeletClient.KeyFile,
+			"--kubelet-certificate-authority=" + ca.CertFile(),
+			"--kubelet-preferred-address-types=InternalIP",
+			"--allow-privileged=true",
+			"--profiling=false",
+			"--endpoint-reconciler-type=none",
+			"--v=1",
+		},
+	}
+	common := func(kubeconfig string, port int) []string {
+		return []string{
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--leader-elect=false",
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(port),
+			"--cert-dir=" + filepath.Join(pki, "serving-"+strconv.Itoa(port)),
+			"--v=1",
+		}
+	}
+	c.Scheduler = &process{
+		Name: name + "/kube-scheduler", Path: cp.bins["kube-scheduler"], LogFile: filepath.Join(logs, "kube-scheduler.log"),
+		Args: common(filepath.Join(dir, "scheduler.kubeconfig"), schedPort),
+	}
+	c.ControllerManager = &process{
+		Name: name + "/kube-controller-manager", Path: cp.bins["kube-controller-manager"], LogFile: filepath.Join(logs, "kube-controller-manager.log"),
+		Args: append(common(filepath.Join(dir, "controller-manager.kubeconfig"), kcmPort),
+			"--cluster-name="+name,
+			"--service-account-private-key-file="+saPrivate,
+			"--root-ca-file="+ca.CertFile(),
+			"--use-service-account-credentials=true",
+			"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+			// The lab's nodes live on one machine: notice a silent node sooner than the 40 s default.
+			"--node-monitor-grace-period=20s",
+		),
+	}
+	if !c.IsManagement() {
+		c.Kwok = &process{
+			Name: name + "/kwok", Path: cp.bins["kwok"], LogFile: filepath.Join(logs, "kwok.log"),
+			Args: []string{
+				"--kubeconfig=" + filepath.Join(dir, "kwok.kubeconfig"),
+				"--manage-all-nodes=false",
+				"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=fake",
+				// kwok renews a Lease per node, as a kubelet does, so the node lifecycle controller keeps
+				// the nodes Ready without status heartbeats.
+				"--node-lease-duration-seconds=40",
+				"--server-address=",
+			},
+		}
+	}
+	return c, nil
+}

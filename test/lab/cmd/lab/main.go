@@ -1,0 +1,142 @@
+// Command lab brings the local multi-cluster lab up and down for people (make lab / make lab-down).
+//
+//	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3]
+//	lab down [--dir .lab]
+//	lab binaries   (build the control-plane binaries into .cache/ if missing)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flotilla-io/flotilla/test/lab"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	dir := fs.String("dir", ".lab", "folder for the lab's certificates, kubeconfigs, logs and state")
+	workloads := fs.String("workloads", defaultWorkloads(), "workload clusters as name=region, comma-separated")
+	nodes := fs.Int("nodes", 3, "kwok nodes per workload cluster, one per zone <region>a, b, c, ...")
+	_ = fs.Parse(os.Args[2:])
+
+	var err error
+	switch os.Args[1] {
+	case "up":
+		err = up(*dir, *workloads, *nodes)
+	case "down":
+		err = down(*dir)
+	case "binaries":
+		_, err = lab.Binaries()
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lab %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: lab up|down|binaries [--dir .lab] [--workloads name=region,...] [--nodes N]")
+	os.Exit(2)
+}
+
+func defaultWorkloads() string {
+	var parts []string
+	for _, w := range lab.DefaultWorkloads() {
+		parts = append(parts, w.Name+"="+w.Region)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
+	var out []lab.WorkloadSpec
+	for _, part := range strings.Split(s, ",") {
+		name, region, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || region == "" {
+			return nil, fmt.Errorf("workload %q: want name=region", part)
+		}
+		w := lab.Workload(name, region)
+		w.Nodes = nodes
+		for len(w.Zones) < nodes {
+			w.Zones = append(w.Zones, fmt.Sprintf("%s%c", region, 'a'+len(w.Zones)))
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func up(dir, workloads string, nodes int) error {
+	if l, err := lab.Load(dir); err == nil && l.Running() {
+		fmt.Printf("The lab in %s is already up.\n", dir)
+		printNext(l)
+		return nil
+	} else if err == nil {
+		fmt.Printf("The lab in %s is partly down; restarting it.\n", dir)
+		if err := lab.Down(dir); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	specs, err := parseWorkloads(workloads, nodes)
+	if err != nil {
+		return err
+	}
+	// A fresh lab every time: old certificates and etcd data would only confuse.
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	started := time.Now()
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Workloads: specs, Flotilla: true})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Lab up in %s: a management cluster and %d workload clusters, one flotilla each.\n",
+		time.Since(started).Round(time.Second), len(l.Workloads))
+	printNext(l)
+	return nil
+}
+
+func printNext(l *lab.Lab) {
+	rel := func(p string) string {
+		if wd, err := os.Getwd(); err == nil {
+			if r, err := filepath.Rel(wd, p); err == nil {
+				return r
+			}
+		}
+		return p
+	}
+	fmt.Printf(`
+Next:
+  export KUBECONFIG=%s
+  kubectl get nodes                      # one virtual node per workload cluster
+  kubectl --kubeconfig %s get nodes      # a workload cluster's kwok nodes
+Logs: %s/logs/<cluster>/{kube-apiserver,kube-scheduler,kube-controller-manager,kwok,flotilla}.log
+Stop: make lab-down
+`, rel(l.Management.Kubeconfig), rel(l.Workloads[len(l.Workloads)-1].Kubeconfig), rel(l.Dir))
+}
+
+func down(dir string) error {
+	if err := lab.Down(dir); errors.Is(err, fs.ErrNotExist) {
+		fmt.Printf("No lab in %s.\n", dir)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	fmt.Printf("Lab in %s stopped.\n", dir)
+	return nil
+}

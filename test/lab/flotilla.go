@@ -1,0 +1,120 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// flotillaProcess prepares the flotilla process serving workload cluster c: its own identity in the
+// management cluster, its identity in c, and a serving certificate for its kubelet API.
+func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*process, error) {
+	dir := filepath.Join(l.Dir, "flotilla", c.Name)
+	ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
+	id, err := ca.client("management-identity", "flotilla:"+c.Name, FlotillaGroup)
+	if err != nil {
+		return nil, err
+	}
+	managementKubeconfig := filepath.Join(dir, "management.kubeconfig")
+	if err := writeKubeconfig(managementKubeconfig, "management", l.Management.Server, ca.CertPEM, id); err != nil {
+		return nil, err
+	}
+	serving, err := ca.serving("kubelet-" + c.Name)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{
+		"--cluster-name=" + c.Name,
+		"--management-kubeconfig=" + managementKubeconfig,
+		"--workload-kubeconfig=" + c.FlotillaKubeconfig,
+		"--internal-ip=127.0.0.1",
+		"--kubelet-port=" + strconv.Itoa(ports[0]),
+		"--tls-cert-file=" + serving.CertFile,
+		"--tls-key-file=" + serving.KeyFile,
+		"--client-ca-file=" + ca.CertFile(),
+		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[1]),
+	}, extraArgs...)
+	return &process{
+		Name: c.Name + "/flotilla", Path: bin, Args: args,
+		LogFile: filepath.Join(l.Dir, "logs", c.Name, "flotilla.log"),
+	}, nil
+}
+
+// waitVirtualNodes waits until every workload cluster's virtual node is registered and Ready.
+func (l *Lab) waitVirtualNodes(ctx context.Context) error {
+	for _, c := range l.Workloads {
+		if err := l.WaitVirtualNodeReady(ctx, c.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitVirtualNodeReady waits until the virtual node of a workload cluster is Ready in the management
+// cluster.
+func (l *Lab) WaitVirtualNodeReady(ctx context.Context, name string) error {
+	p := l.Flotillas[name]
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if p != nil && !p.running() {
+			return false, fmt.Errorf("flotilla for %s exited", name)
+		}
+		n, err := l.Management.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return err == nil && NodeReady(n), nil
+	})
+	if err != nil {
+		return fmt.Errorf("virtual node %s not Ready: %w; see %s", name, err, p.LogFile)
+	}
+	return nil
+}
+
+func (l *Lab) flotilla(name string) (*process, error) {
+	p := l.Flotillas[name]
+	if p == nil {
+		return nil, fmt.Errorf("no flotilla for workload cluster %q", name)
+	}
+	return p, nil
+}
+
+// StopFlotilla stops the flotilla process of a workload cluster (SIGTERM, as a rolling update would).
+func (l *Lab) StopFlotilla(name string) error {
+	p, err := l.flotilla(name)
+	if err != nil {
+		return err
+	}
+	return p.stop(10 * time.Second)
+}
+
+// KillFlotilla kills the flotilla process of a workload cluster, as a crash would.
+func (l *Lab) KillFlotilla(name string) error {
+	p, err := l.flotilla(name)
+	if err != nil {
+		return err
+	}
+	return p.kill()
+}
+
+// StartFlotilla starts a stopped flotilla process again with the same arguments.
+func (l *Lab) StartFlotilla(name string) error {
+	p, err := l.flotilla(name)
+	if err != nil {
+		return err
+	}
+	return p.start(l.attached)
+}
+
+// RestartFlotilla stops and starts the flotilla process of a workload cluster.
+func (l *Lab) RestartFlotilla(name string) error {
+	if err := l.StopFlotilla(name); err != nil {
+		return err
+	}
+	return l.StartFlotilla(name)
+}

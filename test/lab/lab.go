@@ -1,0 +1,344 @@
+// Package lab runs real Kubernetes control planes on one machine: a management cluster and workload
+// clusters with simulated (kwok) nodes, plus one flotilla process per workload cluster. It backs both
+// `make lab` (a lab for people, detached) and the end-to-end tests (a lab per test binary, attached).
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// FlotillaGroup is the group of flotilla's client certificates; deploy/rbac binds its roles to it.
+const FlotillaGroup = "flotilla"
+
+// WorkloadSpec describes one workload cluster: its name and where its kwok nodes sit.
+type WorkloadSpec struct {
+	Name   string   `json:"name"`
+	Region string   `json:"region"`
+	Zones  []string `json:"zones"` // one node per zone, cycling when Nodes exceeds len(Zones)
+	Nodes  int      `json:"nodes"`
+}
+
+// DefaultWorkloads are the four clusters of the tutorial: two in us-west-2 and two in eu-west-3, each
+// with three nodes in three zones.
+func DefaultWorkloads() []WorkloadSpec {
+	var out []WorkloadSpec
+	for _, region := range []string{"us-west-2", "eu-west-3"} {
+		for i := range 2 {
+			out = append(out, Workload(region+"-"+strconv.Itoa(i), region))
+		}
+	}
+	return out
+}
+
+// Workload describes a cluster of three nodes in zones <region>a, b and c.
+func Workload(name, region string) WorkloadSpec {
+	return WorkloadSpec{Name: name, Region: region, Zones: []string{region + "a", region + "b", region + "c"}, Nodes: 3}
+}
+
+// Options choose what a lab runs.
+type Options struct {
+	// Dir holds the lab's certificates, kubeconfigs, logs and state.
+	Dir       string
+	Workloads []WorkloadSpec
+	// Flotilla starts one flotilla process per workload cluster.
+	Flotilla     bool
+	FlotillaArgs []string
+	// Attached processes die with the process that started the lab (tests); detached ones outlive it
+	// (make lab) and are stopped by Down.
+	Attached bool
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Dir        string              `json:"dir"`
+	Etcd       *process            `json:"etcd"`
+	Management *Cluster            `json:"management"`
+	Workloads  []*Cluster          `json:"workloads"`
+	Flotillas  map[string]*process `json:"flotillas"`
+
+	attached bool
+	ca       *authority
+}
+
+const stateFile = "lab.json"
+
+// Start brings a lab up and returns when every apiserver is ready, every kwok node is Ready and, when
+// flotilla runs, every virtual node is registered. On error, whatever was started is stopped.
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	bins, err := Binaries()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}}
+	defer func() {
+		if err != nil {
+			_ = l.Stop()
+		}
+	}()
+	if l.ca, err = newAuthority(filepath.Join(dir, "pki")); err != nil {
+		return nil, err
+	}
+
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
+	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), attached: opts.Attached}
+	if l.Management, err = cp.newCluster("management", WorkloadSpec{}); err != nil {
+		return nil, err
+	}
+	for _, spec := range opts.Workloads {
+		c, err := cp.newCluster(spec.Name, spec)
+		if err != nil {
+			return nil, err
+		}
+		l.Workloads = append(l.Workloads, c)
+	}
+	if err := l.Etcd.start(opts.Attached); err != nil {
+		return nil, err
+	}
+	if err := waitTCP(ctx, "127.0.0.1:"+strconv.Itoa(ports[0]), l.Etcd); err != nil {
+		return nil, err
+	}
+
+	// Clusters come up concurrently: apiserver start-up dominates and the machine has cores to spare
+	// while each waits on etcd.
+	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
+		return nil, err
+	}
+	if opts.Flotilla {
+		binDir := filepath.Join(dir, "bin")
+		flotilla, err := buildFlotilla(binDir)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range l.Workloads {
+			p, err := l.flotillaProcess(flotilla, c, opts.FlotillaArgs)
+			if err != nil {
+				return nil, err
+			}
+			l.Flotillas[c.Name] = p
+			if err := p.start(opts.Attached); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.waitVirtualNodes(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l, l.save()
+}
+
+// bootCluster starts one cluster's processes in order and waits until it can run pods.
+func bootCluster(ctx context.Context, c *Cluster, kubectl string) error {
+	if err := c.APIServer.start(c.attached); err != nil {
+		return err
+	}
+	if err := c.connect(); err != nil {
+		return err
+	}
+	if err := c.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := applyRBAC(ctx, c, kubectl); err != nil {
+		return err
+	}
+	for _, p := range []*process{c.Scheduler, c.ControllerManager, c.Kwok} {
+		if p == nil {
+			continue
+		}
+		if err := p.start(c.attached); err != nil {
+			return err
+		}
+	}
+	if c.IsManagement() {
+		return nil
+	}
+	if err := createNodes(ctx, c); err != nil {
+		return err
+	}
+	return waitNodesReady(ctx, c)
+}
+
+func (l *Lab) clusters() []*Cluster {
+	return append([]*Cluster{l.Management}, l.Workloads...)
+}
+
+// eachCluster runs f for every cluster concurrently and joins their errors.
+func (l *Lab) eachCluster(f func(*Cluster) error) error {
+	cs := l.clusters()
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { errs[i] = f(c) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Workload returns the workload cluster of that name, or nil.
+func (l *Lab) Workload(name string) *Cluster {
+	for _, c := range l.Workloads {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (l *Lab) processes() []*process {
+	var ps []*process
+	for _, c := range l.Workloads {
+		if p := l.Flotillas[c.Name]; p != nil {
+			ps = append(ps, p)
+		}
+	}
+	for _, c := range l.clusters() {
+		if c != nil {
+			ps = append(ps, c.processes()...)
+		}
+	}
+	if l.Etcd != nil {
+		ps = append(ps, l.Etcd)
+	}
+	return ps
+}
+
+// Stop ends every process of the lab, flotilla first and etcd last, so nothing logs errors about a
+// dependency that vanished first.
+func (l *Lab) Stop() error {
+	var errs []error
+	for _, p := range l.processes() {
+		if err := p.stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Running reports whether every process of the lab is alive.
+func (l *Lab) Running() bool {
+	for _, p := range l.processes() {
+		if !p.running() {
+			return false
+		}
+	}
+	return len(l.processes()) > 0
+}
+
+func (l *Lab) save() error {
+	b, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(l.Dir, stateFile), b, 0o644)
+}
+
+// Load reads the state of a lab started earlier (by make lab) from its folder.
+func Load(dir string) (*Lab, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{}
+	if err := json.Unmarshal(b, l); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	for _, c := range l.clusters() {
+		if err := c.connect(); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Down stops a lab started earlier in dir and removes its state file, so a later Load fails cleanly.
+func Down(dir string) error {
+	l, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	if err := l.Stop(); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(dir, stateFile))
+}
+
+// freePorts asks the kernel for n free loopback ports. Each lab takes its own, so labs of concurrent test
+// binaries do not collide.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// waitTCP waits until addr accepts connections, failing early if p exits.
+func waitTCP(ctx context.Context, addr string, p *process) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if !p.running() {
+			return fmt.Errorf("%s exited; see %s", p.Name, p.LogFile)
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s does not listen on %s; see %s", p.Name, addr, p.LogFile)
+}
+
+func etcdProcess(bin, dir string, clientPort, peerPort int) *process {
+	client := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	return &process{
+		Name: "etcd", Path: bin, LogFile: filepath.Join(dir, "logs", "etcd.log"),
+		Args: []string{
+			"--name=lab",
+			"--data-dir=" + filepath.Join(dir, "etcd"),
+			"--listen-client-urls=" + client,
+			"--advertise-client-urls=" + client,
+			"--listen-peer-urls=" + peer,
+			"--initial-advertise-peer-urls=" + peer,
+			"--initial-cluster=lab=" + peer,
+			// A lab's data is disposable: skipping fsync keeps five clusters fast on a shared disk.
+			"--unsafe-no-fsync",
+			"--quota-backend-bytes=8589934592",
+			"--log-level=warn",
+		},
+	}
+}

@@ -1,0 +1,122 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// process is one program of the lab (an apiserver, a scheduler, kwok, a flotilla...). It remembers how it
+// was started so that a test can kill it and start it again with the same ports and files.
+type process struct {
+	Name    string   `json:"name"`
+	Path    string   `json:"path"`
+	Args    []string `json:"args"`
+	LogFile string   `json:"logFile"`
+	PID     int      `json:"pid"`
+
+	// cmd is set only in the process that started it; a lab loaded from its state file (make lab-down)
+	// knows only the PID.
+	cmd *exec.Cmd
+	// exited is closed once cmd has been reaped.
+	exited chan struct{}
+}
+
+// start launches the program with its output appended to its log file.
+//
+// attached processes (tests) die with the process that started them (Pdeathsig), so a test binary that
+// crashes leaves nothing behind. Detached processes (make lab) outlive the command that started them;
+// each gets a session of its own so a terminal's Ctrl-C does not reach it.
+func (p *process) start(attached bool) error {
+	if err := os.MkdirAll(filepath.Dir(p.LogFile), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "\n==== %s starting %s %q\n", time.Now().Format(time.RFC3339), p.Path, p.Args)
+
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if attached {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	p.cmd, p.PID, p.exited = cmd, cmd.Process.Pid, make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	return nil
+}
+
+// running reports whether the process is alive (a stopped process counts as alive).
+func (p *process) running() bool {
+	if p.PID == 0 {
+		return false
+	}
+	if p.exited != nil {
+		select {
+		case <-p.exited:
+			return false
+		default:
+			return true
+		}
+	}
+	// Not our child: signal 0 tells whether the PID exists; a zombie or a reused PID is unlikely
+	// enough for a developer's lab.
+	return syscall.Kill(p.PID, 0) == nil
+}
+
+func (p *process) signal(sig syscall.Signal) error {
+	if !p.running() {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return syscall.Kill(p.PID, sig)
+}
+
+// stop ends the process: SIGTERM first so servers close cleanly, SIGKILL after the grace period.
+// A frozen (SIGSTOPped) process is continued so it can see the SIGTERM.
+func (p *process) stop(grace time.Duration) error {
+	if !p.running() {
+		return nil
+	}
+	_ = syscall.Kill(p.PID, syscall.SIGTERM)
+	_ = syscall.Kill(p.PID, syscall.SIGCONT)
+	deadline := time.Now().Add(grace)
+	for p.running() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p.running() {
+		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("killing %s (pid %d): %w", p.Name, p.PID, err)
+		}
+		for i := 0; p.running() && i < 100; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if p.running() {
+		return fmt.Errorf("%s (pid %d) survived SIGKILL", p.Name, p.PID)
+	}
+	return nil
+}
+
+// kill ends the process at once, as a crash would.
+func (p *process) kill() error {
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	for i := 0; p.running() && i < 250; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
