@@ -110,6 +110,35 @@ func moduleVersion(gomod, module string) (string, error) {
 	return "", fmt.Errorf("%s does not require %s", gomod, module)
 }
 
+// kwokStages are the stage files kwok v0.8 ships for fast simulation: nodes become Ready at once and
+// keep a Lease, pods go Running at once, complete when their containers would, and vanish on delete.
+var kwokStages = []string{
+	"kustomize/stage/node/fast/node-initialize.yaml",
+	"kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+	"kustomize/stage/pod/fast/pod-ready.yaml",
+	"kustomize/stage/pod/fast/pod-complete.yaml",
+	"kustomize/stage/pod/fast/pod-delete.yaml",
+}
+
+// kwokStageFiles finds kwok's stage files in its module, as downloaded for the kwok tools module.
+func kwokStageFiles() ([]string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
+	cmd.Dir = filepath.Join(RepoRoot(), "test/tools/kwok")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating kwok's module: %w", err)
+	}
+	var files []string
+	for _, s := range kwokStages {
+		f := filepath.Join(strings.TrimSpace(string(out)), s)
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("kwok stage file: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
 // buildFlotilla compiles the flotilla binary of this checkout into dir. Go's build cache makes this a
 // matter of seconds when nothing changed.
 func buildFlotilla(dir string) (string, error) {

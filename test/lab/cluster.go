@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -101,11 +102,12 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 
 // controlPlane holds what the lab hands every cluster: binaries, the CA, the shared etcd.
 type controlPlane struct {
-	dir      string
-	bins     map[string]string
-	ca       *authority
-	etcdURL  string
-	attached bool
+	dir        string
+	bins       map[string]string
+	ca         *authority
+	etcdURL    string
+	kwokStages []string
+	attached   bool
 }
 
 // newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
@@ -234,6 +236,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec) (*Cluster, er
 				// the nodes Ready without status heartbeats.
 				"--node-lease-duration-seconds=40",
 				"--server-address=",
+				"--config=" + strings.Join(cp.kwokStages, ","),
 			},
 		}
 	}

@@ -85,6 +85,10 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
+	stages, err := kwokStageFiles()
+	if err != nil {
+		return nil, err
+	}
 	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}}
 	defer func() {
 		if err != nil {
@@ -100,7 +104,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
-	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), attached: opts.Attached}
+	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached}
 	if l.Management, err = cp.newCluster("management", WorkloadSpec{}); err != nil {
 		return nil, err
 	}
