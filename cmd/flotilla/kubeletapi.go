@@ -67,7 +67,7 @@ func serveKubeletAPI(ctx context.Context, o *options, management kubernetes.Inte
 		PortForward:        p.PortForward,
 	}, true))
 
-	addr := net.JoinHostPort("", strconv.Itoa(o.KubeletPort))
+	addr := net.JoinHostPort(o.KubeletBind, strconv.Itoa(o.KubeletPort))
 	l, err := tls.Listen("tcp", addr, cfg.TLSConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet API on %s: %w", addr, err)

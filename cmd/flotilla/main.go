@@ -38,6 +38,7 @@ type options struct {
 
 	InternalIP    string
 	KubeletPort   int
+	KubeletBind   string
 	TLSCertFile   string
 	TLSKeyFile    string
 	ClientCAFile  string
@@ -66,6 +67,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.PodQueueBurst, "pod-queue-burst", 1000, "burst of the pod work queues' rate limit")
 	fs.StringVar(&o.InternalIP, "internal-ip", "", "address the management apiserver reaches this process's kubelet API on (required)")
 	fs.IntVar(&o.KubeletPort, "kubelet-port", 10250, "port of the kubelet API (logs, exec, port-forward)")
+	fs.StringVar(&o.KubeletBind, "kubelet-bind-address", "", "address the kubelet API listens on (default: all addresses)")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (required)")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "serving key of the kubelet API (required)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "CA that signs the management apiserver's kubelet client certificate")

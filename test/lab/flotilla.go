@@ -2,7 +2,10 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"math/big"
+	"net"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -24,11 +27,15 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*proc
 	if err := writeKubeconfig(managementKubeconfig, "management", l.Management.Server, ca.CertPEM, id); err != nil {
 		return nil, err
 	}
-	serving, err := ca.serving("kubelet-" + c.Name)
+	ip, err := freeKubeletAddress()
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	serving, err := ca.serving("kubelet-"+c.Name, ip)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
@@ -36,17 +43,42 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*proc
 		"--cluster-name=" + c.Name,
 		"--management-kubeconfig=" + managementKubeconfig,
 		"--workload-kubeconfig=" + c.FlotillaKubeconfig,
-		"--internal-ip=127.0.0.1",
-		"--kubelet-port=" + strconv.Itoa(ports[0]),
+		"--internal-ip=" + ip.String(),
+		"--kubelet-bind-address=" + ip.String(),
 		"--tls-cert-file=" + serving.CertFile,
 		"--tls-key-file=" + serving.KeyFile,
 		"--client-ca-file=" + ca.CertFile(),
-		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[1]),
+		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
 	}, extraArgs...)
 	return &process{
 		Name: c.Name + "/flotilla", Path: bin, Args: args,
 		LogFile: filepath.Join(l.Dir, "logs", c.Name, "flotilla.log"),
 	}, nil
+}
+
+// kubeletPort is the kubelet API's well-known port. Tools such as virtual-kubelet's e2e suite reach a
+// node's kubelet through the apiserver's node proxy at this port, whatever the node reports.
+const kubeletPort = 10250
+
+// freeKubeletAddress picks a loopback address (127.x.y.z) whose kubelet port is free, so that each
+// flotilla of each lab serves its kubelet API on the well-known port at an address of its own, as each
+// real node does.
+func freeKubeletAddress() (net.IP, error) {
+	for range 100 {
+		n, err := rand.Int(rand.Reader, big.NewInt(254*254*254))
+		if err != nil {
+			return nil, err
+		}
+		v := int(n.Int64())
+		ip := net.IPv4(127, byte(1+v/(254*254)), byte(1+v/254%254), byte(1+v%254))
+		l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(kubeletPort)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return ip, nil
+	}
+	return nil, fmt.Errorf("no free loopback address for a kubelet API on port %d", kubeletPort)
 }
 
 // waitVirtualNodes waits until every workload cluster's virtual node is registered and Ready.

@@ -61,13 +61,13 @@ func newAuthority(dir string) (*authority, error) {
 
 func (ca *authority) CertFile() string { return filepath.Join(ca.dir, "ca.crt") }
 
-// serving issues a TLS server certificate for the loopback address.
-func (ca *authority) serving(name string) (*keyPair, error) {
+// serving issues a TLS server certificate for 127.0.0.1 and any further addresses given.
+func (ca *authority) serving(name string, ips ...net.IP) (*keyPair, error) {
 	return ca.issue(name, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: name},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses: append([]net.IP{net.ParseIP("127.0.0.1")}, ips...),
 	})
 }
 
