@@ -9,7 +9,7 @@ WORKLOADS ?= us-west-2-0=us-west-2,us-west-2-1=us-west-2,eu-west-3-0=eu-west-3,e
 # End-to-end tests share a machine with five control planes; give them room.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build lab lab-down test unit e2e bench binaries vet clean
+.PHONY: all build lab lab-status lab-down test unit e2e bench binaries vet clean
 
 all: build
 
@@ -22,6 +22,9 @@ binaries:
 
 lab:
 	$(GO) run ./test/lab/cmd/lab up --dir $(LAB_DIR) --workloads $(WORKLOADS)
+
+lab-status:
+	$(GO) run ./test/lab/cmd/lab status --dir $(LAB_DIR)
 
 lab-down:
 	$(GO) run ./test/lab/cmd/lab down --dir $(LAB_DIR)

@@ -55,6 +55,10 @@ func NodeName(cluster string, i int) string {
 // createNodes registers the workload cluster's kwok nodes, one per zone.
 func createNodes(ctx context.Context, c *Cluster) error {
 	spec := c.Workload
+	allocatable := NodeAllocatable
+	if spec.Allocatable != nil {
+		allocatable = spec.Allocatable
+	}
 	for i := range spec.Nodes {
 		name := NodeName(c.Name, i)
 		node := &corev1.Node{
@@ -72,8 +76,8 @@ func createNodes(ctx context.Context, c *Cluster) error {
 				},
 			},
 			Status: corev1.NodeStatus{
-				Capacity:    NodeAllocatable.DeepCopy(),
-				Allocatable: NodeAllocatable.DeepCopy(),
+				Capacity:    allocatable.DeepCopy(),
+				Allocatable: allocatable.DeepCopy(),
 				NodeInfo:    corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "kwok"},
 			},
 		}

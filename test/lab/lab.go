@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // FlotillaGroup is the group of flotilla's client certificates; deploy/rbac binds its roles to it.
@@ -25,6 +27,8 @@ type WorkloadSpec struct {
 	Region string   `json:"region"`
 	Zones  []string `json:"zones"` // one node per zone, cycling when Nodes exceeds len(Zones)
 	Nodes  int      `json:"nodes"`
+	// Allocatable of each node; nil means NodeAllocatable.
+	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
 }
 
 // DefaultWorkloads are the four clusters of the tutorial: two in us-west-2 and two in eu-west-3, each

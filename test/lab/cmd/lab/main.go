@@ -2,6 +2,7 @@
 //
 //	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3]
 //	lab down [--dir .lab]
+//	lab status [--dir .lab]   (processes and their memory)
 //	lab binaries   (build the control-plane binaries into .cache/ if missing)
 package main
 
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -36,6 +38,8 @@ func main() {
 		err = up(*dir, *workloads, *nodes)
 	case "down":
 		err = down(*dir)
+	case "status":
+		err = status(*dir)
 	case "binaries":
 		_, err = lab.Binaries()
 	default:
@@ -48,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lab up|down|binaries [--dir .lab] [--workloads name=region,...] [--nodes N]")
+	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N]")
 	os.Exit(2)
 }
 
@@ -138,5 +142,29 @@ func down(dir string) error {
 		return err
 	}
 	fmt.Printf("Lab in %s stopped.\n", dir)
+	return nil
+}
+
+func status(dir string) error {
+	l, err := lab.Load(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Printf("No lab in %s.\n", dir)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	total, byProcess, err := l.ResidentMemory()
+	if err != nil {
+		return fmt.Errorf("the lab is not (fully) running: %w", err)
+	}
+	names := make([]string, 0, len(byProcess))
+	for name := range byProcess {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Printf("%-40s %6d MiB\n", name, byProcess[name]>>20)
+	}
+	fmt.Printf("%-40s %6d MiB resident in %d processes\n", "total", total>>20, len(names))
 	return nil
 }
