@@ -106,9 +106,13 @@ func TestCordonedWorkloadNodeLeavesCapacity(t *testing.T) {
 	c := shared.Workload("eu-west-3-0")
 	ctx := testContext(t, 2*time.Minute)
 	before := allocatableOf(virtualNodeOf(ctx, t, c.Name), corev1.ResourceCPU)
-	share := lab.NodeAllocatable[corev1.ResourceCPU]
-
 	workloadNode := lab.NodeName(c.Name, 0)
+	wn, err := c.Client.CoreV1().Nodes().Get(ctx, workloadNode, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := allocatableOf(wn, corev1.ResourceCPU)
+
 	setUnschedulable(ctx, t, c, workloadNode, true)
 	t.Cleanup(func() { setUnschedulable(context.Background(), t, c, workloadNode, false) })
 	awaitAllocatableCPU(t, c.Name, minus(before, share.String()))

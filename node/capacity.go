@@ -1,0 +1,80 @@
+package node
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
+)
+
+// alwaysReported are the resources the virtual node reports even when no workload node offers them, so that
+// `kubectl describe node` shows a cluster with no schedulable node as 0 rather than as not reporting.
+var alwaysReported = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods}
+
+// resources sums what the workload cluster can run: the capacity and allocatable of every Ready, schedulable
+// node (a cordoned or NotReady node takes no new pods, so its share must not attract any), with allocatable
+// lowered by the requests of the pods already bound to those nodes. Pods own selects flotilla's own
+// delegates: the management scheduler already counts them through their proxy pods, so subtracting them too
+// would count them twice. Terminal pods hold nothing. Every resource name counts (cpu, memory, pods,
+// ephemeral-storage, hugepages, extended resources), and no value goes below zero.
+func resources(nodes []*corev1.Node, pods []*corev1.Pod, own labels.Selector) (capacity, allocatable corev1.ResourceList) {
+	capacity, allocatable = corev1.ResourceList{}, corev1.ResourceList{}
+	counted := map[string]bool{}
+	for _, n := range nodes {
+		if !isReady(n) || n.Spec.Unschedulable {
+			continue
+		}
+		counted[n.Name] = true
+		add(capacity, n.Status.Capacity)
+		add(allocatable, n.Status.Allocatable)
+	}
+
+	for _, p := range pods {
+		if !counted[p.Spec.NodeName] || isTerminal(p) || own.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		subtract(allocatable, podRequests(p))
+	}
+
+	for _, list := range []corev1.ResourceList{capacity, allocatable} {
+		for _, name := range alwaysReported {
+			if _, ok := list[name]; !ok {
+				list[name] = resource.Quantity{Format: resource.DecimalSI}
+			}
+		}
+	}
+	return capacity, allocatable
+}
+
+// podRequests is what a pod holds on its node, computed the way the kubelet and scheduler do (init
+// containers, sidecars, pod overhead, pod-level resources, in-place resizes), plus the one pod slot it takes.
+func podRequests(p *corev1.Pod) corev1.ResourceList {
+	requests := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{UseStatusResources: true})
+	requests[corev1.ResourcePods] = *resource.NewQuantity(1, resource.DecimalSI)
+	return requests
+}
+
+// add adds every quantity of more to sum.
+func add(sum, more corev1.ResourceList) {
+	for name, q := range more {
+		total := sum[name]
+		total.Add(q)
+		sum[name] = total
+	}
+}
+
+// subtract lowers the resources list offers by used, clamping at zero. Resources list doesn't offer are left
+// out rather than reported as zero, since no node had them to begin with.
+func subtract(list, used corev1.ResourceList) {
+	for name, q := range used {
+		left, ok := list[name]
+		if !ok {
+			continue
+		}
+		left.Sub(q)
+		if left.Sign() < 0 {
+			left = resource.Quantity{Format: left.Format}
+		}
+		list[name] = left
+	}
+}

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// equalResources compares resource lists by value ("1000m" equals "1") and by their set of names.
+func equalResources(a, b corev1.ResourceList) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, qa := range a {
+		qb, ok := b[name]
+		if !ok || qa.Cmp(qb) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestResources(t *testing.T) {
+	own := labels.SelectorFromSet(labels.Set{"flotilla.io/node": "vn"})
+	three := []*corev1.Node{wnode("a"), wnode("b"), wnode("c")}
+	threeLab := rl("cpu", "12", "memory", "48Gi", "pods", "330", "ephemeral-storage", "300Gi")
+	withLabel := func(k, v string) func(*corev1.Pod) { return func(p *corev1.Pod) { p.Labels[k] = v } }
+	inPhase := func(phase corev1.PodPhase) func(*corev1.Pod) { return func(p *corev1.Pod) { p.Status.Phase = phase } }
+
+	for _, tc := range []struct {
+		name                         string
+		nodes                        []*corev1.Node
+		pods                         []*corev1.Pod
+		wantCapacity, wantAllocatble corev1.ResourceList
+	}{
+		{
+			name:           "sums Ready schedulable nodes",
+			nodes:          three,
+			wantCapacity:   threeLab,
+			wantAllocatble: threeLab,
+		},
+		{
+			name:           "NotReady and cordoned nodes don't count",
+			nodes:          []*corev1.Node{wnode("a"), wnode("b", notReady), wnode("c", cordoned)},
+			wantCapacity:   lab,
+			wantAllocatble: lab,
+		},
+		{
+			name: "capacity and allocatable are summed separately",
+			nodes: []*corev1.Node{wnode("a", func(n *corev1.Node) {
+				n.Status.Allocatable = rl("cpu", "3500m", "memory", "15Gi", "pods", "110")
+			})},
+			wantCapacity:   lab,
+			wantAllocatble: rl("cpu", "3500m", "memory", "15Gi", "pods", "110"),
+		},
+		{
+			name:           "a foreign pod takes its requests and a pod slot",
+			nodes:          three,
+			pods:           []*corev1.Pod{wpod("p", "a", rl("cpu", "1", "memory", "1Gi", "ephemeral-storage", "1Gi"))},
+			wantCapacity:   threeLab,
+			wantAllocatble: rl("cpu", "11", "memory", "47Gi", "pods", "329", "ephemeral-storage", "299Gi"),
+		},
+		{
+			name:           "a pod without requests still takes a slot",
+			nodes:          three,
+			pods:           []*corev1.Pod{wpod("p", "a", nil)},
+			wantCapacity:   threeLab,
+			wantAllocatble: rl("cpu", "12", "memory", "48Gi", "pods", "329", "ephemeral-storage", "300Gi"),
+		},
+		{
+			name:           "our own delegates are counted by their proxies, not here",
+			nodes:          three,
+			pods:           []*corev1.Pod{wpod("p", "a", rl("cpu", "1"), withLabel("flotilla.io/node", "vn"))},
+			wantCapacity:   threeLab,
+			wantAllocatble: threeLab,
+		},
+		{
+			name:           "another virtual node's delegates are foreign",
+			nodes:          three,
+			pods:           []*corev1.Pod{wpod("p", "a", rl("cpu", "1"), withLabel("flotilla.io/node", "other"))},
+			wantCapacity:   threeLab,
+			wantAllocatble: rl("cpu", "11", "memory", "48Gi", "pods", "329", "ephemeral-storage", "300Gi"),
+		},
+		{
+			name:  "terminal pods hold nothing",
+			nodes: three,
+			pods: []*corev1.Pod{
+				wpod("done", "a", rl("cpu", "1"), inPhase(corev1.PodSucceeded)),
+				wpod("failed", "a", rl("cpu", "1"), inPhase(corev1.PodFailed)),
+			},
+			wantCapacity:   threeLab,
+			wantAllocatble: threeLab,
+		},
+		{
+			name:           "pending pods hold their requests once bound",
+			nodes:          three,
+			pods:           []*corev1.Pod{wpod("p", "a", rl("cpu", "1"), inPhase(corev1.PodPending))},
+			wantCapacity:   threeLab,
+			wantAllocatble: rl("cpu", "11", "memory", "48Gi", "pods", "329", "ephemeral-storage", "300Gi"),
+		},
+		{
+			name:  "pods on nodes that don't count, or on none, take nothing",
+			nodes: []*corev1.Node{wnode("a"), wnode("b", cordoned), wnode("c", notReady)},
+			pods: []*corev1.Pod{
+				wpod("cordoned", "b", rl("cpu", "1")),
+				wpod("notready", "c", rl("cpu", "1")),
+				wpod("unbound", "", rl("cpu", "1")),
+				wpod("elsewhere", "z", rl("cpu", "1")),
+			},
+			wantCapacity:   lab,
+			wantAllocatble: lab,
+		},
+		{
+			name:  "init containers, sidecars and overhead count as the kubelet counts them",
+			nodes: []*corev1.Node{wnode("a")},
+			pods: []*corev1.Pod{wpod("p", "a", rl("cpu", "1"), func(p *corev1.Pod) {
+				always := corev1.ContainerRestartPolicyAlways
+				p.Spec.InitContainers = []corev1.Container{
+					// A sidecar runs alongside the containers: its 500m adds to theirs.
+					{Name: "sidecar", RestartPolicy: &always, Resources: corev1.ResourceRequirements{Requests: rl("cpu", "500m")}},
+					// A plain init container runs alone, with the sidecar before it: max(2+0.5, 1+0.5).
+					{Name: "init", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "2")}},
+				}
+				p.Spec.Overhead = rl("cpu", "250m")
+			})},
+			wantCapacity:   lab,
+			wantAllocatble: rl("cpu", "1250m", "memory", "16Gi", "pods", "109", "ephemeral-storage", "100Gi"),
+		},
+		{
+			name: "every resource name counts",
+			nodes: []*corev1.Node{
+				wnode("a", offering(rl("cpu", "4", "memory", "16Gi", "pods", "110", "nvidia.com/gpu", "2", "hugepages-2Mi", "1Gi"))),
+				wnode("b", offering(rl("cpu", "4", "memory", "16Gi", "pods", "110", "nvidia.com/gpu", "4"))),
+			},
+			pods:         []*corev1.Pod{wpod("p", "a", rl("nvidia.com/gpu", "1", "hugepages-2Mi", "512Mi"))},
+			wantCapacity: rl("cpu", "8", "memory", "32Gi", "pods", "220", "nvidia.com/gpu", "6", "hugepages-2Mi", "1Gi"),
+			wantAllocatble: rl("cpu", "8", "memory", "32Gi", "pods", "219", "nvidia.com/gpu", "5",
+				"hugepages-2Mi", "512Mi"),
+		},
+		{
+			name:           "requests for resources no node offers add nothing",
+			nodes:          []*corev1.Node{wnode("a")},
+			pods:           []*corev1.Pod{wpod("p", "a", rl("example.com/dongle", "1"))},
+			wantCapacity:   lab,
+			wantAllocatble: rl("cpu", "4", "memory", "16Gi", "pods", "109", "ephemeral-storage", "100Gi"),
+		},
+		{
+			name:  "never below zero",
+			nodes: []*corev1.Node{wnode("a", offering(rl("cpu", "1", "memory", "1Gi", "pods", "1")))},
+			pods: []*corev1.Pod{
+				wpod("p", "a", rl("cpu", "750m", "memory", "1Gi")),
+				wpod("q", "a", rl("cpu", "750m", "memory", "1Gi")),
+			},
+			wantCapacity:   rl("cpu", "1", "memory", "1Gi", "pods", "1"),
+			wantAllocatble: rl("cpu", "0", "memory", "0", "pods", "0"),
+		},
+		{
+			name:           "no schedulable node reports zero cpu, memory and pods",
+			nodes:          []*corev1.Node{wnode("a", notReady)},
+			wantCapacity:   rl("cpu", "0", "memory", "0", "pods", "0"),
+			wantAllocatble: rl("cpu", "0", "memory", "0", "pods", "0"),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			capacity, allocatable := resources(tc.nodes, tc.pods, own)
+			if !equalResources(capacity, tc.wantCapacity) {
+				t.Errorf("capacity = %v, want %v", capacity, tc.wantCapacity)
+			}
+			if !equalResources(allocatable, tc.wantAllocatble) {
+				t.Errorf("allocatable = %v, want %v", allocatable, tc.wantAllocatble)
+			}
+		})
+	}
+}
+
+func TestResourcesLeavesInputsAlone(t *testing.T) {
+	n := wnode("a")
+	resources([]*corev1.Node{n}, []*corev1.Pod{wpod("p", "a", rl("cpu", "1"))}, labels.Nothing())
+	if !equalResources(n.Status.Allocatable, lab) {
+		t.Errorf("workload node's allocatable changed to %v", n.Status.Allocatable)
+	}
+}

@@ -1,0 +1,66 @@
+// Package node keeps the virtual node that stands for one workload cluster in the management cluster.
+//
+// The rules that say what the node looks like (labels, capacity, conditions, the whole object) are pure
+// functions over an observation of the workload cluster, each in its own file with a table test. The
+// Controller gathers that observation from informer caches and a /readyz prober and hands the result to
+// virtual-kubelet's node controller, which registers the node, renews its lease and patches its status.
+package node
+
+import (
+	"regexp"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Names other parts of flotilla, its tests and users' scripts rely on (see DESIGN.md, "Names and labels").
+const (
+	// LabelCluster names the workload cluster a virtual node stands for.
+	LabelCluster = "flotilla.io/cluster"
+
+	// TaintKey and TaintValue make up the NoSchedule taint a virtual node carries when Config.Taint is set, so
+	// that only pods that opt in (by tolerating it) are sent to a workload cluster.
+	TaintKey   = "virtual-kubelet.io/provider"
+	TaintValue = "flotilla"
+
+	// AnnotationWorkloadServer is the workload apiserver's URL, so an operator can tell where a node points.
+	AnnotationWorkloadServer = "flotilla.io/workload-server"
+	// AnnotationWorkloadNodes and AnnotationWorkloadNodesReady count the workload cluster's nodes, all and
+	// Ready; they are absent until the node cache has synced.
+	AnnotationWorkloadNodes      = "flotilla.io/workload-nodes"
+	AnnotationWorkloadNodesReady = "flotilla.io/workload-nodes-ready"
+
+	// Reasons of the virtual node's Ready condition.
+	ReasonClusterReady       = "ClusterReady"
+	ReasonClusterUnreachable = "ClusterUnreachable"
+	ReasonNoReadyNodes       = "NoReadyNodes"
+)
+
+// DefaultExcludeLabels matches the workload node label keys that must not be copied to the virtual node even
+// when all workload nodes agree on them: labels that name one machine (hostname), describe a machine's role
+// or its load-balancer membership rather than the cluster's placement, deprecated beta aliases, the
+// simulator's own bookkeeping, and flotilla's own domain, so a workload cluster cannot spoof the labels
+// flotilla sets.
+var DefaultExcludeLabels = regexp.MustCompile(`^(` +
+	`kubernetes\.io/hostname` +
+	`|node-role\.kubernetes\.io/.*` +
+	`|node\.kubernetes\.io/exclude-.*` +
+	`|beta\.kubernetes\.io/.*` +
+	`|kwok\.x-k8s\.io/.*` +
+	`|(.+\.)?flotilla\.io/.*` +
+	`)$`)
+
+// BaseLabels are the labels every virtual node carries whatever its workload nodes say; they win over any
+// label copied from the workload cluster.
+func BaseLabels(nodeName, clusterName string) map[string]string {
+	return map[string]string{
+		"type":               "virtual-kubelet",
+		"kubernetes.io/role": "cluster",
+		LabelCluster:         clusterName,
+		corev1.LabelHostname: nodeName,
+	}
+}
+
+// Taint is the taint a virtual node is registered with when Config.Taint is set.
+func Taint() corev1.Taint {
+	return corev1.Taint{Key: TaintKey, Value: TaintValue, Effect: corev1.TaintEffectNoSchedule}
+}

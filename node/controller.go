@@ -1,0 +1,404 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Config says which virtual node to keep and how.
+type Config struct {
+	// NodeName is the virtual node's name; ClusterName the workload cluster's, for the flotilla.io/cluster
+	// label (empty means NodeName).
+	NodeName, ClusterName string
+	// ExcludeLabels matches workload node label keys never copied to the virtual node; nil means
+	// DefaultExcludeLabels. It is matched as written, so anchor it to match whole keys.
+	ExcludeLabels *regexp.Regexp
+	// Taint registers the node with Taint(), so only pods that tolerate it are sent to the workload cluster.
+	Taint bool
+	// InternalIP and KubeletPort are where the management apiserver reaches flotilla's kubelet API.
+	InternalIP  string
+	KubeletPort int32
+	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
+	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
+	ProbeInterval, ProbeTimeout time.Duration
+	// OwnPods selects the workload pods that are this node's own delegates: their proxies already hold their
+	// share of the virtual node, so they are not subtracted from allocatable. nil selects none.
+	OwnPods labels.Selector
+}
+
+const (
+	// DefaultProbeInterval and DefaultProbeTimeout notice a workload apiserver that stopped answering within
+	// about three seconds, at one cheap request every two.
+	DefaultProbeInterval = 2 * time.Second
+	DefaultProbeTimeout  = time.Second
+
+	// settleDelay coalesces a burst of informer events (a rollout, a node flapping) into one derivation and
+	// at most one status update, while keeping a change's way to the node well under two seconds.
+	settleDelay = 400 * time.Millisecond
+
+	// podsByNode indexes the pod cache by node, so a derivation reads the pods of each workload node
+	// instead of scanning every pod.
+	podsByNode = "spec.nodeName"
+	// activePods keeps terminal pods, which hold no resources, out of the cache altogether.
+	activePods = "status.phase!=" + string(corev1.PodSucceeded) + ",status.phase!=" + string(corev1.PodFailed)
+)
+
+// Controller keeps the virtual node current. It is virtual-kubelet's node.NodeProvider: it hands the node
+// controller the full desired labels, annotations and status whenever they change, and virtual-kubelet
+// patches them onto the node with a three-way merge that keeps labels others added by hand.
+type Controller struct {
+	cfg  Config
+	host string
+
+	factory     informers.SharedInformerFactory
+	nodes       corelisters.NodeLister
+	pods        cache.Indexer
+	cachesReady []cache.InformerSynced
+	synced      atomic.Bool
+	started     atomic.Bool
+
+	// readyz and serverVersion ask the workload apiserver; they are fields so tests can stand in for it.
+	readyz        func(context.Context) error
+	serverVersion func(context.Context) (string, error)
+
+	// changed holds one pending "something changed" signal; more signals before a derivation coalesce.
+	changed chan struct{}
+	// outbox holds the one node waiting to be handed to virtual-kubelet; a newer node replaces it.
+	outbox chan *corev1.Node
+
+	mu       sync.Mutex
+	probed   bool
+	probeErr error
+	version  string
+	current  *corev1.Node       // the last derived node
+	notify   func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
+	sent     *corev1.Node       // the last node handed to notify; nil makes the next derivation send
+}
+
+// NewController prepares a controller for the workload cluster reached through workload, whose apiserver
+// URL is workloadHost (shown on the node, so any credentials in it are removed). It does not contact the
+// cluster; Run does.
+func NewController(cfg Config, workload kubernetes.Interface, workloadHost string) (*Controller, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("node name is empty")
+	}
+	if workload == nil {
+		return nil, errors.New("no workload cluster client")
+	}
+	if cfg.InternalIP != "" && net.ParseIP(cfg.InternalIP) == nil {
+		return nil, fmt.Errorf("internal IP %q is not an IP address", cfg.InternalIP)
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = cfg.NodeName
+	}
+	if cfg.ExcludeLabels == nil {
+		cfg.ExcludeLabels = DefaultExcludeLabels
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.OwnPods == nil {
+		cfg.OwnPods = labels.Nothing()
+	}
+
+	factory := informers.NewSharedInformerFactoryWithOptions(workload, 0, informers.WithTransform(dropManagedFields))
+	nodes := factory.Core().V1().Nodes()
+	pods := factory.InformerFor(&corev1.Pod{}, newActivePodInformer)
+	c := &Controller{
+		cfg:         cfg,
+		host:        withoutCredentials(workloadHost),
+		factory:     factory,
+		nodes:       nodes.Lister(),
+		pods:        pods.GetIndexer(),
+		cachesReady: []cache.InformerSynced{nodes.Informer().HasSynced, pods.HasSynced},
+		changed:     make(chan struct{}, 1),
+		outbox:      make(chan *corev1.Node, 1),
+	}
+	onChange := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.kick() },
+		UpdateFunc: func(_, _ any) { c.kick() },
+		DeleteFunc: func(any) { c.kick() },
+	}
+	for _, informer := range []cache.SharedIndexInformer{nodes.Informer(), pods} {
+		if _, err := informer.AddEventHandler(onChange); err != nil {
+			return nil, fmt.Errorf("watching workload cluster: %w", err)
+		}
+	}
+
+	apiserver := workload.Discovery().RESTClient()
+	c.readyz = func(ctx context.Context) error {
+		return apiserver.Get().AbsPath("/readyz").Do(ctx).Error()
+	}
+	// Discovery().ServerVersion() takes no context and waits up to its client's timeout, which would stall
+	// the prober on a frozen apiserver; this is the same request, bounded by ctx.
+	c.serverVersion = func(ctx context.Context) (string, error) {
+		body, err := apiserver.Get().AbsPath("/version").Do(ctx).Raw()
+		if err != nil {
+			return "", err
+		}
+		var info version.Info
+		if err := json.Unmarshal(body, &info); err != nil {
+			return "", fmt.Errorf("decoding /version: %w", err)
+		}
+		return info.GitVersion, nil
+	}
+
+	c.current = desiredNode(cfg, c.host, observation{}, nil, time.Now())
+	return c, nil
+}
+
+// Node returns the virtual node as flotilla currently wants it. Before Run has heard from the workload
+// cluster that is the object to register: base labels, the taint, and NotReady waiting for the first probe.
+func (c *Controller) Node() *corev1.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current.DeepCopy()
+}
+
+// Ping always succeeds: it is about flotilla itself, which is alive if it answers. The workload cluster's
+// health goes into the Ready condition instead, because virtual-kubelet stops renewing the lease and sending
+// status while Ping fails, and fails to start when the first ping fails.
+func (c *Controller) Ping(context.Context) error {
+	return nil
+}
+
+// NotifyNodeStatus registers virtual-kubelet's callback; the current node is sent to it right away and every
+// changed node after that. It does not block.
+func (c *Controller) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+	c.mu.Lock()
+	c.notify, c.sent = cb, nil
+	c.mu.Unlock()
+	c.kick()
+}
+
+// Run watches the workload cluster's nodes and pods, probes its apiserver, and keeps the node current until
+// ctx is done. It does not wait for the workload cluster: while it is unreachable the node says so, and the
+// informers keep retrying on their own.
+func (c *Controller) Run(ctx context.Context) error {
+	if c.started.Swap(true) {
+		return errors.New("node controller already running")
+	}
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if cache.WaitForCacheSync(ctx.Done(), c.cachesReady...) {
+			c.synced.Store(true)
+			c.kick()
+		}
+	})
+	wg.Go(func() { wait.NonSlidingUntilWithContext(ctx, c.probe, c.cfg.ProbeInterval) })
+	// Not waited for: virtual-kubelet's callback may block forever once its node controller has stopped.
+	go c.deliver(ctx)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.changed:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(settleDelay):
+		}
+		// Signals that came while settling are covered by this derivation: caches are updated before their
+		// event handlers run.
+		select {
+		case <-c.changed:
+		default:
+		}
+		c.sync(ctx)
+	}
+}
+
+// kick signals a change without blocking; a signal already pending covers this one.
+func (c *Controller) kick() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// probe asks the workload apiserver whether it is ready, and for its version the first time it is.
+func (c *Controller) probe(ctx context.Context) {
+	err := withTimeout(ctx, c.cfg.ProbeTimeout, c.readyz)
+	if ctx.Err() != nil {
+		return // shutting down; the failure is ours, not the cluster's
+	}
+	var version string
+	if err == nil && c.needVersion() {
+		verr := withTimeout(ctx, c.cfg.ProbeTimeout, func(ctx context.Context) (verr error) {
+			version, verr = c.serverVersion(ctx)
+			return verr
+		})
+		if verr != nil {
+			log.G(ctx).WithError(verr).Warn("Cannot read the workload apiserver's version; will retry")
+		}
+	}
+
+	c.mu.Lock()
+	wasProbed, wasReachable := c.probed, c.probed && c.probeErr == nil
+	changed := !wasProbed || errorText(err) != errorText(c.probeErr) || version != ""
+	c.probed, c.probeErr = true, err
+	if version != "" {
+		c.version = version
+	}
+	c.mu.Unlock()
+
+	switch {
+	case err != nil && (wasReachable || !wasProbed):
+		log.G(ctx).WithError(err).Warn("Workload cluster is unreachable")
+	case err == nil && !wasReachable:
+		log.G(ctx).WithField("version", version).Info("Workload cluster is reachable")
+	}
+	if changed {
+		c.kick()
+	}
+}
+
+func (c *Controller) needVersion() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version == ""
+}
+
+// sync derives the node from the current observation and hands it to virtual-kubelet if it changed.
+func (c *Controller) sync(ctx context.Context) {
+	obs, err := c.observe()
+	if err != nil {
+		log.G(ctx).WithError(err).Error("Cannot read the workload cluster cache")
+		return
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.current = desiredNode(c.cfg, c.host, obs, c.current.Status.Conditions, time.Now())
+	if c.notify == nil || equality.Semantic.DeepEqual(c.current, c.sent) {
+		return
+	}
+	c.sent = c.current
+	// The only sender is here, under c.mu, so after taking out a stale node there is room for this one.
+	select {
+	case <-c.outbox:
+	default:
+	}
+	// virtual-kubelet keeps the node it is given and stamps heartbeats into it: give it its own copy.
+	c.outbox <- c.current.DeepCopy()
+}
+
+// observe reads the probe results and, once synced, the caches.
+func (c *Controller) observe() (observation, error) {
+	c.mu.Lock()
+	obs := observation{probed: c.probed, probeErr: c.probeErr, version: c.version}
+	c.mu.Unlock()
+	if !c.synced.Load() {
+		return obs, nil
+	}
+
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return obs, err
+	}
+	for _, n := range nodes {
+		bound, err := c.pods.ByIndex(podsByNode, n.Name)
+		if err != nil {
+			return obs, err
+		}
+		for _, p := range bound {
+			obs.pods = append(obs.pods, p.(*corev1.Pod))
+		}
+	}
+	obs.synced, obs.nodes = true, nodes
+	return obs, nil
+}
+
+// deliver hands nodes from the outbox to virtual-kubelet's callback, which blocks while the node controller
+// is busy sending the previous one; the outbox meanwhile keeps only the newest node.
+func (c *Controller) deliver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-c.outbox:
+			c.mu.Lock()
+			notify := c.notify
+			c.mu.Unlock()
+			notify(n)
+		}
+	}
+}
+
+// newActivePodInformer watches the workload cluster's pods that are not terminal, indexed by node.
+func newActivePodInformer(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+	return coreinformers.NewFilteredPodInformer(client, metav1.NamespaceAll, resync,
+		cache.Indexers{podsByNode: podNodeName},
+		func(o *metav1.ListOptions) { o.FieldSelector = activePods })
+}
+
+func podNodeName(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+		return []string{p.Spec.NodeName}, nil
+	}
+	return nil, nil
+}
+
+// dropManagedFields trims cached objects of their field-ownership records, often the larger part of a pod,
+// which flotilla never reads.
+func dropManagedFields(obj any) (any, error) {
+	if o, err := meta.Accessor(obj); err == nil {
+		o.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// withTimeout calls f with ctx bounded by d.
+func withTimeout(ctx context.Context, d time.Duration, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx)
+}
+
+// withoutCredentials removes user information from a URL; anything that doesn't parse as one is kept as is.
+func withoutCredentials(host string) string {
+	u, err := url.Parse(host)
+	if err != nil || u.User == nil {
+		return host
+	}
+	u.User = nil
+	return u.String()
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,296 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// workload stands in for the workload apiserver's /readyz and /version.
+type workload struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (w *workload) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err = err
+}
+
+func (w *workload) readyz(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// harness runs a Controller against a fake workload cluster and collects what it hands virtual-kubelet.
+type harness struct {
+	c      *Controller
+	client *fake.Clientset
+	api    *workload
+	sent   chan *corev1.Node
+	done   chan error
+}
+
+func newHarness(t *testing.T, probeErr error, objs ...corev1.Node) *harness {
+	t.Helper()
+	client := fake.NewClientset()
+	for i := range objs {
+		if _, err := client.CoreV1().Nodes().Create(context.Background(), &objs[i], metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := NewController(Config{
+		NodeName: "vn", ClusterName: "cl", Taint: true, InternalIP: "10.0.0.7", KubeletPort: 10250,
+		ProbeInterval: 50 * time.Millisecond, ProbeTimeout: 20 * time.Millisecond,
+		OwnPods: labels.SelectorFromSet(labels.Set{"flotilla.io/node": "vn"}),
+	}, client, "https://admin:secret@workload:6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{c: c, client: client, api: &workload{err: probeErr}, sent: make(chan *corev1.Node, 100), done: make(chan error, 1)}
+	c.readyz = h.api.readyz
+	c.serverVersion = func(context.Context) (string, error) { return "v1.35.4", nil }
+	return h
+}
+
+// run starts the controller; the test stops it and checks Run returned nil promptly.
+func (h *harness) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { h.done <- h.c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return after its context was cancelled")
+		}
+	})
+}
+
+func (h *harness) notify() {
+	h.c.NotifyNodeStatus(context.Background(), func(n *corev1.Node) { h.sent <- n })
+}
+
+// await returns the first node handed over that satisfies ok.
+func (h *harness) await(t *testing.T, what string, ok func(*corev1.Node) bool) *corev1.Node {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case n := <-h.sent:
+			if ok(n) {
+				return n
+			}
+		case <-timeout:
+			t.Fatalf("no node %s within 5s; last derived: %+v", what, h.c.Node().Status)
+		}
+	}
+}
+
+func readyIs(status corev1.ConditionStatus, reason string) func(*corev1.Node) bool {
+	return func(n *corev1.Node) bool {
+		c := n.Status.Conditions[0]
+		return c.Type == corev1.NodeReady && c.Status == status && c.Reason == reason
+	}
+}
+
+func cpuIs(cpu string) func(*corev1.Node) bool {
+	return func(n *corev1.Node) bool {
+		q := n.Status.Allocatable[corev1.ResourceCPU]
+		return readyIs(corev1.ConditionTrue, ReasonClusterReady)(n) && q.Cmp(resource.MustParse(cpu)) == 0
+	}
+}
+
+func TestControllerFollowsTheWorkloadCluster(t *testing.T) {
+	ctx := context.Background()
+	region := labelled("topology.kubernetes.io/region", "eu-west-3")
+	h := newHarness(t, nil, *wnode("a", region), *wnode("b", region), *wnode("c", region))
+
+	registered := h.c.Node()
+	if !readyIs(corev1.ConditionFalse, ReasonClusterUnreachable)(registered) || len(registered.Spec.Taints) != 1 {
+		t.Fatalf("node to register = %+v, want NotReady and tainted", registered)
+	}
+	if err := h.c.Ping(ctx); err != nil {
+		t.Errorf("Ping = %v, want nil", err)
+	}
+
+	h.notify()
+	h.run(t)
+	n := h.await(t, "Ready with the three nodes' cpu", cpuIs("12"))
+	if n.Labels["topology.kubernetes.io/region"] != "eu-west-3" || n.Status.NodeInfo.KubeletVersion != "v1.35.4" {
+		t.Errorf("labels %v, version %q: want the region and the workload version", n.Labels, n.Status.NodeInfo.KubeletVersion)
+	}
+	if got := n.Annotations[AnnotationWorkloadServer]; got != "https://workload:6443" {
+		t.Errorf("workload server annotation = %q, want it without credentials", got)
+	}
+
+	pods := h.client.CoreV1().Pods("default")
+	foreign := wpod("foreign", "a", rl("cpu", "1"))
+	if _, err := pods.Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.await(t, "lowered by a foreign pod", cpuIs("11"))
+
+	own := wpod("own", "a", rl("cpu", "2"), func(p *corev1.Pod) { p.Labels["flotilla.io/node"] = "vn" })
+	if _, err := pods.Create(ctx, own, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pods.Delete(ctx, "foreign", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.await(t, "restored, own delegate not subtracted", cpuIs("12"))
+
+	b, err := h.client.CoreV1().Nodes().Get(ctx, "b", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Unschedulable = true
+	if _, err := h.client.CoreV1().Nodes().Update(ctx, b, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.await(t, "without the cordoned node", cpuIs("8"))
+
+	h.api.fail(errors.New("connection refused"))
+	n = h.await(t, "unreachable", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if !strings.Contains(n.Status.Conditions[0].Message, "connection refused") {
+		t.Errorf("message %q does not say why", n.Status.Conditions[0].Message)
+	}
+	h.api.fail(nil)
+	h.await(t, "Ready again", cpuIs("8"))
+	if !readyIs(corev1.ConditionTrue, ReasonClusterReady)(h.c.Node()) {
+		t.Errorf("Node() = %+v, want the current Ready node", h.c.Node().Status.Conditions[0])
+	}
+}
+
+func TestControllerSendsOnlyChanges(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	h.notify()
+	h.run(t)
+	n := h.await(t, "Ready", cpuIs("4"))
+
+	// virtual-kubelet stamps heartbeats into the node it is given; that must not touch the controller's.
+	n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Hour))
+	n.Labels["scribble"] = "x"
+
+	// A workload change that doesn't show on the virtual node (a kubelet's heartbeat, say), then twenty probes
+	// and more than one settling period with nothing else changing.
+	ctx := context.Background()
+	a, err := h.client.CoreV1().Nodes().Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Annotations = map[string]string{"heartbeat": "1"}
+	if _, err := h.client.CoreV1().Nodes().Update(ctx, a, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case again := <-h.sent:
+		t.Errorf("sent an unchanged node again: %+v", again.Status.Conditions[0])
+	case <-time.After(time.Second):
+	}
+	if cur := h.c.Node(); cur.Labels["scribble"] != "" || cur.Status.Conditions[0].LastHeartbeatTime.After(time.Now()) {
+		t.Errorf("the node handed over shares memory with the controller's")
+	}
+}
+
+func TestControllerStartsWithTheClusterDown(t *testing.T) {
+	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"))
+	h.notify()
+	h.run(t)
+	n := h.await(t, "unreachable after a probe", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if msg := n.Status.Conditions[0].Message; !strings.Contains(msg, "i/o timeout") {
+		t.Errorf("message %q, want the probe's error", msg)
+	}
+	select {
+	case err := <-h.done:
+		t.Fatalf("Run returned %v while the cluster was down", err)
+	default:
+	}
+	h.api.fail(nil)
+	h.await(t, "Ready once the cluster answers", cpuIs("4"))
+}
+
+func TestControllerSendsToALateCallback(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	h.run(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for !readyIs(corev1.ConditionTrue, ReasonClusterReady)(h.c.Node()) {
+		if time.Now().After(deadline) {
+			t.Fatal("node never became Ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.notify()
+	h.await(t, "current node on registration", cpuIs("4"))
+}
+
+func TestNewControllerRejects(t *testing.T) {
+	client := fake.NewClientset()
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		client *fake.Clientset
+	}{
+		{"no node name", Config{}, client},
+		{"no client", Config{NodeName: "vn"}, nil},
+		{"bad internal IP", Config{NodeName: "vn", InternalIP: "not-an-ip"}, client},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.client == nil {
+				_, err = NewController(tc.cfg, nil, "h")
+			} else {
+				_, err = NewController(tc.cfg, tc.client, "h")
+			}
+			if err == nil {
+				t.Error("NewController accepted it")
+			}
+		})
+	}
+}
+
+func TestNewControllerDefaults(t *testing.T) {
+	c, err := NewController(Config{NodeName: "vn"}, fake.NewClientset(), "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.ClusterName != "vn" || c.cfg.ExcludeLabels != DefaultExcludeLabels ||
+		c.cfg.ProbeInterval != DefaultProbeInterval || c.cfg.ProbeTimeout != DefaultProbeTimeout ||
+		c.cfg.OwnPods.Matches(labels.Set{}) {
+		t.Errorf("config = %+v, want defaults filled in", c.cfg)
+	}
+	if got := c.Node().Labels[LabelCluster]; got != "vn" {
+		t.Errorf("cluster label = %q, want the node name", got)
+	}
+	if len(c.Node().Spec.Taints) != 0 {
+		t.Errorf("tainted without Config.Taint")
+	}
+}
+
+func TestWithoutCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://admin:secret@10.0.0.1:6443": "https://10.0.0.1:6443",
+		"https://token@host/prefix":          "https://host/prefix",
+		"https://10.0.0.1:6443":              "https://10.0.0.1:6443",
+		"10.0.0.1:6443":                      "10.0.0.1:6443",
+		"":                                   "",
+	} {
+		if got := withoutCredentials(in); got != want {
+			t.Errorf("withoutCredentials(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+package node
+
+import (
+	"maps"
+	"regexp"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// nodeLabels is the full label set flotilla wants on the virtual node: every label the Ready workload nodes
+// carrying it agree on, minus the keys exclude matches, under the base labels. It is always the full set:
+// virtual-kubelet's three-way merge removes labels flotilla set before and no longer wants, and keeps labels
+// someone else added by hand.
+//
+// Only Ready nodes vote, so a broken node's stale labels don't take a label away from a healthy cluster. A
+// label only some nodes carry still counts when those agree (a GPU label on the GPU nodes), since the
+// workload cluster's own scheduler places the delegate on a node that has it.
+func nodeLabels(nodeName, clusterName string, nodes []*corev1.Node, exclude *regexp.Regexp) map[string]string {
+	labels := consensus(readyNodes(nodes), func(n *corev1.Node) map[string]string { return n.Labels })
+	maps.DeleteFunc(labels, func(key, _ string) bool { return exclude.MatchString(key) })
+	maps.Copy(labels, BaseLabels(nodeName, clusterName))
+	return labels
+}
+
+// consensus returns, for each key that fields reports for some node, the value every node reporting that key
+// agrees on; keys reported with different values are dropped.
+func consensus(nodes []*corev1.Node, fields func(*corev1.Node) map[string]string) map[string]string {
+	agreed := map[string]string{}
+	conflicting := map[string]bool{}
+	for _, n := range nodes {
+		for key, value := range fields(n) {
+			if conflicting[key] {
+				continue
+			}
+			if seen, ok := agreed[key]; ok && seen != value {
+				delete(agreed, key)
+				conflicting[key] = true
+				continue
+			}
+			agreed[key] = value
+		}
+	}
+	return agreed
+}
