@@ -39,6 +39,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*proc
 	if err != nil {
 		return nil, err
 	}
+	l.FlotillaMetrics[c.Name] = "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics"
 	args := append([]string{
 		"--cluster-name=" + c.Name,
 		"--management-kubeconfig=" + managementKubeconfig,

@@ -68,6 +68,8 @@ type Lab struct {
 	Management *Cluster            `json:"management"`
 	Workloads  []*Cluster          `json:"workloads"`
 	Flotillas  map[string]*process `json:"flotillas"`
+	// FlotillaMetrics is the Prometheus endpoint of each workload cluster's flotilla.
+	FlotillaMetrics map[string]string `json:"flotillaMetrics"`
 
 	attached bool
 	ca       *authority
@@ -93,7 +95,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}}
+	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}, FlotillaMetrics: map[string]string{}}
 	defer func() {
 		if err != nil {
 			_ = l.Stop()
