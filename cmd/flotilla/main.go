@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -84,16 +85,16 @@ func parseFlags(args []string) (*options, error) {
 		o.NodeName = o.ClusterName
 	}
 	var missing []string
-	for flagName, v := range map[string]string{
-		"--cluster-name": o.ClusterName, "--workload-kubeconfig": o.WorkloadKubeconfig, "--internal-ip": o.InternalIP,
-		"--tls-cert-file": o.TLSCertFile, "--tls-key-file": o.TLSKeyFile,
+	for _, required := range []struct{ flag, value string }{
+		{"--cluster-name", o.ClusterName}, {"--workload-kubeconfig", o.WorkloadKubeconfig}, {"--internal-ip", o.InternalIP},
+		{"--tls-cert-file", o.TLSCertFile}, {"--tls-key-file", o.TLSKeyFile},
 	} {
-		if v == "" {
-			missing = append(missing, flagName)
+		if required.value == "" {
+			missing = append(missing, required.flag)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing required flags: %v", missing)
+		return nil, fmt.Errorf("missing required flags: %s", strings.Join(missing, " "))
 	}
 	if _, err := regexp.Compile(o.ExcludeLabels); err != nil {
 		return nil, fmt.Errorf("--exclude-labels: %w", err)

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,9 @@ type toolchain struct {
 	dir      string            // the tools module, relative to the repository root
 	module   string            // the dependency whose version keys the cache folder
 	commands map[string]string // binary name -> Go package
+	// ldflags stamps the version into binaries built from the module proxy, which otherwise report
+	// v0.0.0-master (and kubectl would warn of skew against every server).
+	ldflags func(version string) string
 }
 
 var toolchains = []toolchain{
@@ -28,6 +32,16 @@ var toolchains = []toolchain{
 			"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
 			"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
 			"etcd":                    "go.etcd.io/etcd/server/v3",
+		},
+		ldflags: func(version string) string {
+			major, rest, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+			minor, _, _ := strings.Cut(rest, ".")
+			var flags []string
+			for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+				flags = append(flags, "-X", pkg+".gitVersion="+version, "-X", pkg+".gitMajor="+major,
+					"-X", pkg+".gitMinor="+minor, "-X", pkg+".gitTreeState=clean")
+			}
+			return strings.Join(flags, " ")
 		},
 	},
 	{
@@ -67,7 +81,14 @@ func Binaries() (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		bin := filepath.Join(cache, filepath.Base(tc.module)+"-"+version)
+		var ldflags string
+		if tc.ldflags != nil {
+			ldflags = tc.ldflags(version)
+		}
+		// The folder's name carries the version and a digest of how it was built, so a change of
+		// either builds afresh.
+		recipe := sha256.Sum256([]byte(ldflags))
+		bin := filepath.Join(cache, fmt.Sprintf("%s-%s-%x", filepath.Base(tc.module), version, recipe[:3]))
 		var missing []string
 		for name, pkg := range tc.commands {
 			paths[name] = filepath.Join(bin, name)
@@ -79,7 +100,7 @@ func Binaries() (map[string]string, error) {
 			name, pkg, _ := strings.Cut(m, "=")
 			fmt.Fprintf(os.Stderr, "lab: building %s from %s %s (first time only, several minutes)\n", name, tc.module, version)
 			tmp := paths[name] + ".tmp"
-			cmd := exec.Command("go", "build", "-o", tmp, pkg)
+			cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", tmp, pkg)
 			cmd.Dir = filepath.Join(root, tc.dir)
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {

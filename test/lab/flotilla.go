@@ -48,7 +48,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*proc
 		"--kubelet-bind-address=" + ip.String(),
 		"--tls-cert-file=" + serving.CertFile,
 		"--tls-key-file=" + serving.KeyFile,
-		"--client-ca-file=" + ca.CertFile(),
+		"--client-ca-file=" + l.ca.CertFile(),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
 	}, extraArgs...)
 	return &process{

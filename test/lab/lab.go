@@ -213,32 +213,51 @@ func (l *Lab) Workload(name string) *Cluster {
 	return nil
 }
 
-func (l *Lab) processes() []*process {
-	var ps []*process
+// tiers lists the lab's processes in the order they stop: flotillas first, then the clusters'
+// components, etcd last, so nothing logs errors about a dependency that vanished before it.
+func (l *Lab) tiers() [][]*process {
+	var flotillas, components []*process
 	for _, c := range l.Workloads {
 		if p := l.Flotillas[c.Name]; p != nil {
-			ps = append(ps, p)
+			flotillas = append(flotillas, p)
 		}
 	}
 	for _, c := range l.clusters() {
 		if c != nil {
-			ps = append(ps, c.processes()...)
+			components = append(components, c.processes()...)
 		}
 	}
+	tiers := [][]*process{flotillas, components}
 	if l.Etcd != nil {
-		ps = append(ps, l.Etcd)
+		tiers = append(tiers, []*process{l.Etcd})
+	}
+	return tiers
+}
+
+func (l *Lab) processes() []*process {
+	var ps []*process
+	for _, tier := range l.tiers() {
+		ps = append(ps, tier...)
 	}
 	return ps
 }
 
-// Stop ends every process of the lab, flotilla first and etcd last, so nothing logs errors about a
-// dependency that vanished first.
+// Stop ends every process of the lab, tier by tier, the processes of a tier concurrently.
 func (l *Lab) Stop() error {
 	var errs []error
-	for _, p := range l.processes() {
-		if err := p.stop(5 * time.Second); err != nil {
-			errs = append(errs, err)
+	var mu sync.Mutex
+	for _, tier := range l.tiers() {
+		var wg sync.WaitGroup
+		for _, p := range tier {
+			wg.Go(func() {
+				if err := p.stop(5 * time.Second); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
 		}
+		wg.Wait()
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -72,9 +73,15 @@ func (p *process) running() bool {
 			return true
 		}
 	}
-	// Not our child: signal 0 tells whether the PID exists; a zombie or a reused PID is unlikely
-	// enough for a developer's lab.
-	return syscall.Kill(p.PID, 0) == nil
+	// Not our child (a lab started by an earlier `make lab`): the PID exists and is not a zombie. An
+	// orphan's zombie lingers where the container's PID 1 does not reap, and must count as ended.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
 func (p *process) signal(sig syscall.Signal) error {
