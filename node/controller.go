@@ -196,6 +196,16 @@ func (c *Controller) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) 
 	c.kick()
 }
 
+// Resend hands the current node to virtual-kubelet again even though it did not change: after someone
+// deleted the virtual node, that status update is what makes virtual-kubelet register it again at once,
+// rather than at its next periodic update a minute later.
+func (c *Controller) Resend() {
+	c.mu.Lock()
+	c.sent = nil
+	c.mu.Unlock()
+	c.kick()
+}
+
 // Run watches the workload cluster's nodes and pods, probes its apiserver, and keeps the node current until
 // ctx is done. It does not wait for the workload cluster: while it is unreachable the node says so, and the
 // informers keep retrying on their own.

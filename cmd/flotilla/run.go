@@ -13,10 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
@@ -132,6 +134,16 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	// The virtual node itself is watched so that a deletion by hand is undone at once.
+	ownNode := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector(metav1.ObjectNameField, o.NodeName).String()
+		}))
+	if _, err := ownNode.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(any) { virtualNode.Resend() },
+	}); err != nil {
+		return err
+	}
 	stopKubeletAPI, err := serveKubeletAPI(ctx, o, management, p, pods.Lister())
 	if err != nil {
 		return err
@@ -144,6 +156,7 @@ func run(ctx context.Context, o *options) error {
 	go func() { cancel(fmt.Errorf("provider: %w", p.Run(ctx))) }()
 	podInformers.Start(ctx.Done())
 	objectInformers.Start(ctx.Done())
+	ownNode.Start(ctx.Done())
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
 
@@ -151,6 +164,7 @@ func run(ctx context.Context, o *options) error {
 	err = context.Cause(ctx)
 	podInformers.Shutdown()
 	objectInformers.Shutdown()
+	ownNode.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
 }
