@@ -104,6 +104,7 @@ func run(ctx context.Context, o *options) error {
 		ManagementPods: pods.Lister(),
 		EventRecorder:  recorder,
 		HostIP:         o.InternalIP,
+		WorkloadConfig: workloadCfg,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,62 @@
+// Package provider runs the pods the management cluster binds to a virtual node: each proxy pod becomes a
+// delegate pod in the workload cluster, and the delegate's status comes back onto the proxy.
+//
+// The rules (what a delegate looks like, which references it needs, what status a proxy shows) are pure
+// functions in delegate.go, placement.go, references.go and status.go, each with a table test. The Provider
+// applies them: virtual-kubelet's pod controller calls its PodLifecycleHandler methods (lifecycle.go), two
+// rate-limited work queues create and update delegates (sync.go) and report their status (notify.go), and a
+// collector removes delegates whose proxy is gone (orphans.go).
+package provider
+
+import (
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Labels every delegate carries besides the proxy's own (see DESIGN.md, "Names and labels"). Together they
+// say who owns a workload pod: flotilla touches only pods carrying its management identity and node name.
+const (
+	// LabelParentUID is the UID of the proxy the delegate stands for, so a delegate left over from an
+	// earlier pod of the same name is told apart from the current one.
+	LabelParentUID = "flotilla.io/parent-uid"
+	// LabelManagement is the identity of the management cluster that owns the delegate.
+	LabelManagement = "flotilla.io/management"
+	// LabelNode is the virtual node (in that management cluster) that owns the delegate.
+	LabelNode = "flotilla.io/node"
+)
+
+// Reasons of the Events flotilla records on proxies and of the status it shows on them.
+const (
+	// ReasonDelegated: the delegate was created in the workload cluster (Normal event).
+	ReasonDelegated = "Delegated"
+	// ReasonRefused: the workload apiserver rejected the delegate or a change to it (quota, admission,
+	// validation); flotilla retries with backoff.
+	ReasonRefused = "Refused"
+	// ReasonDelegationFailed: creating the delegate failed for a reason that is not the workload cluster's
+	// decision (unreachable apiserver, timeout); flotilla retries with backoff.
+	ReasonDelegationFailed = "DelegationFailed"
+	// ReasonNameConflict: a pod of the same namespace and name that flotilla does not own already exists in
+	// the workload cluster; flotilla never touches it and retries with backoff.
+	ReasonNameConflict = "NameConflict"
+	// ReasonCreateContainerConfigError: a ConfigMap or Secret the pod requires does not exist in the
+	// workload cluster (the kubelet's reason for the same situation).
+	ReasonCreateContainerConfigError = "CreateContainerConfigError"
+	// Reasons of the Events about a ConfigMap or Secret the pod references that the workload cluster lacks
+	// (virtual-kubelet's names). A mandatory one keeps the delegate from being created; an optional one
+	// does not.
+	ReasonMandatoryConfigMapNotFound = "MandatoryConfigMapNotFound"
+	ReasonMandatorySecretNotFound    = "MandatorySecretNotFound"
+	ReasonOptionalConfigMapNotFound  = "OptionalConfigMapNotFound"
+	ReasonOptionalSecretNotFound     = "OptionalSecretNotFound"
+	// ReasonDeletedInWorkloadCluster: a delegate that had started was deleted (or evicted) in the workload
+	// cluster by someone other than flotilla; its proxy ends.
+	ReasonDeletedInWorkloadCluster = "DeletedInWorkloadCluster"
+	// ReasonFailedScheduling: the workload cluster's scheduler cannot place the delegate (the
+	// kube-scheduler's own event reason).
+	ReasonFailedScheduling = "FailedScheduling"
+)
+
+// OwnDelegates selects the workload pods that are delegates of the given virtual node of the given
+// management cluster.
+func OwnDelegates(managementID, nodeName string) labels.Selector {
+	return labels.SelectorFromSet(labels.Set{LabelManagement: managementID, LabelNode: nodeName})
+}

@@ -1,0 +1,146 @@
+package provider
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/flotilla-io/flotilla/node"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// owner is the virtual node a delegate belongs to.
+type owner struct {
+	managementID string
+	nodeName     string
+	clusterName  string
+}
+
+// labels mark what flotilla creates in the workload cluster (namespaces, ServiceAccounts, copies) as this
+// virtual node's.
+func (o owner) labels() map[string]string {
+	return map[string]string{LabelManagement: o.managementID, LabelNode: o.nodeName}
+}
+
+// delegateLabels are the ownership labels of the delegate of the proxy with the given UID.
+func (o owner) delegateLabels(parentUID types.UID) map[string]string {
+	l := o.labels()
+	l[LabelParentUID] = string(parentUID)
+	return l
+}
+
+// owns reports whether a workload pod is one of this virtual node's delegates (of any proxy).
+func (o owner) owns(pod *corev1.Pod) bool {
+	return pod.Labels[LabelManagement] == o.managementID && pod.Labels[LabelNode] == o.nodeName &&
+		pod.Labels[LabelParentUID] != ""
+}
+
+// virtualNode is the virtual node as far as scheduling terms can tell it apart from workload nodes: its name
+// and the base labels only it carries. (Labels it shares with the workload nodes, such as the region, are
+// left to the workload scheduler.)
+func (o owner) virtualNode() *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:   o.nodeName,
+		Labels: node.BaseLabels(o.nodeName, o.clusterName),
+	}}
+}
+
+// parentUID is the UID of the proxy a delegate stands for.
+func parentUID(delegate *corev1.Pod) types.UID {
+	return types.UID(delegate.Labels[LabelParentUID])
+}
+
+// buildDelegate is the pod that runs proxy in the workload cluster. keepPriorityClass says whether the
+// proxy's PriorityClass exists there: the workload's Priority admission rejects a pod naming a class it does
+// not know, so without one the delegate gets the workload cluster's default priority instead.
+func buildDelegate(proxy *corev1.Pod, o owner, keepPriorityClass bool) *corev1.Pod {
+	// Only identity, labels and annotations cross over: uid, resourceVersion, ownerReferences (they name
+	// management objects), finalizers (no workload controller would remove them) and managedFields belong
+	// to the proxy, and the status is the workload cluster's to write.
+	labels := maps.Clone(proxy.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, o.delegateLabels(proxy.UID))
+	d := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   proxy.Namespace,
+			Name:        proxy.Name,
+			Labels:      labels,
+			Annotations: maps.Clone(proxy.Annotations),
+		},
+		Spec: *proxy.Spec.DeepCopy(),
+	}
+	s := &d.Spec
+	// The workload scheduler places the delegate; the virtual node's name means nothing there.
+	s.NodeName = ""
+	s.Tolerations = slices.DeleteFunc(s.Tolerations, func(t corev1.Toleration) bool { return t.Key == node.TaintKey })
+	placeInWorkload(s, o.virtualNode())
+	dropManagementToken(s)
+	// Priority, preemption policy and overhead are filled in by admission from the PriorityClass and
+	// RuntimeClass; the workload's admission rejects values that differ from what it would compute itself.
+	s.Priority = nil
+	s.PreemptionPolicy = nil
+	if !keepPriorityClass {
+		s.PriorityClassName = ""
+	}
+	s.Overhead = nil
+	// Ephemeral containers cannot be set when a pod is created.
+	s.EphemeralContainers = nil
+	return d
+}
+
+// dropManagementToken removes the volume through which the management cluster's ServiceAccount admission
+// mounted a token for the management cluster, and its mounts: the workload cluster's admission mounts its
+// own token for the ServiceAccount of the same name.
+func dropManagementToken(s *corev1.PodSpec) {
+	dropped := map[string]bool{}
+	s.Volumes = slices.DeleteFunc(s.Volumes, func(v corev1.Volume) bool {
+		dropped[v.Name] = isServiceAccountTokenVolume(v)
+		return dropped[v.Name]
+	})
+	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return dropped[m.Name] })
+		}
+	}
+}
+
+// isServiceAccountTokenVolume recognises the projected volume the ServiceAccount admission plugin adds
+// (kube-api-access-<suffix>, with a serviceAccountToken source). A volume a user named so by hand without
+// a token source is kept.
+func isServiceAccountTokenVolume(v corev1.Volume) bool {
+	return strings.HasPrefix(v.Name, "kube-api-access-") && v.Projected != nil &&
+		slices.ContainsFunc(v.Projected.Sources, func(p corev1.VolumeProjection) bool { return p.ServiceAccountToken != nil })
+}
+
+// withProxyChanges returns live with the changes of desired that Kubernetes accepts on an existing pod:
+// labels, annotations, container and init container images, activeDeadlineSeconds and added tolerations.
+// changed says whether there is anything to write.
+func withProxyChanges(live, desired *corev1.Pod) (updated *corev1.Pod, changed bool) {
+	u := live.DeepCopy()
+	u.Labels = maps.Clone(desired.Labels)
+	u.Annotations = maps.Clone(desired.Annotations)
+	setImages(u.Spec.InitContainers, desired.Spec.InitContainers)
+	setImages(u.Spec.Containers, desired.Spec.Containers)
+	u.Spec.ActiveDeadlineSeconds = desired.Spec.ActiveDeadlineSeconds
+	// Tolerations can only be added; the workload's admission may have added its own, which stay.
+	for _, t := range desired.Spec.Tolerations {
+		if !slices.ContainsFunc(u.Spec.Tolerations, func(have corev1.Toleration) bool { return equality.Semantic.DeepEqual(have, t) }) {
+			u.Spec.Tolerations = append(u.Spec.Tolerations, t)
+		}
+	}
+	return u, !equality.Semantic.DeepEqual(u, live)
+}
+
+// setImages gives each container of cs the image of the container of the same name in from.
+func setImages(cs, from []corev1.Container) {
+	for i := range cs {
+		if j := slices.IndexFunc(from, func(c corev1.Container) bool { return c.Name == cs[i].Name }); j >= 0 {
+			cs[i].Image = from[j].Image
+		}
+	}
+}

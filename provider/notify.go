@@ -1,0 +1,56 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
+)
+
+// syncStatus hands the pod controller the status one proxy should show (see proxyStatus). The pod
+// controller writes back the whole pod it is given, so the pod is the management cache's current copy with
+// only the status replaced: an older copy would undo label changes made meanwhile.
+func (p *Provider) syncStatus(ctx context.Context, key string) error {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	d, err := p.delegate(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	proxy, err := p.cfg.ManagementPods.Pods(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		if d != nil {
+			// The pod controller only takes statuses of pods in its cache; look again later. (If the proxy
+			// is really gone, the delegate is deleted meanwhile and this stops.)
+			return fmt.Errorf("proxy %s is not in the pod controller's cache", key)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d != nil && parentUID(d) != proxy.UID {
+		d = nil // an earlier pod's delegate says nothing about this one
+	}
+	status := proxyStatus(proxy, d, p.problemOf(key), statusEnv{cluster: p.cfg.ClusterName, hostIP: p.cfg.HostIP, now: time.Now()})
+	if status == nil || equality.Semantic.DeepEqual(*status, proxy.Status) {
+		return nil
+	}
+	if message, ok := newSchedulingFailure(&proxy.Status, status); ok {
+		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, ReasonFailedScheduling,
+			"workload cluster %s: %s", p.cfg.ClusterName, message)
+	}
+	pod := proxy.DeepCopy()
+	pod.Status = *status
+	p.mu.Lock()
+	notify := p.notify
+	p.mu.Unlock()
+	notify(pod)
+	return nil
+}

@@ -1,0 +1,217 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Config says which virtual node's pods to run and where.
+type Config struct {
+	// NodeName is the virtual node's name; ClusterName the workload cluster's, for messages and the
+	// flotilla.io/cluster label (empty means NodeName); ManagementID the management cluster's identity.
+	NodeName, ClusterName, ManagementID string
+	// Management and Workload are clients of the two clusters.
+	Management, Workload kubernetes.Interface
+	// ManagementPods is virtual-kubelet's lister of the pods bound to this node.
+	ManagementPods corev1listers.PodLister
+	// EventRecorder records Events on proxies.
+	EventRecorder record.EventRecorder
+	// HostIP is the virtual node's InternalIP, shown as the proxies' hostIP; empty leaves hostIP unset.
+	HostIP string
+	// WorkloadConfig, when set, lets exec, attach and port-forward reach delegates through the workload
+	// apiserver (they need a streaming transport a kubernetes.Interface does not expose). Optional.
+	WorkloadConfig *rest.Config
+}
+
+const (
+	// workers per queue: syncs wait on apiservers, not on the CPU.
+	workers = 4
+	// resync re-reports every delegate's status now and then, so a status update the pod controller gave
+	// up on (management apiserver down for a while) is not lost for good.
+	resync = time.Minute
+	// orphanInterval is how often delegates whose proxy is gone are looked for.
+	orphanInterval = time.Minute
+	// Retries back off exponentially from retryBase to retryMax: a refusal often ends when someone lifts a
+	// quota or creates a ConfigMap, so retries stay frequent enough to notice within half a minute.
+	retryBase = 500 * time.Millisecond
+	retryMax  = 30 * time.Second
+)
+
+var (
+	_ nodeutil.Provider  = (*Provider)(nil)
+	_ vknode.PodNotifier = (*Provider)(nil)
+)
+
+// Provider runs the pods bound to one virtual node as delegates in its workload cluster. It implements
+// virtual-kubelet's nodeutil.Provider and node.PodNotifier.
+type Provider struct {
+	cfg   Config
+	owner owner
+
+	informer  cache.SharedIndexInformer
+	delegates corev1listers.PodLister
+	started   time.Time
+
+	// syncs holds proxies whose delegate may need creating, updating or deleting; statuses holds proxies
+	// whose status may need reporting. Both are keyed namespace/name.
+	syncs    workqueue.TypedRateLimitingInterface[string]
+	statuses workqueue.TypedRateLimitingInterface[string]
+
+	mu       sync.Mutex
+	problems map[string]problem // why a proxy has no delegate, by key
+	notify   func(*corev1.Pod)  // the pod controller's status callback
+	notifyOn chan struct{}      // closed once notify is set
+}
+
+// New prepares a provider. It does not contact either cluster; Run does.
+func New(cfg Config) (*Provider, error) {
+	if cfg.NodeName == "" || cfg.ManagementID == "" {
+		return nil, errors.New("node name and management identity are required")
+	}
+	if cfg.Management == nil || cfg.Workload == nil || cfg.ManagementPods == nil || cfg.EventRecorder == nil {
+		return nil, errors.New("management and workload clients, the management pod lister and an event recorder are required")
+	}
+	for _, v := range []string{cfg.NodeName, cfg.ManagementID} {
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, fmt.Errorf("%q cannot be a label value: %v", v, errs)
+		}
+	}
+	if cfg.HostIP != "" && net.ParseIP(cfg.HostIP) == nil {
+		return nil, fmt.Errorf("host IP %q is not an IP address", cfg.HostIP)
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = cfg.NodeName
+	}
+	selector := OwnDelegates(cfg.ManagementID, cfg.NodeName).String()
+	informer := corev1informers.NewFilteredPodInformer(cfg.Workload, metav1.NamespaceAll, resync,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	if err := informer.SetTransform(dropManagedFields); err != nil {
+		return nil, err
+	}
+	limiter := func() workqueue.TypedRateLimiter[string] {
+		return workqueue.NewTypedItemExponentialFailureRateLimiter[string](retryBase, retryMax)
+	}
+	p := &Provider{
+		cfg:       cfg,
+		owner:     owner{managementID: cfg.ManagementID, nodeName: cfg.NodeName, clusterName: cfg.ClusterName},
+		informer:  informer,
+		delegates: corev1listers.NewPodLister(informer.GetIndexer()),
+		started:   time.Now(),
+		syncs: workqueue.NewTypedRateLimitingQueueWithConfig(limiter(),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flotilla-delegates"}),
+		statuses: workqueue.NewTypedRateLimitingQueueWithConfig(limiter(),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flotilla-statuses"}),
+		problems: map[string]problem{},
+		notifyOn: make(chan struct{}),
+	}
+	if _, err := p.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			// A new delegate is checked against its proxy once, which also catches one created for a
+			// proxy deleted meanwhile.
+			p.enqueue(obj, p.syncs, p.statuses)
+		},
+		UpdateFunc: func(_, obj any) { p.enqueue(obj, p.statuses) },
+		// A vanished delegate may end its proxy, finish its deletion or make room for a new delegate.
+		DeleteFunc: func(obj any) { p.enqueue(obj, p.syncs, p.statuses) },
+	}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Run watches the delegates and works the queues until ctx ends. Start it together with the
+// virtual-kubelet node: before its cache has synced, the provider answers the pod controller from the
+// workload apiserver directly.
+func (p *Provider) Run(ctx context.Context) error {
+	go p.informer.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), p.informer.HasSynced) {
+		return ctx.Err()
+	}
+	log.G(ctx).Info("delegate cache in sync")
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer p.statuses.ShutDown()
+	defer p.syncs.ShutDown()
+	for range workers {
+		wg.Go(func() { p.work(ctx, p.syncs, p.syncDelegate) })
+	}
+	wg.Go(func() { wait.UntilWithContext(ctx, p.collectOrphans, orphanInterval) })
+	// Statuses go to the pod controller's callback, which it registers when it starts.
+	select {
+	case <-p.notifyOn:
+		for range workers {
+			wg.Go(func() { p.work(ctx, p.statuses, p.syncStatus) })
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// NotifyPods registers the pod controller's status callback.
+func (p *Provider) NotifyPods(_ context.Context, notify func(*corev1.Pod)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.notify == nil {
+		close(p.notifyOn)
+	}
+	p.notify = notify
+}
+
+// work runs sync on the keys of q until q shuts down, retrying failures with backoff.
+func (p *Provider) work(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], sync func(context.Context, string) error) {
+	for {
+		key, shutdown := q.Get()
+		if shutdown {
+			return
+		}
+		if err := sync(ctx, key); err != nil {
+			log.G(ctx).WithField("key", key).WithError(err).Warn("will retry")
+			q.AddRateLimited(key)
+		} else {
+			q.Forget(key)
+		}
+		q.Done(key)
+	}
+}
+
+// enqueue adds the key of a pod (or of a deleted pod's tombstone) to the queues.
+func (p *Provider) enqueue(obj any, queues ...workqueue.TypedRateLimitingInterface[string]) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	for _, q := range queues {
+		q.Add(key)
+	}
+}
+
+// dropManagedFields keeps the cache small: nothing here reads managed fields.
+func dropManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}

@@ -1,0 +1,238 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// problem is why a proxy has no delegate yet; the proxy shows it until a sync succeeds.
+type problem struct {
+	reason  string
+	message string
+}
+
+// refusal is the problem an error of the workload apiserver makes: a refusal when the workload cluster
+// decided against the pod (quota, admission, validation), which only a change there or to the pod ends; a
+// failure otherwise (unreachable, overloaded), which time may end.
+func refusal(cluster string, err error) problem {
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return problem{reason: ReasonRefused, message: fmt.Sprintf("workload cluster %s refused the delegate pod: %v", cluster, err)}
+	}
+	return problem{reason: ReasonDelegationFailed, message: fmt.Sprintf("delegating to workload cluster %s failed: %v", cluster, err)}
+}
+
+// statusEnv is what a proxy's status depends on besides the two pods.
+type statusEnv struct {
+	cluster string    // the workload cluster's name, for messages
+	hostIP  string    // the virtual node's InternalIP
+	now     time.Time // when containers flotilla can no longer see are declared terminated
+}
+
+// proxyStatus is the status a proxy should show. delegate is the proxy's own delegate (nil when there is
+// none), prob what keeps flotilla from creating one (nil when nothing does). nil means there is nothing to
+// report yet, such as while the delegate is being created.
+func proxyStatus(proxy, delegate *corev1.Pod, prob *problem, env statusEnv) *corev1.PodStatus {
+	switch {
+	case isTerminal(&proxy.Status):
+		return nil // a terminal status is final, and the apiserver refuses to revive terminated containers
+	case delegate != nil:
+		return delegatedStatus(&proxy.Status, &delegate.Status, env.hostIP)
+	case proxy.DeletionTimestamp != nil:
+		// The delegate is gone and so are its containers: say so, as the kubelet does before the pod goes.
+		return terminatedStatus(&proxy.Status, env.now)
+	case lost(proxy, delegate):
+		return lostStatus(&proxy.Status, fmt.Sprintf("the delegate pod was deleted in workload cluster %s", env.cluster), env.now)
+	case prob != nil:
+		return waitingStatus(proxy, *prob, env.hostIP)
+	}
+	return nil
+}
+
+// lost reports whether the delegate of a live proxy disappeared after it had started: someone else deleted
+// or evicted it in the workload cluster. (A delegate that never started is simply created again.) The proxy's
+// startTime comes from its delegate, so this survives a restart of flotilla.
+func lost(proxy, delegate *corev1.Pod) bool {
+	return delegate == nil && proxy.DeletionTimestamp == nil && !isTerminal(&proxy.Status) && proxy.Status.StartTime != nil
+}
+
+func isTerminal(s *corev1.PodStatus) bool {
+	return s.Phase == corev1.PodSucceeded || s.Phase == corev1.PodFailed
+}
+
+// delegatedStatus is the proxy's status while it has a delegate: what the workload kubelet and scheduler
+// say, on the virtual node. The rest of the proxy's status stays: its QoS class (immutable, and the
+// workload's LimitRanges may have made the delegate's differ), observed generations (the two pods' generations
+// are unrelated), and conditions only management controllers set (such as DisruptionTarget or readiness
+// gates).
+func delegatedStatus(proxy, delegate *corev1.PodStatus, hostIP string) *corev1.PodStatus {
+	s := proxy.DeepCopy()
+	d := delegate.DeepCopy()
+	s.Phase, s.Reason, s.Message = d.Phase, d.Reason, d.Message
+	s.Conditions = mergeConditions(proxy.Conditions, d.Conditions)
+	s.PodIP, s.PodIPs = d.PodIP, d.PodIPs
+	s.StartTime = d.StartTime
+	s.InitContainerStatuses = d.InitContainerStatuses
+	s.ContainerStatuses = d.ContainerStatuses
+	setHostIP(s, hostIP)
+	return s
+}
+
+// mergeConditions takes each condition type from the delegate when it reports one and from the proxy
+// otherwise (the proxy's PodScheduled=True stands until the workload scheduler has spoken, for instance).
+func mergeConditions(proxy, delegate []corev1.PodCondition) []corev1.PodCondition {
+	out := slices.Clone(delegate)
+	for i := range out {
+		out[i].ObservedGeneration = 0
+		if c := findCondition(proxy, out[i].Type); c != nil {
+			out[i].ObservedGeneration = c.ObservedGeneration
+		}
+	}
+	for _, c := range proxy {
+		if findCondition(out, c.Type) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func findCondition(cs []corev1.PodCondition, t corev1.PodConditionType) *corev1.PodCondition {
+	if i := slices.IndexFunc(cs, func(c corev1.PodCondition) bool { return c.Type == t }); i >= 0 {
+		return &cs[i]
+	}
+	return nil
+}
+
+// setCondition replaces the condition of c's type, or adds c.
+func setCondition(s *corev1.PodStatus, c corev1.PodCondition) {
+	if have := findCondition(s.Conditions, c.Type); have != nil {
+		*have = c
+		return
+	}
+	s.Conditions = append(s.Conditions, c)
+}
+
+func setHostIP(s *corev1.PodStatus, hostIP string) {
+	s.HostIP, s.HostIPs = "", nil
+	if hostIP != "" {
+		s.HostIP, s.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	}
+}
+
+// terminatedStatus is the proxy's last status once its delegate is gone: containers not known to have
+// exited are reported as the kubelet reports containers it can no longer find, and the phase is terminal
+// (Succeeded only if every container had already exited 0), so that the pod controller and Jobs see the end.
+func terminatedStatus(proxy *corev1.PodStatus, now time.Time) *corev1.PodStatus {
+	s := proxy.DeepCopy()
+	at := metav1.NewTime(now).Rfc3339Copy()
+	succeeded := len(s.ContainerStatuses) > 0
+	for _, cs := range [][]corev1.ContainerStatus{s.InitContainerStatuses, s.ContainerStatuses} {
+		for i := range cs {
+			c := &cs[i]
+			if c.State.Terminated != nil {
+				continue
+			}
+			t := &corev1.ContainerStateTerminated{
+				ExitCode:   137,
+				Reason:     "ContainerStatusUnknown",
+				Message:    "The container could not be located when the pod was terminated",
+				FinishedAt: at,
+			}
+			if r := c.State.Running; r != nil {
+				t.StartedAt = r.StartedAt
+			}
+			c.State = corev1.ContainerState{Terminated: t}
+			c.Ready = false
+			c.Started = new(false)
+		}
+	}
+	for _, c := range s.ContainerStatuses {
+		succeeded = succeeded && c.State.Terminated.ExitCode == 0
+	}
+	s.Phase = corev1.PodFailed
+	if succeeded {
+		s.Phase = corev1.PodSucceeded
+	}
+	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
+		if c := findCondition(s.Conditions, t); c != nil && c.Status != corev1.ConditionFalse {
+			*c = corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: "PodCompleted",
+				LastTransitionTime: at, ObservedGeneration: c.ObservedGeneration}
+		}
+	}
+	return s
+}
+
+// lostStatus ends a proxy whose delegate was deleted in the workload cluster by someone else: Failed, with a
+// DisruptionTarget condition as Kubernetes sets on pods it disrupts, so that Jobs' pod failure policies and
+// users can tell a disruption from a crash.
+func lostStatus(proxy *corev1.PodStatus, message string, now time.Time) *corev1.PodStatus {
+	s := terminatedStatus(proxy, now)
+	s.Phase = corev1.PodFailed
+	s.Reason = ReasonDeletedInWorkloadCluster
+	s.Message = message
+	setCondition(s, corev1.PodCondition{
+		Type:               corev1.DisruptionTarget,
+		Status:             corev1.ConditionTrue,
+		Reason:             ReasonDeletedInWorkloadCluster,
+		Message:            message,
+		LastTransitionTime: metav1.NewTime(now).Rfc3339Copy(),
+	})
+	return s
+}
+
+// waitingStatus shows why a proxy has no delegate: Pending, with the reason both on the pod and on each
+// container's waiting state (where kubectl looks first, and where the kubelet puts
+// CreateContainerConfigError).
+func waitingStatus(proxy *corev1.Pod, prob problem, hostIP string) *corev1.PodStatus {
+	s := proxy.Status.DeepCopy()
+	s.Phase = corev1.PodPending
+	s.Reason, s.Message = prob.reason, prob.message
+	s.ContainerStatuses = nil
+	for _, c := range proxy.Spec.Containers {
+		s.ContainerStatuses = append(s.ContainerStatuses, corev1.ContainerStatus{
+			Name:  c.Name,
+			Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: prob.reason, Message: prob.message}},
+		})
+	}
+	setHostIP(s, hostIP)
+	return s
+}
+
+// newSchedulingFailure returns the workload scheduler's message when after says the pod cannot be scheduled
+// and before did not already say so with the same words, so that each new verdict gets one Event.
+func newSchedulingFailure(before, after *corev1.PodStatus) (string, bool) {
+	unschedulable := func(s *corev1.PodStatus) *corev1.PodCondition {
+		c := findCondition(s.Conditions, corev1.PodScheduled)
+		if c == nil || c.Status != corev1.ConditionFalse || c.Reason != corev1.PodReasonUnschedulable {
+			return nil
+		}
+		return c
+	}
+	a := unschedulable(after)
+	if a == nil {
+		return "", false
+	}
+	if b := unschedulable(before); b != nil && b.Message == a.Message {
+		return "", false
+	}
+	return a.Message, true
+}
+
+// proxyView is a delegate as the pod controller expects the provider to describe the pod it runs: under the
+// proxy's UID, on the virtual node, without flotilla's labels, on the virtual node's address.
+func proxyView(delegate *corev1.Pod, nodeName, hostIP string) *corev1.Pod {
+	v := delegate.DeepCopy()
+	for _, k := range []string{LabelParentUID, LabelManagement, LabelNode} {
+		delete(v.Labels, k)
+	}
+	v.UID = parentUID(delegate)
+	v.ResourceVersion = ""
+	v.Spec.NodeName = nodeName
+	setHostIP(&v.Status, hostIP)
+	return v
+}

@@ -1,0 +1,285 @@
+package provider
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func TestProxyStatus(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	at := metav1.NewTime(now.Truncate(time.Second))
+	started := metav1.NewTime(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC))
+	env := statusEnv{cluster: "eu-west-3-1", hostIP: "10.0.0.7", now: now}
+	host := []corev1.HostIP{{IP: "10.0.0.7"}}
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, ObservedGeneration: 1}
+
+	// pending is a proxy just bound to the virtual node.
+	pending := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", UID: "proxy-uid", Generation: 1},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Conditions: []corev1.PodCondition{scheduled}},
+		}
+	}
+	runningContainer := corev1.ContainerStatus{Name: "app", Image: "nginx:1", Ready: true, Started: new(true),
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}
+	// running is a proxy showing its running delegate.
+	running := func() *corev1.Pod {
+		p := pending()
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+			Conditions: []corev1.PodCondition{scheduled,
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: corev1.ContainersReady, Status: corev1.ConditionTrue}},
+			HostIP: "10.0.0.7", HostIPs: host, PodIP: "10.244.1.5", PodIPs: []corev1.PodIP{{IP: "10.244.1.5"}}, StartTime: &started,
+			ContainerStatuses: []corev1.ContainerStatus{runningContainer}}
+		return p
+	}
+	delegate := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", UID: "delegate-uid", Generation: 3},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSBurstable, ObservedGeneration: 3,
+				NominatedNodeName: "eu-west-3-1-node-b",
+				Conditions: []corev1.PodCondition{
+					{Type: corev1.PodReady, Status: corev1.ConditionTrue, ObservedGeneration: 3},
+					{Type: corev1.ContainersReady, Status: corev1.ConditionTrue},
+				},
+				HostIP: "172.18.0.3", HostIPs: []corev1.HostIP{{IP: "172.18.0.3"}},
+				PodIP: "10.244.1.5", PodIPs: []corev1.PodIP{{IP: "10.244.1.5"}}, StartTime: &started,
+				InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed"}}}},
+				ContainerStatuses:     []corev1.ContainerStatus{runningContainer},
+			},
+		}
+	}
+	deleting := func(p *corev1.Pod) *corev1.Pod {
+		p.DeletionTimestamp = &at
+		return p
+	}
+	unknown := func(startedAt metav1.Time) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "app", Image: "nginx:1", Started: new(false),
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+				Message: "The container could not be located when the pod was terminated", StartedAt: startedAt, FinishedAt: at}}}
+	}
+	notReady := func(t corev1.PodConditionType) corev1.PodCondition {
+		return corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: "PodCompleted", LastTransitionTime: at}
+	}
+
+	tests := []struct {
+		name     string
+		proxy    *corev1.Pod
+		delegate *corev1.Pod
+		problem  *problem
+		want     *corev1.PodStatus
+	}{
+		{name: "nothing to say while the delegate is being created", proxy: pending()},
+		{
+			name:     "a terminal proxy is final",
+			proxy:    func() *corev1.Pod { p := running(); p.Status.Phase = corev1.PodSucceeded; return p }(),
+			delegate: delegate(),
+		},
+		{
+			name:     "the delegate's status on the virtual node, keeping the proxy's QoS and generations",
+			proxy:    pending(),
+			delegate: delegate(),
+			want: &corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Conditions: []corev1.PodCondition{
+					{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+					{Type: corev1.ContainersReady, Status: corev1.ConditionTrue},
+					scheduled,
+				},
+				HostIP: "10.0.0.7", HostIPs: host, PodIP: "10.244.1.5", PodIPs: []corev1.PodIP{{IP: "10.244.1.5"}}, StartTime: &started,
+				InitContainerStatuses: delegate().Status.InitContainerStatuses,
+				ContainerStatuses:     []corev1.ContainerStatus{runningContainer},
+			},
+		},
+		{
+			name:  "the workload scheduler's verdict replaces the proxy's PodScheduled",
+			proxy: pending(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled,
+					Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}}}
+				return d
+			}(),
+			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, ObservedGeneration: 1,
+					Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}},
+				HostIP: "10.0.0.7", HostIPs: host},
+		},
+		{
+			name:     "the delegate's status wins over a stale problem",
+			proxy:    pending(),
+			delegate: delegate(),
+			problem:  &problem{reason: ReasonRefused, message: "no"},
+			want:     proxyStatus(pending(), delegate(), nil, env),
+		},
+		{
+			name:    "a problem shows as Pending with the reason on pod and containers",
+			proxy:   pending(),
+			problem: &problem{reason: ReasonRefused, message: "workload cluster eu-west-3-1 refused the delegate pod: exceeded quota"},
+			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Reason: ReasonRefused, Message: "workload cluster eu-west-3-1 refused the delegate pod: exceeded quota",
+				Conditions: []corev1.PodCondition{scheduled}, HostIP: "10.0.0.7", HostIPs: host,
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx:1", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+					Reason: ReasonRefused, Message: "workload cluster eu-west-3-1 refused the delegate pod: exceeded quota"}}}}},
+		},
+		{
+			name:  "a terminating proxy whose delegate is gone has its containers terminated and fails",
+			proxy: deleting(running()),
+			want: func() *corev1.PodStatus {
+				s := running().Status
+				s.Phase = corev1.PodFailed
+				s.Conditions = []corev1.PodCondition{scheduled, notReady(corev1.PodReady), notReady(corev1.ContainersReady)}
+				s.ContainerStatuses = []corev1.ContainerStatus{unknown(started)}
+				return &s
+			}(),
+		},
+		{
+			name: "a terminating proxy whose containers had all exited 0 succeeds",
+			proxy: func() *corev1.Pod {
+				p := deleting(running())
+				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
+				p.Status.ContainerStatuses[0].Ready = false
+				return p
+			}(),
+			want: func() *corev1.PodStatus {
+				s := running().Status
+				s.Phase = corev1.PodSucceeded
+				s.Conditions = []corev1.PodCondition{scheduled, notReady(corev1.PodReady), notReady(corev1.ContainersReady)}
+				s.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
+				s.ContainerStatuses[0].Ready = false
+				return &s
+			}(),
+		},
+		{
+			name:  "a terminating proxy that never ran fails without container statuses",
+			proxy: deleting(pending()),
+			want: func() *corev1.PodStatus {
+				s := pending().Status
+				s.Phase = corev1.PodFailed
+				return &s
+			}(),
+		},
+		{
+			name:  "a started proxy whose delegate vanished was disrupted",
+			proxy: running(),
+			want: func() *corev1.PodStatus {
+				s := running().Status
+				s.Phase = corev1.PodFailed
+				s.Reason = ReasonDeletedInWorkloadCluster
+				s.Message = "the delegate pod was deleted in workload cluster eu-west-3-1"
+				s.Conditions = []corev1.PodCondition{scheduled, notReady(corev1.PodReady), notReady(corev1.ContainersReady),
+					{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: ReasonDeletedInWorkloadCluster,
+						Message: "the delegate pod was deleted in workload cluster eu-west-3-1", LastTransitionTime: at}}
+				s.ContainerStatuses = []corev1.ContainerStatus{unknown(started)}
+				return &s
+			}(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := tt.proxy.DeepCopy()
+			got := proxyStatus(tt.proxy, tt.delegate, tt.problem, env)
+			if !equality.Semantic.DeepEqual(got, tt.want) {
+				t.Errorf("status differs (-want +got):\n%s", cmp.Diff(tt.want, got))
+			}
+			if !equality.Semantic.DeepEqual(tt.proxy, before) {
+				t.Errorf("the proxy was modified")
+			}
+			// Reporting is idempotent: once the proxy shows the status, there is nothing new to report.
+			if got != nil && !isTerminal(&tt.proxy.Status) {
+				again := tt.proxy.DeepCopy()
+				again.Status = *got
+				if next := proxyStatus(again, tt.delegate, tt.problem, statusEnv{cluster: env.cluster, hostIP: env.hostIP, now: now.Add(time.Minute)}); next != nil && !equality.Semantic.DeepEqual(next, got) {
+					t.Errorf("status not stable (-first +second):\n%s", cmp.Diff(got, next))
+				}
+			}
+		})
+	}
+}
+
+func TestNewSchedulingFailure(t *testing.T) {
+	status := func(cs ...corev1.PodCondition) *corev1.PodStatus { return &corev1.PodStatus{Conditions: cs} }
+	unschedulable := func(msg string) corev1.PodCondition {
+		return corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: msg}
+	}
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}
+	tests := []struct {
+		name          string
+		before, after *corev1.PodStatus
+		want          string
+		wantOK        bool
+	}{
+		{name: "no condition", before: status(), after: status()},
+		{name: "scheduled", before: status(), after: status(scheduled)},
+		{name: "newly unschedulable", before: status(scheduled), after: status(unschedulable("0/3 nodes")), want: "0/3 nodes", wantOK: true},
+		{name: "new verdict", before: status(unschedulable("0/3 nodes")), after: status(unschedulable("0/4 nodes")), want: "0/4 nodes", wantOK: true},
+		{name: "same verdict", before: status(unschedulable("0/3 nodes")), after: status(unschedulable("0/3 nodes"))},
+		{name: "scheduling gated is not a failure", before: status(), after: status(corev1.PodCondition{Type: corev1.PodScheduled,
+			Status: corev1.ConditionFalse, Reason: corev1.PodReasonSchedulingGated})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := newSchedulingFailure(tt.before, tt.after)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("newSchedulingFailure = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	pods := schema.GroupResource{Resource: "pods"}
+	tests := []struct {
+		name       string
+		err        error
+		wantReason string
+	}{
+		{"quota", apierrors.NewForbidden(pods, "web-1", errors.New("exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1")), ReasonRefused},
+		{"invalid", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{field.Required(field.NewPath("spec"), "")}), ReasonRefused},
+		{"bad request", apierrors.NewBadRequest("no"), ReasonRefused},
+		{"overloaded", apierrors.NewTooManyRequests("slow down", 1), ReasonDelegationFailed},
+		{"unreachable", errors.New("dial tcp 10.0.0.1:6443: connect: connection refused"), ReasonDelegationFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := refusal("eu-west-3-1", tt.err)
+			if got.reason != tt.wantReason {
+				t.Errorf("reason = %q, want %q", got.reason, tt.wantReason)
+			}
+			if want := tt.err.Error(); !strings.Contains(got.message, want) || !strings.Contains(got.message, "eu-west-3-1") {
+				t.Errorf("message %q should name the cluster and carry %q", got.message, want)
+			}
+		})
+	}
+}
+
+func TestProxyView(t *testing.T) {
+	d := buildDelegate(proxyPod(), testOwner, false)
+	d.UID, d.ResourceVersion = "delegate-uid", "9"
+	d.Spec.NodeName = "eu-west-3-1-node-a"
+	d.Status = corev1.PodStatus{Phase: corev1.PodRunning, HostIP: "172.18.0.3", HostIPs: []corev1.HostIP{{IP: "172.18.0.3"}}}
+	before := d.DeepCopy()
+
+	got := proxyView(d, "eu-west-3-1", "10.0.0.7")
+	want := d.DeepCopy()
+	want.UID, want.ResourceVersion = "proxy-uid", ""
+	want.Labels = map[string]string{"app": "web"}
+	want.Spec.NodeName = "eu-west-3-1"
+	want.Status.HostIP, want.Status.HostIPs = "10.0.0.7", []corev1.HostIP{{IP: "10.0.0.7"}}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("view differs (-want +got):\n%s", cmp.Diff(want, got))
+	}
+	if !equality.Semantic.DeepEqual(d, before) {
+		t.Errorf("the delegate was modified")
+	}
+}

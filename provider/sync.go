@@ -1,0 +1,319 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+)
+
+// syncDelegate makes the workload cluster agree with one proxy: it creates, adopts, updates or deletes the
+// delegate, ends the proxy when its delegate was lost, and removes a terminating proxy once its delegate
+// is gone. It runs when the pod controller creates or updates the proxy and when a delegate appears or
+// vanishes; an error retries the key with backoff.
+func (p *Provider) syncDelegate(ctx context.Context, key string) error {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil // not a key this provider made; retrying cannot help
+	}
+	d, err := p.delegate(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	proxy, err := p.proxy(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	if proxy == nil {
+		// The proxy is gone, so must its delegate be (usually the pod controller's DeletePod got there first).
+		p.setProblem(key, nil)
+		if d == nil {
+			return nil
+		}
+		return p.deleteDelegate(ctx, d, gracePeriod(d))
+	}
+	return p.reconcile(ctx, key, proxy, d)
+}
+
+// reconcile acts on a proxy and its delegate d (nil when the cache has none).
+func (p *Provider) reconcile(ctx context.Context, key string, proxy, d *corev1.Pod) error {
+	switch {
+	case d != nil && parentUID(d) != proxy.UID:
+		// Left over from an earlier pod of the same name: it must go before this pod's delegate can exist.
+		if err := p.deleteDelegate(ctx, d, new(int64(0))); err != nil {
+			return err
+		}
+		return fmt.Errorf("waiting for the delegate of an earlier pod %s to go", key)
+	case proxy.DeletionTimestamp != nil:
+		if d != nil {
+			return p.deleteDelegate(ctx, d, proxy.DeletionGracePeriodSeconds)
+		}
+		// The delegate has stopped and is gone: remove the proxy at once, as the kubelet does once a pod's
+		// containers have stopped, instead of leaving it Terminating for the rest of its grace period.
+		p.statuses.Add(key)
+		return p.deleteProxy(ctx, proxy)
+	case isTerminal(&proxy.Status):
+		return nil // a finished pod is left as it is, delegate and all, until it is deleted
+	case lost(proxy, d):
+		return p.endLost(ctx, key, proxy)
+	case d == nil:
+		return p.create(ctx, key, proxy)
+	default:
+		return p.update(ctx, key, proxy, d)
+	}
+}
+
+// endLost ends a proxy whose delegate was deleted or evicted in the workload cluster. The status queue
+// reports it Failed (see lostStatus), which makes any controller replace it. A controlled proxy is also
+// deleted at once, so failed proxies do not pile up (a drain of the workload cluster would leave one per
+// pod) and its controller replaces it without waiting for the status write; a bare pod has no one to replace
+// it, so it stays, Failed, for its owner to read why.
+func (p *Provider) endLost(ctx context.Context, key string, proxy *corev1.Pod) error {
+	p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, ReasonDeletedInWorkloadCluster,
+		"The delegate pod was deleted in workload cluster %s", p.cfg.ClusterName)
+	p.statuses.Add(key)
+	if metav1.GetControllerOf(proxy) == nil {
+		return nil
+	}
+	return p.deleteProxy(ctx, proxy)
+}
+
+// deleteProxy deletes exactly this proxy, at once.
+func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
+	err := p.cfg.Management.CoreV1().Pods(proxy.Namespace).Delete(ctx, proxy.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64(0)),
+		Preconditions:      metav1.NewUIDPreconditions(string(proxy.UID)),
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// create creates the proxy's delegate, or adopts the one that already exists for it.
+func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) error {
+	desired, missing, err := p.prepare(ctx, proxy)
+	if err != nil {
+		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+	}
+	var mandatory []string
+	var events []event
+	for _, r := range missing {
+		events = append(events, event{reason: r.notFoundReason(), message: fmt.Sprintf("%s not found in workload cluster %s", r, p.cfg.ClusterName)})
+		if !r.optional {
+			mandatory = append(mandatory, r.String())
+		}
+	}
+	if len(mandatory) > 0 {
+		return p.fail(key, proxy, problem{
+			reason:  ReasonCreateContainerConfigError,
+			message: fmt.Sprintf("%s not found in workload cluster %s", strings.Join(mandatory, ", "), p.cfg.ClusterName),
+		}, events...)
+	}
+	_, err = p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Create(ctx, desired, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		p.setProblem(key, nil)
+		for _, e := range events { // only optional references are missing: the kubelet starts the pod without them
+			p.cfg.EventRecorder.Event(proxy, corev1.EventTypeWarning, e.reason, e.message)
+		}
+		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeNormal, ReasonDelegated, "Delegated to workload cluster %s", p.cfg.ClusterName)
+		return nil
+	case apierrors.IsAlreadyExists(err):
+		live, err := p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Get(ctx, proxy.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !p.owner.owns(live) {
+			return p.fail(key, proxy, problem{
+				reason: ReasonNameConflict,
+				message: fmt.Sprintf("a pod %s/%s that flotilla does not own already exists in workload cluster %s; it is left alone",
+					proxy.Namespace, proxy.Name, p.cfg.ClusterName),
+			})
+		}
+		// Ours, and the cache had not seen it yet (or flotilla restarted mid-create): carry on with it.
+		return p.reconcile(ctx, key, proxy, live)
+	default:
+		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+	}
+}
+
+// prepare readies the workload cluster for the proxy's delegate and returns it, with the ConfigMaps and
+// Secrets it references that the workload cluster lacks. The namespace and ServiceAccount are created when
+// missing (the workload's admission mounts that ServiceAccount's token); the PriorityClass is kept only if
+// the workload cluster has it.
+func (p *Provider) prepare(ctx context.Context, proxy *corev1.Pod) (*corev1.Pod, []reference, error) {
+	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().Namespaces(), proxy.Namespace, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: proxy.Namespace, Labels: p.owner.labels()},
+	}); err != nil {
+		return nil, nil, err
+	}
+	sa := proxy.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().ServiceAccounts(proxy.Namespace), sa, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: proxy.Namespace, Name: sa, Labels: p.owner.labels()},
+	}); err != nil {
+		return nil, nil, err
+	}
+	keep, err := p.priorityClassExists(ctx, proxy.Spec.PriorityClassName)
+	if err != nil {
+		return nil, nil, err
+	}
+	desired := buildDelegate(proxy, p.owner, keep)
+	missing, err := p.missingReferences(ctx, desired)
+	return desired, missing, err
+}
+
+// ensureExists creates obj unless an object of its name exists. Asking first means that once the object
+// exists, reading it is all flotilla needs to be allowed.
+func ensureExists[T any](ctx context.Context, client interface {
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+}, name string, obj T) error {
+	_, err := client.Get(ctx, name, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	_, err = client.Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// priorityClassExists reports whether the workload cluster has the PriorityClass. A flotilla not allowed
+// to read PriorityClasses treats them as absent, so delegates get the workload's default priority rather
+// than be refused.
+func (p *Provider) priorityClassExists(ctx context.Context, name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	_, err := p.cfg.Workload.SchedulingV1().PriorityClasses().Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// missingReferences are the references of pod that do not exist in the workload cluster. The workload
+// kubelet would hold a pod missing a mandatory one in CreateContainerConfigError, but a simulated one runs
+// it anyway, and either way the reason would only show in the workload cluster; checking first shows it on
+// the proxy.
+func (p *Provider) missingReferences(ctx context.Context, pod *corev1.Pod) ([]reference, error) {
+	var missing []reference
+	for _, r := range references(&pod.Spec) {
+		var err error
+		switch r.kind {
+		case kindConfigMap:
+			_, err = p.cfg.Workload.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, r.name, metav1.GetOptions{})
+		case kindSecret:
+			_, err = p.cfg.Workload.CoreV1().Secrets(pod.Namespace).Get(ctx, r.name, metav1.GetOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			missing = append(missing, r)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+// update brings the proxy's changes to its delegate live.
+func (p *Provider) update(ctx context.Context, key string, proxy, live *corev1.Pod) error {
+	p.setProblem(key, nil) // the proxy has its delegate: whatever kept it from one is over
+	// Whether the PriorityClass is kept does not matter here: an existing pod's class cannot change.
+	desired := buildDelegate(proxy, p.owner, false)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		updated, changed := withProxyChanges(live, desired)
+		if !changed {
+			return nil
+		}
+		_, err := p.cfg.Workload.CoreV1().Pods(live.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			fresh, ferr := p.liveDelegate(ctx, live.Namespace, live.Name)
+			if ferr != nil || fresh == nil || parentUID(fresh) != proxy.UID {
+				return ferr // gone or replaced meanwhile: the informer brings the key back
+			}
+			live = fresh
+		}
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	prob := refusal(p.cfg.ClusterName, err)
+	p.cfg.EventRecorder.Event(proxy, corev1.EventTypeWarning, prob.reason, prob.message)
+	if apierrors.IsInvalid(err) {
+		return nil // the same change would be refused again; the proxy's next change brings a new attempt
+	}
+	return err
+}
+
+// event is a Warning Event to record on a proxy.
+type event struct{ reason, message string }
+
+// fail shows prob on the proxy and returns it as an error so the key is retried with backoff. When prob is
+// new it is also recorded as Events: the given ones, or else one of prob's own reason.
+func (p *Provider) fail(key string, proxy *corev1.Pod, prob problem, events ...event) error {
+	if p.setProblem(key, &prob) {
+		if len(events) == 0 {
+			events = []event{{reason: prob.reason, message: prob.message}}
+		}
+		for _, e := range events {
+			p.cfg.EventRecorder.Event(proxy, corev1.EventTypeWarning, e.reason, e.message)
+		}
+		p.statuses.Add(key)
+	}
+	return errors.New(prob.message)
+}
+
+// setProblem records why key's proxy has no delegate (nil: nothing keeps it from one) and reports whether
+// that changed.
+func (p *Provider) setProblem(key string, prob *problem) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old, had := p.problems[key]
+	if prob == nil {
+		delete(p.problems, key)
+		return had
+	}
+	p.problems[key] = *prob
+	return !had || old != *prob
+}
+
+// problemOf is what keeps key's proxy from a delegate, nil if nothing.
+func (p *Provider) problemOf(key string) *problem {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prob, ok := p.problems[key]; ok {
+		return &prob
+	}
+	return nil
+}
+
+// proxy is the pod of this name bound to this node, nil if there is none. The lister is virtual-kubelet's
+// and may lag or not have synced yet, so a miss is confirmed with the management apiserver: delegates are
+// deleted on this answer.
+func (p *Provider) proxy(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	pod, err := p.cfg.ManagementPods.Pods(namespace).Get(name)
+	if !apierrors.IsNotFound(err) {
+		return pod, err
+	}
+	pod, err = p.cfg.Management.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && pod.Spec.NodeName != p.cfg.NodeName) {
+		return nil, nil
+	}
+	return pod, err
+}
