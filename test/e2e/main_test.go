@@ -15,5 +15,10 @@ import (
 var shared *lab.Lab
 
 func TestMain(m *testing.M) {
-	os.Exit(lab.RunWithLab(m, lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true}, func(l *lab.Lab) { shared = l }))
+	os.Exit(lab.RunWithLab(m, lab.Options{
+		Workloads: lab.DefaultWorkloads(),
+		Flotilla:  true,
+		// The virtual-kubelet suite reaches its node's kubelet API through the apiserver's node proxy.
+		ProxyableKubelet: peerSuiteNode,
+	}, func(l *lab.Lab) { shared = l }))
 }

@@ -16,7 +16,7 @@ import (
 
 // flotillaProcess prepares the flotilla process serving workload cluster c: its own identity in the
 // management cluster, its identity in c, and a serving certificate for its kubelet API.
-func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*process, error) {
+func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string, proxyable bool) (*process, error) {
 	dir := filepath.Join(l.Dir, "flotilla", c.Name)
 	ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
 	id, err := ca.client("management-identity", "flotilla:"+c.Name, FlotillaGroup)
@@ -27,7 +27,11 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string) (*proc
 	if err := writeKubeconfig(managementKubeconfig, "management", l.Management.Server, ca.CertPEM, id); err != nil {
 		return nil, err
 	}
-	ip, err := freeKubeletAddress()
+	pick := freeKubeletAddress
+	if proxyable {
+		pick = hostAddress
+	}
+	ip, err := pick()
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +84,27 @@ func freeKubeletAddress() (net.IP, error) {
 		return ip, nil
 	}
 	return nil, fmt.Errorf("no free loopback address for a kubelet API on port %d", kubeletPort)
+}
+
+// hostAddress is the machine's first non-loopback IPv4 address, if its kubelet port is free.
+func hostAddress() (net.IP, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		ipnet, ok := a.(*net.IPNet)
+		if !ok || ipnet.IP.IsLoopback() || ipnet.IP.To4() == nil || ipnet.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(ipnet.IP.String(), strconv.Itoa(kubeletPort)))
+		if err != nil {
+			return nil, fmt.Errorf("kubelet port on %s: %w (another lab holds it?)", ipnet.IP, err)
+		}
+		l.Close()
+		return ipnet.IP, nil
+	}
+	return nil, fmt.Errorf("no non-loopback IPv4 address on this machine")
 }
 
 // waitVirtualNodes waits until every workload cluster's virtual node is registered and Ready.

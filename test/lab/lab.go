@@ -56,6 +56,11 @@ type Options struct {
 	// Flotilla starts one flotilla process per workload cluster.
 	Flotilla     bool
 	FlotillaArgs []string
+	// ProxyableKubelet names the workload cluster whose flotilla serves its kubelet API on this machine's
+	// own (non-loopback) address, port 10250. The apiserver's node proxy refuses loopback addresses, so
+	// only that node answers `kubectl get --raw /api/v1/nodes/<name>/proxy/...`; one lab per machine can
+	// ask for it. Others serve on loopback addresses, which logs, exec and port-forward accept.
+	ProxyableKubelet string
 	// Attached processes die with the process that started the lab (tests); detached ones outlive it
 	// (make lab) and are stopped by Down.
 	Attached bool
@@ -140,7 +145,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		for _, c := range l.Workloads {
-			p, err := l.flotillaProcess(flotilla, c, opts.FlotillaArgs)
+			p, err := l.flotillaProcess(flotilla, c, opts.FlotillaArgs, c.Name == opts.ProxyableKubelet)
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/test/lab"
+)
+
+const (
+	followedServices = 100
+	podsPerService   = 10
+)
+
+// BenchmarkServicesFollow times 100 Services, each selecting 10 pods spread over the four workload clusters,
+// from their creation in the management cluster to all 400 copies present, and reports flotilla's API
+// writes (POST, PUT, PATCH, DELETE, summed over the four processes) per copy.
+func BenchmarkServicesFollow(b *testing.B) {
+	l := lab.ForTest(b, lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true})
+	mc := l.Management.Client
+	ctx := context.Background()
+	writeMethods := []string{"POST", "PUT", "PATCH", "DELETE"}
+
+	for i := 0; i < b.N; i++ {
+		ns := fmt.Sprintf("follow-%d", i)
+		if _, err := mc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			_ = mc.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+			for _, w := range l.Workloads {
+				_ = w.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+			}
+		})
+
+		// The pods first, and not timed: 100 Deployments of 10, each spread evenly over the virtual nodes.
+		for s := range followedServices {
+			if _, err := mc.AppsV1().Deployments(ns).Create(ctx, spreadDeployment(ns, s), metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitRunning(b, ctx, mc, ns, followedServices*podsPerService)
+
+		before := map[string]float64{}
+		for _, w := range l.Workloads {
+			wl, err := l.FlotillaRequests(w.Name, "workload", writeMethods...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			mg, _ := l.FlotillaRequests(w.Name, "management", writeMethods...)
+			before[w.Name] = wl + mg
+		}
+
+		start := time.Now()
+		for s := range followedServices {
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", s)},
+				Spec: corev1.ServiceSpec{Selector: map[string]string{"svc": fmt.Sprint(s)},
+					Ports: []corev1.ServicePort{{Port: 80}}},
+			}
+			if _, err := mc.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		want := followedServices * len(l.Workloads)
+		var present int
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+			present = 0
+			for _, w := range l.Workloads {
+				svcs, err := w.Client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+				if err != nil {
+					return false, nil
+				}
+				present += len(svcs.Items)
+			}
+			return present >= want, nil
+		})
+		took := time.Since(start)
+		if err != nil {
+			b.Fatalf("%d of %d Service copies after %s", present, want, took)
+		}
+		// Let the last writes (the copies that arrived last) be counted.
+		time.Sleep(2 * time.Second)
+		var writes float64
+		for _, w := range l.Workloads {
+			wl, err := l.FlotillaRequests(w.Name, "workload", writeMethods...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			mg, _ := l.FlotillaRequests(w.Name, "management", writeMethods...)
+			writes += wl + mg - before[w.Name]
+		}
+		perCopy := writes / float64(want)
+		b.ReportMetric(took.Seconds(), "follow-s")
+		b.ReportMetric(perCopy, "writes/copy")
+		b.Logf("%d Services x %d clusters: all %d copies present %s after creation; flotilla API writes %.0f (%.2f per copy)",
+			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), writes, perCopy)
+	}
+}
+
+// spreadDeployment runs podsPerService pods labelled svc=<s>, spread evenly over the virtual nodes.
+func spreadDeployment(ns string, s int) *appsv1.Deployment {
+	labels := map[string]string{"svc": fmt.Sprint(s)}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%03d", s)},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](podsPerService),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers:  []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+					Tolerations: []corev1.Toleration{{Key: node.TaintKey, Operator: corev1.TolerationOpExists}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: node.LabelCluster, WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// waitRunning waits until n pods of the namespace are Running.
+func waitRunning(b *testing.B, ctx context.Context, c kubernetes.Interface, ns string, n int) {
+	b.Helper()
+	var running int
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return false, nil
+		}
+		running = 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running >= n, nil
+	})
+	if err != nil {
+		b.Fatalf("%s: %d of %d pods Running", ns, running, n)
+	}
+}
