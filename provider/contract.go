@@ -38,15 +38,9 @@ const (
 	// the workload cluster; flotilla never touches it and retries with backoff.
 	ReasonNameConflict = "NameConflict"
 	// ReasonCreateContainerConfigError: a ConfigMap or Secret the pod requires does not exist in the
-	// workload cluster (the kubelet's reason for the same situation).
+	// management cluster, so none could follow the pod (the kubelet's reason for the same situation). The
+	// Event names which one, with the reasons of package follow.
 	ReasonCreateContainerConfigError = "CreateContainerConfigError"
-	// Reasons of the Events about a ConfigMap or Secret the pod references that the workload cluster lacks
-	// (virtual-kubelet's names). A mandatory one keeps the delegate from being created; an optional one
-	// does not.
-	ReasonMandatoryConfigMapNotFound = "MandatoryConfigMapNotFound"
-	ReasonMandatorySecretNotFound    = "MandatorySecretNotFound"
-	ReasonOptionalConfigMapNotFound  = "OptionalConfigMapNotFound"
-	ReasonOptionalSecretNotFound     = "OptionalSecretNotFound"
 	// ReasonDeletedInWorkloadCluster: a delegate that had started was deleted (or evicted) in the workload
 	// cluster by someone other than flotilla; its proxy ends.
 	ReasonDeletedInWorkloadCluster = "DeletedInWorkloadCluster"

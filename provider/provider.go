@@ -25,6 +25,11 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
+// ReferenceFollower is what the provider needs of package follow's Followers.
+type ReferenceFollower interface {
+	EnsureFor(ctx context.Context, proxy *corev1.Pod) error
+}
+
 // Config says which virtual node's pods to run and where.
 type Config struct {
 	// NodeName is the virtual node's name; ClusterName the workload cluster's, for messages and the
@@ -38,6 +43,9 @@ type Config struct {
 	EventRecorder record.EventRecorder
 	// HostIP is the virtual node's InternalIP, shown as the proxies' hostIP; empty leaves hostIP unset.
 	HostIP string
+	// References makes the ConfigMaps and Secrets a proxy references follow it to the workload cluster
+	// before its delegate is created (package follow); nil creates delegates without them.
+	References ReferenceFollower
 	// WorkloadConfig, when set, lets exec, attach and port-forward reach delegates through the workload
 	// apiserver (they need a streaming transport a kubernetes.Interface does not expose). Optional.
 	WorkloadConfig *rest.Config

@@ -239,51 +239,6 @@ func TestStaleDelegateIsReplaced(t *testing.T) {
 	}
 }
 
-func TestMissingReferenceShowsOnProxy(t *testing.T) {
-	h := newHarness(t)
-	proxy := newProxy()
-	proxy.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
-	h.bind(proxy)
-	if err := h.sync(proxy); err == nil {
-		t.Error("a missing reference should be retried")
-	}
-	if d := h.workloadPod("shop", "web-1"); d != nil {
-		t.Fatal("delegate created despite the missing ConfigMap")
-	}
-	const message = `configmap "settings" not found in workload cluster eu-west-3-1`
-	h.expectEvent(ReasonMandatoryConfigMapNotFound, message)
-	s := h.status(proxy)
-	if s.Phase != corev1.PodPending || s.Message != message || s.ContainerStatuses[0].State.Waiting.Reason != ReasonCreateContainerConfigError {
-		t.Errorf("proxy status %+v", s)
-	}
-
-	if _, err := h.workload.CoreV1().ConfigMaps("shop").Create(context.Background(),
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "settings"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.sync(proxy); err != nil {
-		t.Fatal(err)
-	}
-	if h.workloadPod("shop", "web-1") == nil {
-		t.Error("no delegate once the ConfigMap exists")
-	}
-}
-
-func TestMissingOptionalReferenceIsReported(t *testing.T) {
-	h := newHarness(t)
-	proxy := newProxy()
-	proxy.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
-		LocalObjectReference: corev1.LocalObjectReference{Name: "extra"}, Optional: new(true)}}}
-	h.bind(proxy)
-	if err := h.sync(proxy); err != nil {
-		t.Fatal(err)
-	}
-	if h.workloadPod("shop", "web-1") == nil {
-		t.Error("no delegate though the missing Secret is optional")
-	}
-	h.expectEvent(ReasonOptionalSecretNotFound, `secret "extra" not found in workload cluster eu-west-3-1`)
-}
-
 func TestRefusalIsRetriedAndShown(t *testing.T) {
 	h := newHarness(t)
 	refuse := true

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -8,12 +9,33 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flotilla-io/flotilla/provider/follow"
 )
 
 // problem is why a proxy has no delegate yet; the proxy shows it until a sync succeeds.
 type problem struct {
 	reason  string
 	message string
+}
+
+// referenceProblem is what a proxy shows when the ConfigMaps and Secrets it references could not be
+// made to follow it, and the Event that says so: the kubelet's CreateContainerConfigError for a missing
+// mandatory reference (with virtual-kubelet's event reason, which its e2e suite waits for), a name
+// conflict for a same-named object flotilla does not own, or else the workload apiserver's refusal.
+func referenceProblem(cluster string, err error) (problem, event) {
+	var missing *follow.MissingReferenceError
+	var conflict *follow.ConflictError
+	switch {
+	case errors.As(err, &missing):
+		return problem{reason: ReasonCreateContainerConfigError, message: missing.Error()}, event{reason: missing.Reason, message: missing.Error()}
+	case errors.As(err, &conflict):
+		msg := fmt.Sprintf("%s in workload cluster %s", conflict.Error(), cluster)
+		return problem{reason: ReasonNameConflict, message: msg}, event{reason: ReasonNameConflict, message: msg}
+	default:
+		prob := refusal(cluster, err)
+		return prob, event{reason: prob.reason, message: prob.message}
+	}
 }
 
 // refusal is the problem an error of the workload apiserver makes: a refusal when the workload cluster

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -98,31 +97,20 @@ func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
 
 // create creates the proxy's delegate, or adopts the one that already exists for it.
 func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) error {
-	desired, missing, err := p.prepare(ctx, proxy)
+	desired, err := p.prepare(ctx, proxy)
 	if err != nil {
 		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
 	}
-	var mandatory []string
-	var events []event
-	for _, r := range missing {
-		events = append(events, event{reason: r.notFoundReason(), message: fmt.Sprintf("%s not found in workload cluster %s", r, p.cfg.ClusterName)})
-		if !r.optional {
-			mandatory = append(mandatory, r.String())
+	if p.cfg.References != nil {
+		if err := p.cfg.References.EnsureFor(ctx, proxy); err != nil {
+			prob, ev := referenceProblem(p.cfg.ClusterName, err)
+			return p.fail(key, proxy, prob, ev)
 		}
-	}
-	if len(mandatory) > 0 {
-		return p.fail(key, proxy, problem{
-			reason:  ReasonCreateContainerConfigError,
-			message: fmt.Sprintf("%s not found in workload cluster %s", strings.Join(mandatory, ", "), p.cfg.ClusterName),
-		}, events...)
 	}
 	_, err = p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Create(ctx, desired, metav1.CreateOptions{})
 	switch {
 	case err == nil:
 		p.setProblem(key, nil)
-		for _, e := range events { // only optional references are missing: the kubelet starts the pod without them
-			p.cfg.EventRecorder.Event(proxy, corev1.EventTypeWarning, e.reason, e.message)
-		}
 		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeNormal, ReasonDelegated, "Delegated to workload cluster %s", p.cfg.ClusterName)
 		return nil
 	case apierrors.IsAlreadyExists(err):
@@ -144,15 +132,14 @@ func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) er
 	}
 }
 
-// prepare readies the workload cluster for the proxy's delegate and returns it, with the ConfigMaps and
-// Secrets it references that the workload cluster lacks. The namespace and ServiceAccount are created when
+// prepare readies the workload cluster for the proxy's delegate and returns it. The namespace and ServiceAccount are created when
 // missing (the workload's admission mounts that ServiceAccount's token); the PriorityClass is kept only if
 // the workload cluster has it.
-func (p *Provider) prepare(ctx context.Context, proxy *corev1.Pod) (*corev1.Pod, []reference, error) {
+func (p *Provider) prepare(ctx context.Context, proxy *corev1.Pod) (*corev1.Pod, error) {
 	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().Namespaces(), proxy.Namespace, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: proxy.Namespace, Labels: p.owner.labels()},
 	}); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sa := proxy.Spec.ServiceAccountName
 	if sa == "" {
@@ -161,15 +148,13 @@ func (p *Provider) prepare(ctx context.Context, proxy *corev1.Pod) (*corev1.Pod,
 	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().ServiceAccounts(proxy.Namespace), sa, &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: proxy.Namespace, Name: sa, Labels: p.owner.labels()},
 	}); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	keep, err := p.priorityClassExists(ctx, proxy.Spec.PriorityClassName)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	desired := buildDelegate(proxy, p.owner, keep)
-	missing, err := p.missingReferences(ctx, desired)
-	return desired, missing, err
+	return buildDelegate(proxy, p.owner, keep), nil
 }
 
 // ensureExists creates obj unless an object of its name exists. Asking first means that once the object
@@ -205,29 +190,6 @@ func (p *Provider) priorityClassExists(ctx context.Context, name string) (bool, 
 	default:
 		return false, err
 	}
-}
-
-// missingReferences are the references of pod that do not exist in the workload cluster. The workload
-// kubelet would hold a pod missing a mandatory one in CreateContainerConfigError, but a simulated one runs
-// it anyway, and either way the reason would only show in the workload cluster; checking first shows it on
-// the proxy.
-func (p *Provider) missingReferences(ctx context.Context, pod *corev1.Pod) ([]reference, error) {
-	var missing []reference
-	for _, r := range references(&pod.Spec) {
-		var err error
-		switch r.kind {
-		case kindConfigMap:
-			_, err = p.cfg.Workload.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, r.name, metav1.GetOptions{})
-		case kindSecret:
-			_, err = p.cfg.Workload.CoreV1().Secrets(pod.Namespace).Get(ctx, r.name, metav1.GetOptions{})
-		}
-		if apierrors.IsNotFound(err) {
-			missing = append(missing, r)
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	return missing, nil
 }
 
 // update brings the proxy's changes to its delegate live.

@@ -49,6 +49,8 @@ type options struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	LogLevel      string
+	// IngressClasses maps management ingress classes to workload ones (--ingress-class-map a=b,c=d).
+	IngressClasses map[string]string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -78,8 +80,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", 2*time.Second, "how often the workload cluster's health is probed")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", time.Second, "how long a health probe may take before the cluster counts as unreachable")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	ingressClassMap := fs.String("ingress-class-map", "", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	var err error
+	if o.IngressClasses, err = parsePairs(*ingressClassMap); err != nil {
+		return nil, fmt.Errorf("--ingress-class-map: %w", err)
 	}
 	if o.NodeName == "" {
 		o.NodeName = o.ClusterName
@@ -100,6 +107,22 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("--exclude-labels: %w", err)
 	}
 	return o, nil
+}
+
+// parsePairs reads "a=b,c=d" into a map.
+func parsePairs(s string) (map[string]string, error) {
+	pairs := map[string]string{}
+	if s == "" {
+		return pairs, nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q is not from=to", pair)
+		}
+		pairs[k] = v
+	}
+	return pairs, nil
 }
 
 func main() {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
+	"github.com/flotilla-io/flotilla/provider/follow"
 )
 
 // informerResync is how often informers replay their caches to handlers: a safety net only, since
@@ -95,6 +96,20 @@ func run(ctx context.Context, o *options) error {
 	pods := podInformers.Core().V1().Pods()
 
 	pods.Informer() // registered before Start, so the factory runs it
+	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
+	followers, err := follow.New(follow.Config{
+		NodeName:            o.NodeName,
+		OwnerLabels:         map[string]string{provider.LabelManagement: o.ManagementID, provider.LabelNode: o.NodeName},
+		Management:          management,
+		Workload:            workload,
+		ManagementInformers: objectInformers,
+		Proxies:             pods,
+		EventRecorder:       recorder,
+		IngressClasses:      o.IngressClasses,
+	})
+	if err != nil {
+		return err
+	}
 	p, err := provider.New(provider.Config{
 		NodeName:       o.NodeName,
 		ClusterName:    o.ClusterName,
@@ -105,6 +120,7 @@ func run(ctx context.Context, o *options) error {
 		EventRecorder:  recorder,
 		HostIP:         o.InternalIP,
 		WorkloadConfig: workloadCfg,
+		References:     followers,
 	})
 	if err != nil {
 		return err
@@ -155,6 +171,7 @@ func run(ctx context.Context, o *options) error {
 	defer cancel(nil)
 	go func() { cancel(fmt.Errorf("virtual node controller: %w", virtualNode.Run(ctx))) }()
 	go func() { cancel(fmt.Errorf("provider: %w", p.Run(ctx))) }()
+	go func() { cancel(fmt.Errorf("followers: %w", followers.Run(ctx))) }()
 	podInformers.Start(ctx.Done())
 	objectInformers.Start(ctx.Done())
 	ownNode.Start(ctx.Done())

@@ -110,7 +110,7 @@ func TestServiceAndIngressFollowPods(t *testing.T) {
 	t.Logf("load-balancer union %s after the last copy's status", took.Round(time.Millisecond))
 
 	// eu-west-3 scales to zero: its copies go, and so do their addresses.
-	followScale(ctx, t, ns, "hello-world-eu-west-3", 0)
+	scale(ctx, t, ns, "hello-world-eu-west-3", 0)
 	took = eventually(t, followRemoval, "copies gone from the eu-west-3 clusters", func(ctx context.Context) (bool, string) {
 		return followCopiesIn(ctx, eu, ns, "hello-world", false)
 	})
@@ -123,7 +123,7 @@ func TestServiceAndIngressFollowPods(t *testing.T) {
 	})
 
 	// And back.
-	followScale(ctx, t, ns, "hello-world-eu-west-3", 4)
+	scale(ctx, t, ns, "hello-world-eu-west-3", 4)
 	eventually(t, followLimit, "copies back in the eu-west-3 clusters", func(ctx context.Context) (bool, string) {
 		return followCopiesIn(ctx, eu, ns, "hello-world", true)
 	})
@@ -367,17 +367,6 @@ func createFollowDeployment(ctx context.Context, t *testing.T, ns, name, region 
 	}
 }
 
-func followScale(ctx context.Context, t *testing.T, ns, name string, replicas int32) {
-	t.Helper()
-	s, err := shared.Management.Client.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Spec.Replicas = replicas
-	if _, err := shared.Management.Client.AppsV1().Deployments(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // followCopiesIn says whether every cluster holds (present) or none holds (!present) a Service and an Ingress of
 // the name.

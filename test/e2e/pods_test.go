@@ -51,7 +51,7 @@ func TestScalingFollows(t *testing.T) {
 	ctx := testContext(t, 4*rollout)
 	d := createDeployment(ctx, t, regionalDeployment(ns, "eu-west-3", 4))
 	for _, replicas := range []int{4, 20, 0} {
-		scale(ctx, t, d, replicas)
+		scale(ctx, t, d.Namespace, d.Name, replicas)
 		took := eventually(t, rollout, fmt.Sprintf("%d proxies and delegates", replicas), func(ctx context.Context) (bool, string) {
 			return settled(ctx, ns, map[string]int{"eu-west-3": replicas})
 		})
@@ -190,7 +190,7 @@ func TestRestartMidRollout(t *testing.T) {
 		}
 	}
 	for _, replicas := range []int{10, 0} {
-		scale(ctx, t, d, replicas)
+		scale(ctx, t, d.Namespace, d.Name, replicas)
 		eventually(t, rollout, fmt.Sprintf("%d proxies and delegates after the restart", replicas), func(ctx context.Context) (bool, string) {
 			return settled(ctx, ns, map[string]int{"eu-west-3": replicas})
 		})
@@ -259,10 +259,10 @@ func createDeployment(ctx context.Context, t *testing.T, d *appsv1.Deployment) *
 	return created
 }
 
-func scale(ctx context.Context, t *testing.T, d *appsv1.Deployment, replicas int) {
+func scale(ctx context.Context, t *testing.T, ns, name string, replicas int) {
 	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
-	if _, err := shared.Management.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := shared.Management.Client.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

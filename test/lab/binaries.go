@@ -157,7 +157,9 @@ func kwokStageFiles() ([]string, error) {
 		}
 		files = append(files, f)
 	}
-	return files, nil
+	// The lab's own stages, for what kwok's do not cover.
+	own, err := filepath.Glob(filepath.Join(RepoRoot(), "test/lab/stages/*.yaml"))
+	return append(files, own...), err
 }
 
 // buildFlotilla compiles the flotilla binary of this checkout into dir. Go's build cache makes this a

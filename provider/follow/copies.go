@@ -1,0 +1,136 @@
+package follow
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// This file says what the workload copy of each followed kind looks like: pure functions of the management
+// object and the owner's labels, pinned by copies_test.go.
+
+const (
+	// AnnotationSourceHash on a copy is a digest of what flotilla last applied, so an unchanged source
+	// costs no write.
+	AnnotationSourceHash = "flotilla.io/source-hash"
+	// AnnotationIngressClass is the legacy way to name an Ingress's class.
+	AnnotationIngressClass = "kubernetes.io/ingress.class"
+	// lastApplied is kubectl's record of the management object's own history; it means nothing on a copy.
+	lastApplied = corev1.LastAppliedConfigAnnotation
+)
+
+// copyMeta is the metadata of the copy of an object with the given metadata: namespace, name, labels (the
+// owner's win) and annotations, without the management cluster's bookkeeping (kubectl's last applied
+// configuration, the load-balancer annotations flotilla itself publishes there, a source hash).
+func copyMeta(src metav1.ObjectMeta, owner map[string]string) metav1.ObjectMeta {
+	labels := maps.Clone(src.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, owner)
+	annotations := maps.Clone(src.Annotations)
+	maps.DeleteFunc(annotations, func(k, _ string) bool {
+		return k == lastApplied || k == AnnotationSourceHash || strings.HasPrefix(k, LBAnnotationPrefix)
+	})
+	if len(annotations) == 0 {
+		annotations = nil
+	}
+	return metav1.ObjectMeta{Namespace: src.Namespace, Name: src.Name, Labels: labels, Annotations: annotations}
+}
+
+// ConfigMapCopy is the workload copy of a ConfigMap: its data, binary data and immutability.
+func ConfigMapCopy(src *corev1.ConfigMap, owner map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: KindConfigMap},
+		ObjectMeta: copyMeta(src.ObjectMeta, owner),
+		Data:       maps.Clone(src.Data),
+		BinaryData: maps.Clone(src.BinaryData),
+		Immutable:  src.Immutable,
+	}
+}
+
+// SecretCopy is the workload copy of a Secret: its type, data and immutability.
+func SecretCopy(src *corev1.Secret, owner map[string]string) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: KindSecret},
+		ObjectMeta: copyMeta(src.ObjectMeta, owner),
+		Type:       src.Type,
+		Data:       maps.Clone(src.Data),
+		Immutable:  src.Immutable,
+	}
+}
+
+// ServiceCopy is the workload copy of a Service: the same spec, selector included (delegates carry their
+// proxies' labels, so the workload cluster computes endpoints from them), without what the management
+// cluster allocated: cluster IPs (a headless Service stays headless), IP families, node ports and the
+// health-check node port. The workload cluster allocates its own.
+func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
+	spec := src.Spec.DeepCopy()
+	if spec.ClusterIP != corev1.ClusterIPNone {
+		spec.ClusterIP = ""
+	}
+	spec.ClusterIPs = nil
+	spec.IPFamilies = nil
+	spec.HealthCheckNodePort = 0
+	for i := range spec.Ports {
+		spec.Ports[i].NodePort = 0
+	}
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: copyMeta(src.ObjectMeta, owner),
+		Spec:       *spec,
+	}
+}
+
+// IngressCopy is the workload copy of an Ingress: the same spec and annotations, with the ingress class
+// (spec.ingressClassName and the legacy annotation) mapped through classes, management class to workload
+// class; a class not in classes is kept.
+func IngressCopy(src *networkingv1.Ingress, owner map[string]string, classes map[string]string) *networkingv1.Ingress {
+	c := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: copyMeta(src.ObjectMeta, owner),
+		Spec:       *src.Spec.DeepCopy(),
+	}
+	if n := c.Spec.IngressClassName; n != nil {
+		mapped := MapIngressClass(*n, classes)
+		c.Spec.IngressClassName = &mapped
+	}
+	if n, ok := c.Annotations[AnnotationIngressClass]; ok {
+		c.Annotations[AnnotationIngressClass] = MapIngressClass(n, classes)
+	}
+	return c
+}
+
+// MapIngressClass is the workload cluster's name for a management ingress class.
+func MapIngressClass(class string, classes map[string]string) string {
+	if mapped, ok := classes[class]; ok {
+		return mapped
+	}
+	return class
+}
+
+// IngressServices names, sorted and without repeats, the Services (in the Ingress's namespace) its default
+// backend and rule paths send traffic to. Resource backends name no Service.
+func IngressServices(ing *networkingv1.Ingress) []string {
+	var names []string
+	add := func(b *networkingv1.IngressBackend) {
+		if b != nil && b.Service != nil && b.Service.Name != "" {
+			names = append(names, b.Service.Name)
+		}
+	}
+	add(ing.Spec.DefaultBackend)
+	for _, r := range ing.Spec.Rules {
+		if r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			add(&p.Backend)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
