@@ -367,7 +367,6 @@ func createFollowDeployment(ctx context.Context, t *testing.T, ns, name, region 
 	}
 }
 
-
 // followCopiesIn says whether every cluster holds (present) or none holds (!present) a Service and an Ingress of
 // the name.
 func followCopiesIn(ctx context.Context, clusters []*lab.Cluster, ns, name string, present bool) (bool, string) {

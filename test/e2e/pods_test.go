@@ -178,23 +178,40 @@ func TestUnschedulableDelegateShowsWhy(t *testing.T) {
 	expectEvent(t, ns, pod.Name, provider.ReasonFailedScheduling)
 }
 
-// TestRestartMidRollout: restarting flotilla while a rollout is under way loses, duplicates and orphans
-// nothing.
+// TestRestartMidRollout: flotilla restarted (one gracefully, one killed) in the middle of a 200-replica
+// scale-up loses, duplicates and orphans nothing: exactly 200 proxies Running, each with exactly one
+// delegate, and none left once scaled to zero.
 func TestRestartMidRollout(t *testing.T) {
+	const replicas = 200
 	ns := fleetNamespace(t)
-	ctx := testContext(t, 3*rollout)
-	d := createDeployment(ctx, t, regionalDeployment(ns, "eu-west-3", 10))
-	for _, c := range []string{"eu-west-3-0", "eu-west-3-1"} {
-		if err := shared.RestartFlotilla(c); err != nil {
-			t.Fatal(err)
+	ctx := testContext(t, 10*time.Minute)
+	d := createDeployment(ctx, t, regionalDeployment(ns, "eu-west-3", 0))
+	scale(ctx, t, ns, d.Name, replicas)
+	// Mid scale-up: some delegates exist, most do not yet.
+	eventually(t, rollout, "the scale-up under way", func(ctx context.Context) (bool, string) {
+		pods, err := shared.Workload("eu-west-3-0").Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
 		}
+		return len(pods.Items) > 0, fmt.Sprintf("%d delegates in eu-west-3-0", len(pods.Items))
+	})
+	if err := shared.RestartFlotilla("eu-west-3-0"); err != nil {
+		t.Fatal(err)
 	}
-	for _, replicas := range []int{10, 0} {
-		scale(ctx, t, d.Namespace, d.Name, replicas)
-		eventually(t, rollout, fmt.Sprintf("%d proxies and delegates after the restart", replicas), func(ctx context.Context) (bool, string) {
-			return settled(ctx, ns, map[string]int{"eu-west-3": replicas})
-		})
+	if err := shared.KillFlotilla("eu-west-3-1"); err != nil {
+		t.Fatal(err)
 	}
+	if err := shared.StartFlotilla("eu-west-3-1"); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 5*time.Minute, fmt.Sprintf("%d proxies and delegates after the restarts", replicas), func(ctx context.Context) (bool, string) {
+		return settled(ctx, ns, map[string]int{"eu-west-3": replicas})
+	})
+	t.Logf("%d replicas settled %s after the restarts", replicas, took.Round(time.Millisecond))
+	scale(ctx, t, ns, d.Name, 0)
+	eventually(t, 3*time.Minute, "no proxy and no delegate left at zero", func(ctx context.Context) (bool, string) {
+		return settled(ctx, ns, map[string]int{"eu-west-3": 0})
+	})
 }
 
 // fleetNamespace creates a namespace named after the test in the management cluster and, when the test
