@@ -117,4 +117,3 @@ func kubectlOutput(args ...string) (string, error) {
 	out, err := exec.Command(bins["kubectl"], append([]string{"--kubeconfig", shared.Management.Kubeconfig}, args...)...).CombinedOutput()
 	return string(out), err
 }
-
