@@ -103,23 +103,6 @@ func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns strin
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	var running int
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-		if err != nil {
-			return false, nil
-		}
-		running = 0
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning {
-				running++
-			}
-		}
-		return running == replicas, nil
-	})
-	took := time.Since(start)
-	if err != nil {
-		b.Fatalf("%s: %d of %d pods Running after %s", ns, running, replicas, took)
-	}
-	return took
+	waitRunning(b, ctx, c, ns, replicas)
+	return time.Since(start)
 }
