@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
@@ -9,8 +11,59 @@ import (
 // management scheduler has already chosen this virtual node; requirements on what only the virtual node has
 // (its name and its base labels: hostname, type, role, cluster) mean nothing to workload nodes and would
 // leave the delegate unschedulable, while requirements on labels real nodes carry (region, zone, instance
-// type) still choose among the workload nodes and are kept.
+// type) still choose among the workload nodes and are kept. Topology spread constraints and pod
+// (anti-)affinity terms over a topology only virtual nodes have (cluster, type, role) were enforced by the
+// management scheduler; no workload node carries that key, so the workload scheduler would find none
+// eligible, and they go too.
 func placeInWorkload(s *corev1.PodSpec, vnode *corev1.Node) {
+	virtualTopology := func(key string) bool {
+		_, ok := vnode.Labels[key]
+		// Every real node has a hostname: a constraint per hostname spreads over the workload's nodes.
+		return ok && key != corev1.LabelHostname
+	}
+	s.TopologySpreadConstraints = slices.DeleteFunc(s.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool {
+		return virtualTopology(c.TopologyKey)
+	})
+	if len(s.TopologySpreadConstraints) == 0 {
+		s.TopologySpreadConstraints = nil
+	}
+	if s.Affinity != nil {
+		if pa := s.Affinity.PodAffinity; pa != nil {
+			pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution =
+				podTermsInWorkload(pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology)
+			if len(pa.RequiredDuringSchedulingIgnoredDuringExecution)+len(pa.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+				s.Affinity.PodAffinity = nil
+			}
+		}
+		if pa := s.Affinity.PodAntiAffinity; pa != nil {
+			pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution =
+				podTermsInWorkload(pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology)
+			if len(pa.RequiredDuringSchedulingIgnoredDuringExecution)+len(pa.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+				s.Affinity.PodAntiAffinity = nil
+			}
+		}
+	}
+	placeByNode(s, vnode)
+	if s.Affinity != nil && *s.Affinity == (corev1.Affinity{}) {
+		s.Affinity = nil
+	}
+}
+
+// podTermsInWorkload drops the pod (anti-)affinity terms whose topology only virtual nodes have.
+func podTermsInWorkload(required []corev1.PodAffinityTerm, preferred []corev1.WeightedPodAffinityTerm, virtual func(string) bool) ([]corev1.PodAffinityTerm, []corev1.WeightedPodAffinityTerm) {
+	required = slices.DeleteFunc(required, func(t corev1.PodAffinityTerm) bool { return virtual(t.TopologyKey) })
+	preferred = slices.DeleteFunc(preferred, func(t corev1.WeightedPodAffinityTerm) bool { return virtual(t.PodAffinityTerm.TopologyKey) })
+	if len(required) == 0 {
+		required = nil
+	}
+	if len(preferred) == 0 {
+		preferred = nil
+	}
+	return required, preferred
+}
+
+// placeByNode rewrites the node selector and node affinity.
+func placeByNode(s *corev1.PodSpec, vnode *corev1.Node) {
 	// nodeSelector is a conjunction the virtual node satisfied: its entries on base labels hold, drop them.
 	for k := range s.NodeSelector {
 		if _, ok := vnode.Labels[k]; ok {
@@ -30,9 +83,6 @@ func placeInWorkload(s *corev1.PodSpec, vnode *corev1.Node) {
 	na.PreferredDuringSchedulingIgnoredDuringExecution = preferredInWorkload(na.PreferredDuringSchedulingIgnoredDuringExecution, vnode)
 	if na.RequiredDuringSchedulingIgnoredDuringExecution == nil && len(na.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
 		s.Affinity.NodeAffinity = nil
-	}
-	if *s.Affinity == (corev1.Affinity{}) {
-		s.Affinity = nil
 	}
 }
 

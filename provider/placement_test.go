@@ -41,6 +41,27 @@ func TestPlaceInWorkload(t *testing.T) {
 	}{
 		{name: "no constraints"},
 		{
+			name: "spread over clusters goes, spread over zones and hosts stays",
+			spec: corev1.PodSpec{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{
+				{TopologyKey: "flotilla.io/cluster", MaxSkew: 1}, {TopologyKey: "topology.kubernetes.io/zone", MaxSkew: 1},
+				{TopologyKey: "kubernetes.io/hostname", MaxSkew: 2}}},
+			want: corev1.PodSpec{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{
+				{TopologyKey: "topology.kubernetes.io/zone", MaxSkew: 1}, {TopologyKey: "kubernetes.io/hostname", MaxSkew: 2}}},
+		},
+		{
+			name: "spread over clusters alone goes entirely",
+			spec: corev1.PodSpec{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{TopologyKey: "flotilla.io/cluster", MaxSkew: 1}}},
+		},
+		{
+			name: "pod anti-affinity per cluster goes, per host stays",
+			spec: corev1.PodSpec{Affinity: &corev1.Affinity{
+				PodAffinity: &corev1.PodAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{
+					{Weight: 1, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "type"}}}},
+				PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{
+					{TopologyKey: "flotilla.io/cluster"}, {TopologyKey: "kubernetes.io/hostname"}}}}},
+			want: corev1.PodSpec{Affinity: &corev1.Affinity{PodAntiAffinity: podAntiAffinity}},
+		},
+		{
 			name: "nodeSelector keeps real node labels only",
 			spec: corev1.PodSpec{NodeSelector: map[string]string{
 				"topology.kubernetes.io/region": "eu-west-3", "type": "virtual-kubelet", "kubernetes.io/role": "cluster",
