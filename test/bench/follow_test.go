@@ -61,17 +61,18 @@ func BenchmarkServicesFollow(b *testing.B) {
 			before[w.Name] = wl + mg
 		}
 
-		start := time.Now()
-		for s := range followedServices {
-			svc := &corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", s)},
-				Spec: corev1.ServiceSpec{Selector: map[string]string{"svc": fmt.Sprint(s)},
-					Ports: []corev1.ServicePort{{Port: 80}}},
-			}
-			if _, err := mc.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-				b.Fatal(err)
-			}
+		// The direct path: the same Services created in one workload cluster by hand.
+		direct := l.Workloads[0].Client
+		directNS := ns + "-direct"
+		if _, err := direct.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: directNS}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
 		}
+		start := time.Now()
+		createServices(b, ctx, direct, directNS)
+		directTime := time.Since(start)
+
+		start = time.Now()
+		createServices(b, ctx, mc, ns)
 		want := followedServices * len(l.Workloads)
 		var present int
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -102,9 +103,24 @@ func BenchmarkServicesFollow(b *testing.B) {
 		}
 		perCopy := writes / float64(want)
 		b.ReportMetric(took.Seconds(), "follow-s")
+		b.ReportMetric(directTime.Seconds(), "direct-one-cluster-s")
 		b.ReportMetric(perCopy, "writes/copy")
-		b.Logf("%d Services x %d clusters: all %d copies present %s after creation; flotilla API writes %.0f (%.2f per copy)",
-			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), writes, perCopy)
+		b.Logf("%d Services x %d clusters: all %d copies present %s after creation (creating them directly in one cluster: %s); flotilla API writes %.0f (%.2f per copy)",
+			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), directTime.Round(time.Millisecond), writes, perCopy)
+	}
+}
+
+// createServices creates the benchmark's Services, each selecting one Deployment's pods.
+func createServices(b *testing.B, ctx context.Context, c kubernetes.Interface, ns string) {
+	for s := range followedServices {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", s)},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"svc": fmt.Sprint(s)},
+				Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
