@@ -112,7 +112,7 @@ type controlPlane struct {
 
 // newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
 // processes.
-func (cp *controlPlane) newCluster(name string, spec WorkloadSpec) (*Cluster, error) {
+func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*Cluster, error) {
 	dir := filepath.Join(cp.dir, "clusters", name)
 	logs := filepath.Join(cp.dir, "logs", name)
 	ports, err := freePorts(3)
@@ -237,6 +237,8 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec) (*Cluster, er
 				"--node-lease-duration-seconds=40",
 				"--server-address=",
 				"--config=" + strings.Join(cp.kwokStages, ","),
+				// Each cluster its own pod network, as real clusters have, so a pod IP names one pod.
+				fmt.Sprintf("--cidr=10.%d.0.0/16", 100+index),
 			},
 		}
 	}

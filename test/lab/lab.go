@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -116,11 +117,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
 	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached}
-	if l.Management, err = cp.newCluster("management", WorkloadSpec{}); err != nil {
+	if l.Management, err = cp.newCluster("management", WorkloadSpec{}, 0); err != nil {
 		return nil, err
 	}
-	for _, spec := range opts.Workloads {
-		c, err := cp.newCluster(spec.Name, spec)
+	for i, spec := range opts.Workloads {
+		c, err := cp.newCluster(spec.Name, spec, i+1)
 		if err != nil {
 			return nil, err
 		}
@@ -138,8 +139,15 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
 		return nil, err
 	}
+	// The lab's kubectl matches its servers (the machine's may not): linked beside flotilla's binary.
+	binDir := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Symlink(bins["kubectl"], filepath.Join(binDir, "kubectl")); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
 	if opts.Flotilla {
-		binDir := filepath.Join(dir, "bin")
 		flotilla, err := buildFlotilla(binDir)
 		if err != nil {
 			return nil, err

@@ -126,12 +126,13 @@ func printNext(l *lab.Lab) {
 	}
 	fmt.Printf(`
 Next:
+  export PATH=$PWD/%s:$PATH              # the lab's kubectl, matching its servers
   export KUBECONFIG=%s
   kubectl get nodes                      # one virtual node per workload cluster
   kubectl --kubeconfig %s get nodes      # a workload cluster's kwok nodes
 Logs: %s/logs/<cluster>/{kube-apiserver,kube-scheduler,kube-controller-manager,kwok,flotilla}.log
 Stop: make lab-down
-`, rel(l.Management.Kubeconfig), rel(l.Workloads[len(l.Workloads)-1].Kubeconfig), rel(l.Dir))
+`, rel(filepath.Join(l.Dir, "bin")), rel(l.Management.Kubeconfig), rel(l.Workloads[len(l.Workloads)-1].Kubeconfig), rel(l.Dir))
 }
 
 func down(dir string) error {
