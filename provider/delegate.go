@@ -53,6 +53,14 @@ func parentUID(delegate *corev1.Pod) types.UID {
 	return types.UID(delegate.Labels[LabelParentUID])
 }
 
+// The delegate records which of its label and annotation keys came from the proxy (comma-separated; keys
+// hold no commas), so that an update removes a key the proxy dropped while keys the workload cluster
+// added (admission webhooks, service meshes, CNIs) stay.
+const (
+	annotationProxyLabels      = "flotilla.io/proxy-labels"
+	annotationProxyAnnotations = "flotilla.io/proxy-annotations"
+)
+
 // buildDelegate is the pod that runs proxy in the workload cluster. keepPriorityClass says whether the
 // proxy's PriorityClass exists there: the workload's Priority admission rejects a pod naming a class it does
 // not know, so without one the delegate gets the workload cluster's default priority instead.
@@ -65,12 +73,26 @@ func buildDelegate(proxy *corev1.Pod, o owner, keepPriorityClass bool) *corev1.P
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, o.delegateLabels(proxy.UID))
+	annotations := maps.Clone(proxy.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	ours := o.delegateLabels(proxy.UID)
+	var labelKeys []string // the proxy's own: forged ownership labels were overwritten above
+	for k := range proxy.Labels {
+		if _, mine := ours[k]; !mine {
+			labelKeys = append(labelKeys, k)
+		}
+	}
+	slices.Sort(labelKeys)
+	annotations[annotationProxyLabels] = strings.Join(labelKeys, ",")
+	annotations[annotationProxyAnnotations] = strings.Join(slices.Sorted(maps.Keys(proxy.Annotations)), ",")
 	d := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   proxy.Namespace,
 			Name:        proxy.Name,
 			Labels:      labels,
-			Annotations: maps.Clone(proxy.Annotations),
+			Annotations: annotations,
 		},
 		Spec: *proxy.Spec.DeepCopy(),
 	}
@@ -122,8 +144,8 @@ func isServiceAccountTokenVolume(v corev1.Volume) bool {
 // changed says whether there is anything to write.
 func withProxyChanges(live, desired *corev1.Pod) (updated *corev1.Pod, changed bool) {
 	u := live.DeepCopy()
-	u.Labels = maps.Clone(desired.Labels)
-	u.Annotations = maps.Clone(desired.Annotations)
+	u.Labels = mergeKeys(live.Labels, desired.Labels, live.Annotations[annotationProxyLabels])
+	u.Annotations = mergeKeys(live.Annotations, desired.Annotations, live.Annotations[annotationProxyAnnotations])
 	setImages(u.Spec.InitContainers, desired.Spec.InitContainers)
 	setImages(u.Spec.Containers, desired.Spec.Containers)
 	u.Spec.ActiveDeadlineSeconds = desired.Spec.ActiveDeadlineSeconds
@@ -134,6 +156,22 @@ func withProxyChanges(live, desired *corev1.Pod) (updated *corev1.Pod, changed b
 		}
 	}
 	return u, !equality.Semantic.DeepEqual(u, live)
+}
+
+// mergeKeys is live with every entry of desired set, and the keys the proxy gave before (recorded, a
+// comma-separated list) but no longer gives removed; keys someone else added stay.
+func mergeKeys(live, desired map[string]string, recorded string) map[string]string {
+	out := maps.Clone(live)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, k := range strings.Split(recorded, ",") {
+		if _, ok := desired[k]; !ok {
+			delete(out, k)
+		}
+	}
+	maps.Copy(out, desired)
+	return out
 }
 
 // setImages gives each container of cs the image of the container of the same name in from.

@@ -69,7 +69,7 @@ func TestBuildDelegate(t *testing.T) {
 				Namespace: "shop", Name: "web-1",
 				Labels: map[string]string{"app": "web",
 					LabelParentUID: "proxy-uid", LabelManagement: "mgmt-1", LabelNode: "eu-west-3-1"},
-				Annotations: map[string]string{"note": "hi"},
+				Annotations: map[string]string{"note": "hi", annotationProxyLabels: "app", annotationProxyAnnotations: "note"},
 			},
 			Spec: corev1.PodSpec{
 				ServiceAccountName: "web",
@@ -102,7 +102,7 @@ func TestBuildDelegate(t *testing.T) {
 			proxy: func(p *corev1.Pod) { p.Labels, p.Annotations = nil, nil },
 			want: func(d *corev1.Pod) {
 				d.Labels = map[string]string{LabelParentUID: "proxy-uid", LabelManagement: "mgmt-1", LabelNode: "eu-west-3-1"}
-				d.Annotations = nil
+				d.Annotations = map[string]string{annotationProxyLabels: "", annotationProxyAnnotations: ""}
 			},
 		},
 		{
@@ -164,15 +164,36 @@ func TestWithProxyChanges(t *testing.T) {
 	}
 	tests := []struct {
 		name        string
+		live        func(*corev1.Pod) // what the workload cluster did to the delegate
 		proxy       func(*corev1.Pod)
 		want        func(*corev1.Pod) // applied to live(); nil means unchanged
 		wantChanged bool
 	}{
 		{name: "unchanged proxy changes nothing"},
 		{
-			name:        "labels and annotations follow, ownership labels stay",
-			proxy:       func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web", "tier": "front"}; p.Annotations = nil },
-			want:        func(d *corev1.Pod) { d.Labels["tier"] = "front"; d.Annotations = nil },
+			name:  "labels and annotations follow, ownership labels stay",
+			proxy: func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web", "tier": "front"}; p.Annotations = nil },
+			want: func(d *corev1.Pod) {
+				d.Labels["tier"] = "front"
+				delete(d.Annotations, "note")
+				d.Annotations[annotationProxyLabels], d.Annotations[annotationProxyAnnotations] = "app,tier", ""
+			},
+			wantChanged: true,
+		},
+		{
+			name: "keys the workload cluster added stay when the proxy's change",
+			live: func(d *corev1.Pod) {
+				d.Labels["mesh.example/injected"] = "true"
+				d.Annotations["sidecar.example/status"] = "injected"
+			},
+			proxy: func(p *corev1.Pod) { p.Labels["tier"] = "front"; delete(p.Annotations, "note") },
+			want: func(d *corev1.Pod) {
+				d.Labels["mesh.example/injected"] = "true"
+				d.Annotations["sidecar.example/status"] = "injected"
+				d.Labels["tier"] = "front"
+				delete(d.Annotations, "note")
+				d.Annotations[annotationProxyLabels], d.Annotations[annotationProxyAnnotations] = "app,tier", ""
+			},
 			wantChanged: true,
 		},
 		{
@@ -215,6 +236,9 @@ func TestWithProxyChanges(t *testing.T) {
 				tt.proxy(proxy)
 			}
 			l := live()
+			if tt.live != nil {
+				tt.live(l)
+			}
 			before := l.DeepCopy()
 			got, changed := withProxyChanges(l, buildDelegate(proxy, testOwner, false))
 			want := live()
