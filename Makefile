@@ -45,7 +45,7 @@ e2e: binaries
 
 # Benchmarks print numbers (flotilla beside the direct, single-cluster path); they are not pass/fail.
 bench: binaries
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/...
 
 clean:
 	rm -rf bin

@@ -31,6 +31,8 @@ func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
 // own removal), with the pod GetPod describes. It asks the workload apiserver, not the cache, so a delegate
 // created a moment ago is not missed. The delegate's removal is then reported through the delegate informer.
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	// Whatever kept this pod from a delegate is over; a later pod of the same name starts afresh.
+	p.setProblem(pod.Namespace+"/"+pod.Name, nil)
 	d, err := p.liveDelegate(ctx, pod.Namespace, pod.Name)
 	if err != nil || d == nil || parentUID(d) != pod.UID {
 		return err // nothing of this pod's to delete: success for the pod controller

@@ -49,11 +49,14 @@ type Config struct {
 	// WorkloadConfig, when set, lets exec, attach and port-forward reach delegates through the workload
 	// apiserver (they need a streaming transport a kubernetes.Interface does not expose). Optional.
 	WorkloadConfig *rest.Config
+	// Workers is how many delegates are created, updated or deleted at once, and how many statuses are
+	// reported at once; 0 means defaultWorkers.
+	Workers int
 }
 
 const (
-	// workers per queue: syncs wait on apiservers, not on the CPU.
-	workers = 4
+	// defaultWorkers per queue: syncs wait on apiservers, not on the CPU.
+	defaultWorkers = 4
 	// resync re-reports every delegate's status now and then, so a status update the pod controller gave
 	// up on (management apiserver down for a while) is not lost for good.
 	resync = time.Minute
@@ -89,6 +92,13 @@ type Provider struct {
 	problems map[string]problem // why a proxy has no delegate, by key
 	notify   func(*corev1.Pod)  // the pod controller's status callback
 	notifyOn chan struct{}      // closed once notify is set
+}
+
+func workers(n int) int {
+	if n <= 0 {
+		return defaultWorkers
+	}
+	return n
 }
 
 // New prepares a provider. It does not contact either cluster; Run does.
@@ -162,14 +172,14 @@ func (p *Provider) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer p.statuses.ShutDown()
 	defer p.syncs.ShutDown()
-	for range workers {
+	for range workers(p.cfg.Workers) {
 		wg.Go(func() { p.work(ctx, p.syncs, p.syncDelegate) })
 	}
 	wg.Go(func() { wait.UntilWithContext(ctx, p.collectOrphans, orphanInterval) })
 	// Statuses go to the pod controller's callback, which it registers when it starts.
 	select {
 	case <-p.notifyOn:
-		for range workers {
+		for range workers(p.cfg.Workers) {
 			wg.Go(func() { p.work(ctx, p.statuses, p.syncStatus) })
 		}
 	case <-ctx.Done():

@@ -81,8 +81,14 @@ func managementIdentity(ctx context.Context, client kubernetes.Interface, host s
 			return false, nil
 		}
 	})
-	if err != nil && last != nil {
+	switch {
+	case err == nil:
+		return uid, nil
+	case ctx.Err() != nil: // stopped (SIGTERM) while waiting
+		return "", ctx.Err()
+	case wait.Interrupted(err) && last != nil:
 		return "", fmt.Errorf("management cluster %s unreachable: %w", host, last)
+	default:
+		return "", err
 	}
-	return uid, err
 }

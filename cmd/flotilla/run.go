@@ -121,6 +121,7 @@ func run(ctx context.Context, o *options) error {
 		HostIP:         o.InternalIP,
 		WorkloadConfig: workloadCfg,
 		References:     followers,
+		Workers:        o.PodWorkers,
 	})
 	if err != nil {
 		return err

@@ -307,8 +307,13 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), f.referencesSynced...) {
-		return fmt.Errorf("waiting for the management caches: %w", context.Cause(ctx))
+	// Not waiting here: a cache that cannot sync (a missing list permission, say) would hold the caller's
+	// worker for good, and the proxy would wait without a word. The caller retries with backoff and shows
+	// this on the proxy meanwhile.
+	for _, synced := range f.referencesSynced {
+		if !synced() {
+			return errors.New("the management cluster's ConfigMaps and Secrets are not in flotilla's cache yet")
+		}
 	}
 	ns := proxy.Namespace
 	type object struct{ kind, name string }
