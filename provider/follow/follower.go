@@ -194,7 +194,8 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 // as an Event on src. It returns the copy as last seen.
 func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bool, error) {
 	key := src.GetNamespace() + "/" + src.GetName()
-	body, hash, err := applyBody(k.build(src))
+	built := k.build(src)
+	_, hash, err := applyBody(built, "")
 	if err != nil {
 		return cp, haveCopy, err
 	}
@@ -224,6 +225,14 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 		}
 	}
 	k.resolved(key)
+	var uid types.UID
+	if haveCopy {
+		uid = cp.GetUID()
+	}
+	body, _, err := applyBody(built, uid)
+	if err != nil {
+		return cp, haveCopy, err
+	}
 	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)}
 	out, err := workload.Patch(ctx, src.GetName(), types.ApplyPatchType, body, opts)
 	if apierrors.IsNotFound(err) {
@@ -343,7 +352,8 @@ func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]an
 	}
 	_, err = k.management(src.GetNamespace()).Patch(ctx, src.GetName(), types.ApplyPatchType, data,
 		metav1.PatchOptions{FieldManager: manager, Force: new(true)}, sub...)
-	if apierrors.IsNotFound(err) || (apierrors.IsConflict(err) && strings.Contains(strings.ToLower(err.Error()), "uid")) {
+	// With Force, a conflict can only be the uid precondition.
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil // the object is gone (or replaced); its events bring the next sync
 	}
 	return err
@@ -378,7 +388,10 @@ func typeOf(obj runtime.Object) apiType {
 // applyBody is the server-side apply body of a copy (a typed object with its TypeMeta set) and the hash of
 // its content, which the body carries as AnnotationSourceHash. Status and the empty creation timestamp are
 // left out: they are not flotilla's to set.
-func applyBody(obj runtime.Object) (body []byte, hash string, err error) {
+//
+// A uid, when given, goes into the body after hashing: the apply then fails with a conflict unless the
+// object still is the copy flotilla saw, so an object that took the copy's name since is never applied over.
+func applyBody(obj runtime.Object, uid types.UID) (body []byte, hash string, err error) {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return nil, "", err
@@ -401,6 +414,9 @@ func applyBody(obj runtime.Object) (body []byte, hash string, err error) {
 		meta["annotations"] = annotations
 	}
 	annotations[AnnotationSourceHash] = hash
+	if uid != "" {
+		meta["uid"] = string(uid)
+	}
 	body, err = json.Marshal(u)
 	return body, hash, err
 }

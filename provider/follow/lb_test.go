@@ -111,7 +111,7 @@ func TestIngressLBConversion(t *testing.T) {
 
 func TestApplyBody(t *testing.T) {
 	src := &corev1.Service{ObjectMeta: sourceMeta(), Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
-	body, hash, err := applyBody(ServiceCopy(src, owner))
+	body, hash, err := applyBody(ServiceCopy(src, owner), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +132,13 @@ func TestApplyBody(t *testing.T) {
 	if got := meta["annotations"].(map[string]any)[AnnotationSourceHash]; got != hash || hash == "" {
 		t.Errorf("hash annotation = %v, hash %q", got, hash)
 	}
-	_, again, _ := applyBody(ServiceCopy(src, owner))
+	_, again, _ := applyBody(ServiceCopy(src, owner), "")
+	withUID, sameHash, _ := applyBody(ServiceCopy(src, owner), "copy-uid")
+	if !strings.Contains(string(withUID), `"uid":"copy-uid"`) || sameHash != hash {
+		t.Errorf("a uid precondition must reach the body (%s) and leave the hash alone (%q vs %q)", withUID, sameHash, hash)
+	}
 	src.Spec.Ports[0].Port = 81
-	_, changed, _ := applyBody(ServiceCopy(src, owner))
+	_, changed, _ := applyBody(ServiceCopy(src, owner), "")
 	if again != hash || changed == hash {
 		t.Errorf("hash: same content %q vs %q, changed content %q", hash, again, changed)
 	}
