@@ -1,8 +1,9 @@
 // Package provider runs the pods the management cluster binds to a virtual node: each proxy pod becomes a
 // delegate pod in the workload cluster, and the delegate's status comes back onto the proxy.
 //
-// The rules (what a delegate looks like, which references it needs, what status a proxy shows) are pure
-// functions in delegate.go, placement.go, references.go and status.go, each with a table test. The Provider
+// The rules (what a delegate looks like, what status a proxy shows) are pure functions in delegate.go,
+// placement.go and status.go, each with a table test; package follow makes the ConfigMaps and Secrets a
+// proxy references exist in the workload cluster (EnsureFor) before its delegate is created. The Provider
 // applies them: virtual-kubelet's pod controller calls its PodLifecycleHandler methods (lifecycle.go), two
 // rate-limited work queues create and update delegates (sync.go) and report their status (notify.go), and a
 // collector removes delegates whose proxy is gone (orphans.go).
@@ -10,6 +11,8 @@ package provider
 
 import (
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flotilla-io/flotilla/provider/follow"
 )
 
 // Labels every delegate carries besides the proxy's own (see DESIGN.md, "Names and labels"). Together they
@@ -36,7 +39,7 @@ const (
 	ReasonDelegationFailed = "DelegationFailed"
 	// ReasonNameConflict: a pod of the same namespace and name that flotilla does not own already exists in
 	// the workload cluster; flotilla never touches it and retries with backoff.
-	ReasonNameConflict = "NameConflict"
+	ReasonNameConflict = follow.ReasonNameConflict
 	// ReasonCreateContainerConfigError: a ConfigMap or Secret the pod requires does not exist in the
 	// management cluster, so none could follow the pod (the kubelet's reason for the same situation). The
 	// Event names which one, with the reasons of package follow.
@@ -52,5 +55,11 @@ const (
 // OwnDelegates selects the workload pods that are delegates of the given virtual node of the given
 // management cluster.
 func OwnDelegates(managementID, nodeName string) labels.Selector {
-	return labels.SelectorFromSet(labels.Set{LabelManagement: managementID, LabelNode: nodeName})
+	return labels.SelectorFromSet(OwnerLabels(managementID, nodeName))
+}
+
+// OwnerLabels are the labels that say an object in a workload cluster belongs to the given virtual node of
+// the given management cluster: delegates carry them (with their parent's UID), and so do followed copies.
+func OwnerLabels(managementID, nodeName string) map[string]string {
+	return map[string]string{LabelManagement: managementID, LabelNode: nodeName}
 }

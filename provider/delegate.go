@@ -22,7 +22,7 @@ type owner struct {
 // labels mark what flotilla creates in the workload cluster (namespaces, ServiceAccounts, copies) as this
 // virtual node's.
 func (o owner) labels() map[string]string {
-	return map[string]string{LabelManagement: o.managementID, LabelNode: o.nodeName}
+	return OwnerLabels(o.managementID, o.nodeName)
 }
 
 // delegateLabels are the ownership labels of the delegate of the proxy with the given UID.

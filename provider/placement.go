@@ -27,20 +27,14 @@ func placeInWorkload(s *corev1.PodSpec, vnode *corev1.Node) {
 	if len(s.TopologySpreadConstraints) == 0 {
 		s.TopologySpreadConstraints = nil
 	}
-	if s.Affinity != nil {
-		if pa := s.Affinity.PodAffinity; pa != nil {
-			pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution =
-				podTermsInWorkload(pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology)
-			if len(pa.RequiredDuringSchedulingIgnoredDuringExecution)+len(pa.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
-				s.Affinity.PodAffinity = nil
-			}
+	if a := s.Affinity; a != nil {
+		if a.PodAffinity != nil && !podTermsInWorkload(&a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution,
+			&a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology) {
+			a.PodAffinity = nil
 		}
-		if pa := s.Affinity.PodAntiAffinity; pa != nil {
-			pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution =
-				podTermsInWorkload(pa.RequiredDuringSchedulingIgnoredDuringExecution, pa.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology)
-			if len(pa.RequiredDuringSchedulingIgnoredDuringExecution)+len(pa.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
-				s.Affinity.PodAntiAffinity = nil
-			}
+		if a.PodAntiAffinity != nil && !podTermsInWorkload(&a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution,
+			&a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution, virtualTopology) {
+			a.PodAntiAffinity = nil
 		}
 	}
 	placeByNode(s, vnode)
@@ -49,17 +43,12 @@ func placeInWorkload(s *corev1.PodSpec, vnode *corev1.Node) {
 	}
 }
 
-// podTermsInWorkload drops the pod (anti-)affinity terms whose topology only virtual nodes have.
-func podTermsInWorkload(required []corev1.PodAffinityTerm, preferred []corev1.WeightedPodAffinityTerm, virtual func(string) bool) ([]corev1.PodAffinityTerm, []corev1.WeightedPodAffinityTerm) {
-	required = slices.DeleteFunc(required, func(t corev1.PodAffinityTerm) bool { return virtual(t.TopologyKey) })
-	preferred = slices.DeleteFunc(preferred, func(t corev1.WeightedPodAffinityTerm) bool { return virtual(t.PodAffinityTerm.TopologyKey) })
-	if len(required) == 0 {
-		required = nil
-	}
-	if len(preferred) == 0 {
-		preferred = nil
-	}
-	return required, preferred
+// podTermsInWorkload drops the pod (anti-)affinity terms whose topology only virtual nodes have, and
+// reports whether any term is left.
+func podTermsInWorkload(required *[]corev1.PodAffinityTerm, preferred *[]corev1.WeightedPodAffinityTerm, virtual func(string) bool) bool {
+	*required = slices.DeleteFunc(*required, func(t corev1.PodAffinityTerm) bool { return virtual(t.TopologyKey) })
+	*preferred = slices.DeleteFunc(*preferred, func(t corev1.WeightedPodAffinityTerm) bool { return virtual(t.PodAffinityTerm.TopologyKey) })
+	return len(*required)+len(*preferred) > 0
 }
 
 // placeByNode rewrites the node selector and node affinity.

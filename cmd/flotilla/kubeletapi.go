@@ -24,7 +24,7 @@ import (
 // over TLS, so `kubectl logs` and `kubectl exec` on a proxy pod reach its delegate. Callers are
 // authenticated and authorized by the management apiserver (TokenReview, SubjectAccessReview, and
 // client certificates signed by --client-ca-file), exactly as a kubelet does.
-func serveKubeletAPI(ctx context.Context, o *options, management kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
+func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
 	var cfg nodeutil.NodeConfig
 	tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile)}
 	if o.ClientCAFile != "" {

@@ -95,11 +95,10 @@ func run(ctx context.Context, o *options) error {
 	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()
 
-	pods.Informer() // registered before Start, so the factory runs it
 	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
 	followers, err := follow.New(follow.Config{
 		NodeName:            o.NodeName,
-		OwnerLabels:         map[string]string{provider.LabelManagement: o.ManagementID, provider.LabelNode: o.NodeName},
+		OwnerLabels:         provider.OwnerLabels(o.ManagementID, o.NodeName),
 		Management:          management,
 		Workload:            workload,
 		ManagementInformers: objectInformers,
@@ -162,7 +161,7 @@ func run(ctx context.Context, o *options) error {
 	}); err != nil {
 		return err
 	}
-	stopKubeletAPI, err := serveKubeletAPI(ctx, o, management, p, pods.Lister())
+	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
 	if err != nil {
 		return err
 	}

@@ -50,10 +50,10 @@ func TestStartsWhileWorkloadClusterDown(t *testing.T) {
 			fmt.Sprintf("Ready=%s %s: %s", ready.Status, ready.Reason, ready.Message)
 	})
 
-	restarted = true
 	if err := c.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
+	restarted = true
 	took := eventually(t, 30*time.Second, c.Name+" Ready once its cluster answers", func(ctx context.Context) (bool, string) {
 		n, err := nodes.Get(ctx, c.Name, metav1.GetOptions{})
 		if err != nil {

@@ -73,8 +73,13 @@ func (p *process) running() bool {
 			return true
 		}
 	}
-	// Not our child (a lab started by an earlier `make lab`): the PID exists and is not a zombie. An
-	// orphan's zombie lingers where the container's PID 1 does not reap, and must count as ended.
+	// Not our child (a lab started by an earlier `make lab`): the PID exists, still runs our binary (the
+	// PID was not reused by an unrelated process after a reboot), and is not a zombie. An orphan's zombie
+	// lingers where the container's PID 1 does not reap, and must count as ended.
+	// (A binary replaced on disk since shows as "<path> (deleted)".)
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID)); err != nil || strings.TrimSuffix(exe, " (deleted)") != p.Path {
+		return false
+	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
 	if err != nil {
 		return false
