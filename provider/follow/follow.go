@@ -172,7 +172,6 @@ func New(cfg Config) (*Followers, error) {
 	f.configMaps.source = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cms.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.copy = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cmCopies.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.workload = func(ns string) client[*corev1.ConfigMap] { return cfg.Workload.CoreV1().ConfigMaps(ns) }
-	f.configMaps.management = func(ns string) client[*corev1.ConfigMap] { return cfg.Management.CoreV1().ConfigMaps(ns) }
 	f.configMaps.wanted = func(src *corev1.ConfigMap) bool { return f.referenced(KindConfigMap, src.Namespace, src.Name) }
 	f.configMaps.build = func(src *corev1.ConfigMap) *corev1.ConfigMap { return ConfigMapCopy(src, cfg.OwnerLabels) }
 	f.configMaps.recreateOnInvalid = true
@@ -181,7 +180,6 @@ func New(cfg Config) (*Followers, error) {
 	f.secrets.source = listerOf(func(ns, n string) (*corev1.Secret, error) { return secrets.Lister().Secrets(ns).Get(n) })
 	f.secrets.copy = listerOf(func(ns, n string) (*corev1.Secret, error) { return secretCopies.Lister().Secrets(ns).Get(n) })
 	f.secrets.workload = func(ns string) client[*corev1.Secret] { return cfg.Workload.CoreV1().Secrets(ns) }
-	f.secrets.management = func(ns string) client[*corev1.Secret] { return cfg.Management.CoreV1().Secrets(ns) }
 	f.secrets.wanted = func(src *corev1.Secret) bool { return f.referenced(KindSecret, src.Namespace, src.Name) }
 	f.secrets.build = func(src *corev1.Secret) *corev1.Secret { return SecretCopy(src, cfg.OwnerLabels) }
 	f.secrets.recreateOnInvalid = true
@@ -243,8 +241,8 @@ func New(cfg Config) (*Followers, error) {
 	}
 	regs := []registration{
 		{f.proxies, f.proxyEvents()},
-		{cms.Informer(), filtered(f.configMaps, KindConfigMap, f)},
-		{secrets.Informer(), filtered(f.secrets, KindSecret, f)},
+		{cms.Informer(), filtered(f.configMaps)},
+		{secrets.Informer(), filtered(f.secrets)},
 		{svcs.Informer(), queueAll(f.serviceK.enqueue)},
 		{ings.Informer(), queueAll(f.ingresses.enqueue)},
 		{cmCopies.Informer(), f.configMaps.copyEvents()},
@@ -509,7 +507,7 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 }
 
 // filtered queues management ConfigMaps or Secrets that a proxy references or that have a copy.
-func filtered[T object](k *kind[T], kindName string, f *Followers) cache.ResourceEventHandler {
+func filtered[T object](k *kind[T]) cache.ResourceEventHandler {
 	relevant := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -518,7 +516,7 @@ func filtered[T object](k *kind[T], kindName string, f *Followers) cache.Resourc
 		if err != nil {
 			return
 		}
-		if _, haveCopy := k.copy(m.GetNamespace(), m.GetName()); haveCopy || f.referenced(kindName, m.GetNamespace(), m.GetName()) {
+		if _, haveCopy := k.copy(m.GetNamespace(), m.GetName()); haveCopy || k.f.referenced(k.name, m.GetNamespace(), m.GetName()) {
 			k.enqueueKey(m.GetNamespace(), m.GetName())
 		}
 	}
@@ -560,10 +558,10 @@ func (f *Followers) ensureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-// lbManager is the field manager of this node's load-balancer annotation (at most 128 characters).
+// lbManager is the field manager of this node's load-balancer annotation (well under the 128 characters
+// allowed: an annotation name part has at most 63).
 func lbManager(nodeName string) string {
-	m := "flotilla-lb-" + strings.TrimPrefix(LBAnnotation(nodeName), LBAnnotationPrefix)
-	return m[:min(len(m), 128)]
+	return "flotilla-lb-" + strings.TrimPrefix(LBAnnotation(nodeName), LBAnnotationPrefix)
 }
 
 func listerOf[T object](get func(ns, name string) (T, error)) lister[T] {
