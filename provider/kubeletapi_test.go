@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -44,33 +43,31 @@ func TestLogOptions(t *testing.T) {
 }
 
 func TestStatsSummaryListsPodsWithoutUsage(t *testing.T) {
-	proxy := newProxy()
-	d := ownDelegate(proxy)
-	started := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	d.Status.StartTime = &started
-	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "foreign", UID: "foreign-uid"}}
-	h := newHarness(t, d, foreign)
-	got, err := h.p.GetStatsSummary(context.Background())
+	h := newHarness(t)
+	proxy := h.bind(h.newProxy("web-1"))
+	d := h.running(h.createDelegate(proxy, nil)) // kwok starts it
+	h.createForeignPod("foreign", nil)
+	got, err := h.p.GetStatsSummary(h.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []statsv1alpha1.PodStats{{
-		PodRef:     statsv1alpha1.PodReference{Namespace: "shop", Name: "web-1", UID: "proxy-uid"},
-		StartTime:  started,
+		PodRef:     statsv1alpha1.PodReference{Namespace: h.ns, Name: "web-1", UID: string(proxy.UID)},
+		StartTime:  *d.Status.StartTime,
 		Containers: []statsv1alpha1.ContainerStats{{Name: "app"}},
 	}}
-	if got.Node.NodeName != "eu-west-3-1" || !equality.Semantic.DeepEqual(got.Pods, want) {
+	if got.Node.NodeName != h.node || !equality.Semantic.DeepEqual(got.Pods, want) {
 		t.Errorf("summary differs (-want +got):\n%s", cmp.Diff(want, got.Pods))
 	}
 }
 
 func TestKubeletAPIOnlyServesOwnDelegates(t *testing.T) {
-	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "foreign", UID: "foreign-uid"}}
-	h := newHarness(t, foreign)
-	if _, err := h.p.GetContainerLogs(context.Background(), "shop", "foreign", "app", api.ContainerLogOpts{}); !errdefs.IsNotFound(err) {
+	h := newHarness(t)
+	h.createForeignPod("foreign", nil)
+	if _, err := h.p.GetContainerLogs(h.ctx, h.ns, "foreign", "x", api.ContainerLogOpts{}); !errdefs.IsNotFound(err) {
 		t.Errorf("logs of a foreign pod: %v", err)
 	}
-	if err := h.p.PortForward(context.Background(), "shop", "web-1", 80, nil); !errdefs.IsInvalidInput(err) {
+	if err := h.p.PortForward(h.ctx, h.ns, "web-1", 80, nil); !errdefs.IsInvalidInput(err) {
 		t.Errorf("port-forward without a REST config: %v", err)
 	}
 }

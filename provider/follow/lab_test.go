@@ -1,0 +1,318 @@
+package follow
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/flotilla-io/flotilla/test/lab"
+)
+
+// These tests drive the followers against the real apiservers of a lab (a management cluster and one
+// workload cluster, no flotilla process), in-process with flotilla's own identities, bound only to
+// deploy/rbac. The lab's admin clients only set up and inspect. Each test has a virtual node and a namespace
+// of its own; test/e2e/follow_test.go drives the same mechanism through flotilla processes.
+
+var shared *lab.Lab
+
+const (
+	workloadName = "eu-west-3-1"
+	// limit bounds every wait for an eventual condition; generous, for a busy machine.
+	limit = 30 * time.Second
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(lab.RunWithLab(m, lab.Options{
+		Workloads: []lab.WorkloadSpec{lab.Workload(workloadName, "eu-west-3")},
+	}, func(l *lab.Lab) { shared = l }))
+}
+
+type fixture struct {
+	t *testing.T
+	f *Followers
+	// node is the test's virtual node, ns its namespace (in the management cluster; flotilla creates it in
+	// the workload cluster).
+	node, ns string
+	owner    map[string]string
+	// management and workload are admin clients, for setup and inspection only.
+	management, workload kubernetes.Interface
+	// events tees what flotilla records: to the management cluster (as flotilla does), and to a channel.
+	events *teeRecorder
+	// writes counts flotilla's write requests to the workload cluster.
+	writes *atomic.Int64
+	ctx    context.Context
+}
+
+// newFixture creates the management objects (ConfigMaps, Secrets, Services, pods bound to the test's
+// virtual node) and workload objects given, in the test's namespace, and starts the management informers as
+// cmd/flotilla does. It does not Run the followers.
+func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	fx := &fixture{
+		t: t, ctx: ctx,
+		node: uniqueName("vn", ""), ns: uniqueName("shop", t.Name()),
+		management: shared.Management.Client, workload: shared.Workload(workloadName).Client,
+		writes: &atomic.Int64{},
+	}
+	fx.owner = map[string]string{"flotilla.io/management": "m1", "flotilla.io/node": fx.node}
+	flotillaMgmt := flotillaClient(t, shared.Management.FlotillaKubeconfig, nil)
+	flotillaWorkload := flotillaClient(t, shared.Workload(workloadName).FlotillaKubeconfig, fx.writes)
+
+	createNamespace(t, fx.management, fx.ns)
+	t.Cleanup(func() { deleteNamespace(fx.workload, fx.ns) })
+	virtualNode(t, ctx, fx.management, fx.node)
+	fx.create(fx.management, management)
+	if len(workload) > 0 {
+		if _, err := fx.workload.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fx.ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		fx.create(fx.workload, workload)
+	}
+
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: flotillaMgmt.CoreV1().Events(metav1.NamespaceAll)})
+	fx.events = &teeRecorder{
+		real: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "flotilla", Host: fx.node}),
+		fake: record.NewFakeRecorder(100),
+	}
+	objects := informers.NewSharedInformerFactory(flotillaMgmt, 0)
+	podFactory := informers.NewSharedInformerFactoryWithOptions(flotillaMgmt, 0, nodeutil.PodInformerFilter(fx.node))
+	pods := podFactory.Core().V1().Pods()
+	f, err := New(Config{
+		NodeName: fx.node, OwnerLabels: fx.owner,
+		Management: flotillaMgmt, Workload: flotillaWorkload,
+		ManagementInformers: objects, Proxies: pods, EventRecorder: fx.events,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.f = f
+	t.Cleanup(func() {
+		cancel()
+		objects.Shutdown()
+		podFactory.Shutdown()
+		broadcaster.Shutdown()
+	})
+	objects.Start(ctx.Done())
+	podFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), f.referencesSynced...) {
+		t.Fatal("caches did not sync")
+	}
+	return fx
+}
+
+// create makes the objects in the test's namespace; pods are bound to the test's virtual node.
+func (fx *fixture) create(c kubernetes.Interface, objs []runtime.Object) {
+	fx.t.Helper()
+	for _, obj := range objs {
+		var err error
+		switch o := obj.DeepCopyObject().(type) {
+		case *corev1.ConfigMap:
+			o.Namespace = fx.ns
+			_, err = c.CoreV1().ConfigMaps(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
+		case *corev1.Secret:
+			o.Namespace = fx.ns
+			_, err = c.CoreV1().Secrets(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
+		case *corev1.Service:
+			o.Namespace = fx.ns
+			_, err = c.CoreV1().Services(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
+		case *corev1.Pod:
+			o.Namespace, o.Spec.NodeName = fx.ns, fx.node
+			_, err = c.CoreV1().Pods(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
+		default:
+			fx.t.Fatalf("cannot create a %T", obj)
+		}
+		if err != nil {
+			fx.t.Fatal(err)
+		}
+	}
+}
+
+// expectEvent fails unless an Event with the given reason and message part reaches the management cluster
+// for the named object.
+func (fx *fixture) expectEvent(object, reason, part string) {
+	fx.t.Helper()
+	poll(fx.t, "a "+reason+" event on "+object, func() (bool, error) {
+		list, err := fx.management.CoreV1().Events(fx.ns).List(fx.ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", object).String()})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.Reason == reason && strings.Contains(e.Message, part) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// teeRecorder records each Event with both recorders.
+type teeRecorder struct {
+	real record.EventRecorder
+	fake *record.FakeRecorder
+}
+
+func (r *teeRecorder) Event(obj runtime.Object, eventtype, reason, message string) {
+	r.real.Event(obj, eventtype, reason, message)
+	r.fake.Event(obj, eventtype, reason, message)
+}
+
+func (r *teeRecorder) Eventf(obj runtime.Object, eventtype, reason, messageFmt string, args ...any) {
+	r.real.Eventf(obj, eventtype, reason, messageFmt, args...)
+	r.fake.Eventf(obj, eventtype, reason, messageFmt, args...)
+}
+
+func (r *teeRecorder) AnnotatedEventf(obj runtime.Object, annotations map[string]string, eventtype, reason, messageFmt string, args ...any) {
+	r.real.AnnotatedEventf(obj, annotations, eventtype, reason, messageFmt, args...)
+	r.fake.AnnotatedEventf(obj, annotations, eventtype, reason, messageFmt, args...)
+}
+
+// flotillaClient is a client with flotilla's own identity from the lab; writes, when set, counts its write
+// requests.
+func flotillaClient(t *testing.T, kubeconfig string, writes *atomic.Int64) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	if writes != nil {
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(r *http.Request) (*http.Response, error) {
+				if r.Method != http.MethodGet && r.Method != http.MethodHead {
+					writes.Add(1)
+				}
+				return rt.RoundTrip(r)
+			})
+		})
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+var sequence atomic.Int64
+
+// uniqueName is a DNS label unique to this test binary and run.
+func uniqueName(prefix, testName string) string {
+	part := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(testName), "-"), "-")
+	if len(part) > 30 {
+		part = strings.Trim(part[:30], "-")
+	}
+	if part != "" {
+		part += "-"
+	}
+	return fmt.Sprintf("%s-%s%d-%d", prefix, part, sequence.Add(1), time.Now().UnixNano()%100000)
+}
+
+func createNamespace(t *testing.T, c kubernetes.Interface, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() { deleteNamespace(c, name) })
+	// Pods run as the namespace's default ServiceAccount, which admission requires to exist.
+	poll(t, "the default ServiceAccount of "+name, func() (bool, error) {
+		_, err := c.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+// deleteNamespace removes a test's namespace. Pods bound to a virtual node have no kubelet to confirm
+// their deletion, so they are removed at once first.
+func deleteNamespace(c kubernetes.Interface, name string) {
+	ctx := context.Background()
+	_ = c.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{})
+	_ = c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+}
+
+// virtualNode registers a Node in the management cluster and renews its Lease until the test ends, as
+// virtual-kubelet's node controller would, so the management controllers neither collect the pods bound to
+// it (pod GC of a missing node) nor evict them (node lifecycle).
+func virtualNode(t *testing.T, ctx context.Context, c kubernetes.Interface, name string) {
+	t.Helper()
+	now := metav1.Now()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status: corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
+			Allocatable: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "Test",
+				LastHeartbeatTime: now, LastTransitionTime: now}},
+		},
+	}
+	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	leases := c.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	lease, err := leases.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(40)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		stop()
+		<-done
+		_ = leases.Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	go func() {
+		defer close(done)
+		wait.UntilWithContext(hctx, func(ctx context.Context) {
+			lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+			if l, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err == nil {
+				lease = l
+			} else if l, err := leases.Get(ctx, name, metav1.GetOptions{}); err == nil {
+				lease = l
+			}
+		}, 5*time.Second)
+	}()
+}
+
+func poll(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
+		ok, err := cond()
+		last = err
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
+	}
+}
