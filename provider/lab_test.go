@@ -2,20 +2,15 @@ package provider
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	appsv1 "k8s.io/api/apps/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -91,19 +86,19 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 	w := shared.Workload(workloadName)
 	h := &harness{
 		t: t, ctx: ctx,
-		node: uniqueName("vn", ""), ns: uniqueName("shop", t.Name()),
+		node: lab.UniqueName("vn", ""), ns: lab.UniqueName("shop", t.Name()),
 		mgmt: shared.Management.Client, workload: w.Client,
 		notified: make(chan *corev1.Pod, 1000),
 	}
 	h.flotillaMgmt = flotillaClient(t, shared.Management.FlotillaKubeconfig)
 	flotillaWorkload := flotillaClient(t, w.FlotillaKubeconfig)
 
-	createNamespace(t, h.mgmt, h.ns)
-	t.Cleanup(func() { deleteNamespace(h.workload, h.ns) }) // flotilla, or setup, creates it there
+	lab.Namespace(t, h.mgmt, h.ns)
+	t.Cleanup(func() { lab.DeleteNamespace(h.workload, h.ns) }) // flotilla, or setup, creates it there
 	if _, err := h.mgmt.CoreV1().ServiceAccounts(h.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	virtualNode(t, ctx, h.mgmt, h.node)
+	lab.StandInNode(t, h.mgmt, h.node, flotillanode.BaseLabels(h.node, workloadName), []corev1.Taint{flotillanode.Taint()})
 
 	events := record.NewBroadcaster()
 	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: h.flotillaMgmt.CoreV1().Events(metav1.NamespaceAll)})
@@ -159,86 +154,6 @@ func flotillaClient(t *testing.T, kubeconfig string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return c
-}
-
-var sequence atomic.Int64
-
-// uniqueName is a DNS label unique to this test binary and run: prefix, a readable part of the test's name,
-// a sequence number and the clock.
-func uniqueName(prefix, testName string) string {
-	part := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(testName), "-"), "-")
-	if len(part) > 30 {
-		part = strings.Trim(part[:30], "-")
-	}
-	if part != "" {
-		part += "-"
-	}
-	return fmt.Sprintf("%s-%s%d-%d", prefix, part, sequence.Add(1), time.Now().UnixNano()%100000)
-}
-
-func createNamespace(t *testing.T, c kubernetes.Interface, name string) {
-	t.Helper()
-	if _, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() { deleteNamespace(c, name) })
-}
-
-// deleteNamespace removes a test's namespace. Pods bound to a virtual node have no kubelet to confirm
-// their deletion, so they are removed at once first.
-func deleteNamespace(c kubernetes.Interface, name string) {
-	ctx := context.Background()
-	_ = c.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{})
-	_ = c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
-}
-
-// virtualNode registers a Node in the management cluster and renews its Lease until the test ends, as
-// virtual-kubelet's node controller would, so the management controllers neither collect the pods bound to
-// it (pod GC of a missing node) nor mark them NotReady (node lifecycle).
-func virtualNode(t *testing.T, ctx context.Context, c kubernetes.Interface, name string) {
-	t.Helper()
-	now := metav1.Now()
-	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: flotillanode.BaseLabels(name, workloadName)},
-		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: flotillanode.TaintKey, Value: "flotilla", Effect: corev1.TaintEffectNoSchedule}}},
-		Status: corev1.NodeStatus{
-			Capacity:    corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
-			Allocatable: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "Test",
-				LastHeartbeatTime: now, LastTransitionTime: now}},
-		},
-	}
-	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	leases := c.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(40)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
-	}
-	lease, err := leases.Create(ctx, lease, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		stop()
-		<-done
-		_ = leases.Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	go func() {
-		defer close(done)
-		wait.UntilWithContext(hctx, func(ctx context.Context) {
-			lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-			if l, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err == nil {
-				lease = l
-			} else if l, err := leases.Get(ctx, name, metav1.GetOptions{}); err == nil {
-				lease = l
-			}
-		}, 5*time.Second)
-	}()
 }
 
 // newProxy is a pod for the test's namespace, not created yet.
@@ -513,21 +428,8 @@ func (h *harness) deletionOf(d *corev1.Pod) func() *int64 {
 
 func (h *harness) poll(what string, cond func() (bool, error)) {
 	h.t.Helper()
-	poll(h.t, what, cond)
-}
-
-func poll(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
-		ok, err := cond()
-		last = err
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
-	}
+	lab.Poll(h.t, limit, what, cond)
 }
 
 // otherUID is a UID no pod of the test has.
-func otherUID() types.UID { return types.UID(uniqueName("uid", "")) }
+func otherUID() types.UID { return types.UID(lab.UniqueName("uid", "")) }

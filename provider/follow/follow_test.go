@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flotilla-io/flotilla/test/lab"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -199,7 +200,7 @@ func TestServiceFollowsProxies(t *testing.T) {
 
 	services := fx.workload.CoreV1().Services(fx.ns)
 	var c *corev1.Service
-	poll(t, "the Service copy", func() (bool, error) {
+	lab.Poll(t, limit, "the Service copy", func() (bool, error) {
 		var err error
 		c, err = services.Get(fx.ctx, "web", metav1.GetOptions{})
 		return err == nil, nil
@@ -224,7 +225,7 @@ func TestServiceFollowsProxies(t *testing.T) {
 	if _, err := mgmtServices.Patch(fx.ctx, "web", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the union on the management Service", func() (bool, error) {
+	lab.Poll(t, limit, "the union on the management Service", func() (bool, error) {
 		m, err := mgmtServices.Get(fx.ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -239,11 +240,11 @@ func TestServiceFollowsProxies(t *testing.T) {
 	if err := fx.management.CoreV1().Pods(fx.ns).Delete(fx.ctx, "web-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the copy to go", func() (bool, error) {
+	lab.Poll(t, limit, "the copy to go", func() (bool, error) {
 		_, err := services.Get(fx.ctx, "web", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
-	poll(t, "this node's addresses to go", func() (bool, error) {
+	lab.Poll(t, limit, "this node's addresses to go", func() (bool, error) {
 		m, err := mgmtServices.Get(fx.ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return false, err

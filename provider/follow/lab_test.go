@@ -2,23 +2,18 @@ package follow
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -73,7 +68,7 @@ func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	fx := &fixture{
 		t: t, ctx: ctx,
-		node: uniqueName("vn", ""), ns: uniqueName("shop", t.Name()),
+		node: lab.UniqueName("vn", ""), ns: lab.UniqueName("shop", t.Name()),
 		management: shared.Management.Client, workload: shared.Workload(workloadName).Client,
 		writes: &atomic.Int64{},
 	}
@@ -81,9 +76,9 @@ func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
 	flotillaMgmt := flotillaClient(t, shared.Management.FlotillaKubeconfig, nil)
 	flotillaWorkload := flotillaClient(t, shared.Workload(workloadName).FlotillaKubeconfig, fx.writes)
 
-	createNamespace(t, fx.management, fx.ns)
-	t.Cleanup(func() { deleteNamespace(fx.workload, fx.ns) })
-	virtualNode(t, ctx, fx.management, fx.node)
+	lab.Namespace(t, fx.management, fx.ns)
+	t.Cleanup(func() { lab.DeleteNamespace(fx.workload, fx.ns) })
+	lab.StandInNode(t, fx.management, fx.node, nil, nil)
 	fx.create(fx.management, management)
 	if len(workload) > 0 {
 		if _, err := fx.workload.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fx.ns}}, metav1.CreateOptions{}); err != nil {
@@ -155,7 +150,7 @@ func (fx *fixture) create(c kubernetes.Interface, objs []runtime.Object) {
 // for the named object.
 func (fx *fixture) expectEvent(object, reason, part string) {
 	fx.t.Helper()
-	poll(fx.t, "a "+reason+" event on "+object, func() (bool, error) {
+	lab.Poll(fx.t, limit, "a "+reason+" event on "+object, func() (bool, error) {
 		list, err := fx.management.CoreV1().Events(fx.ns).List(fx.ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", object).String()})
 		if err != nil {
@@ -220,99 +215,3 @@ func flotillaClient(t *testing.T, kubeconfig string, writes *atomic.Int64) kuber
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-var sequence atomic.Int64
-
-// uniqueName is a DNS label unique to this test binary and run.
-func uniqueName(prefix, testName string) string {
-	part := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(testName), "-"), "-")
-	if len(part) > 30 {
-		part = strings.Trim(part[:30], "-")
-	}
-	if part != "" {
-		part += "-"
-	}
-	return fmt.Sprintf("%s-%s%d-%d", prefix, part, sequence.Add(1), time.Now().UnixNano()%100000)
-}
-
-func createNamespace(t *testing.T, c kubernetes.Interface, name string) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() { deleteNamespace(c, name) })
-	// Pods run as the namespace's default ServiceAccount, which admission requires to exist.
-	poll(t, "the default ServiceAccount of "+name, func() (bool, error) {
-		_, err := c.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	})
-}
-
-// deleteNamespace removes a test's namespace. Pods bound to a virtual node have no kubelet to confirm
-// their deletion, so they are removed at once first.
-func deleteNamespace(c kubernetes.Interface, name string) {
-	ctx := context.Background()
-	_ = c.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{})
-	_ = c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
-}
-
-// virtualNode registers a Node in the management cluster and renews its Lease until the test ends, as
-// virtual-kubelet's node controller would, so the management controllers neither collect the pods bound to
-// it (pod GC of a missing node) nor evict them (node lifecycle).
-func virtualNode(t *testing.T, ctx context.Context, c kubernetes.Interface, name string) {
-	t.Helper()
-	now := metav1.Now()
-	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Status: corev1.NodeStatus{
-			Capacity:    corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
-			Allocatable: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "Test",
-				LastHeartbeatTime: now, LastTransitionTime: now}},
-		},
-	}
-	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	leases := c.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	lease, err := leases.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(40)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		stop()
-		<-done
-		_ = leases.Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	go func() {
-		defer close(done)
-		wait.UntilWithContext(hctx, func(ctx context.Context) {
-			lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-			if l, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err == nil {
-				lease = l
-			} else if l, err := leases.Get(ctx, name, metav1.GetOptions{}); err == nil {
-				lease = l
-			}
-		}, 5*time.Second)
-	}()
-}
-
-func poll(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
-		ok, err := cond()
-		last = err
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
-	}
-}
