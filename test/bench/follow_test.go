@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/test/lab"
@@ -127,24 +126,12 @@ func createServices(b *testing.B, ctx context.Context, c kubernetes.Interface, n
 // spreadDeployment runs podsPerService pods labelled svc=<s>, spread evenly over the virtual nodes.
 func spreadDeployment(ns string, s int) *appsv1.Deployment {
 	labels := map[string]string{"svc": fmt.Sprint(s)}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%03d", s)},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](podsPerService),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers:  []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
-					Tolerations: []corev1.Toleration{{Key: node.TaintKey, Operator: corev1.TolerationOpExists}},
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew: 1, TopologyKey: node.LabelCluster, WhenUnsatisfiable: corev1.DoNotSchedule,
-						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
-					}},
-				},
-			},
-		},
-	}
+	d := pauseDeployment(ns, fmt.Sprintf("app-%03d", s), labels, podsPerService)
+	d.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+		MaxSkew: 1, TopologyKey: node.LabelCluster, WhenUnsatisfiable: corev1.DoNotSchedule,
+		LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+	}}
+	return d
 }
 
 // waitRunning waits until n pods of the namespace are Running.

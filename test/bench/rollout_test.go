@@ -84,11 +84,21 @@ func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns strin
 		b.Fatal(err)
 	}
 
-	labels := map[string]string{"app": "rollout"}
-	deploy := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "rollout", Namespace: ns},
+	deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, replicas)
+	start := time.Now()
+	if _, err := c.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	waitRunning(b, ctx, c, ns, replicas)
+	return time.Since(start)
+}
+
+// pauseDeployment is a Deployment of pause containers that opts in to the virtual nodes' taint.
+func pauseDeployment(ns, name string, labels map[string]string, replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](replicas),
+			Replicas: ptr.To(replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -99,10 +109,4 @@ func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns strin
 			},
 		},
 	}
-	start := time.Now()
-	if _, err := c.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	waitRunning(b, ctx, c, ns, replicas)
-	return time.Since(start)
 }
