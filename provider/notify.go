@@ -21,7 +21,12 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	}
 	d, err := p.delegate(ctx, namespace, name)
 	if err != nil {
-		return err
+		if p.problemOf(key) == nil {
+			return err
+		}
+		// A problem is recorded (the workload cluster does not answer, say): the proxy has no delegate
+		// flotilla knows of, and shows the problem.
+		d = nil
 	}
 	proxy, err := p.cfg.ManagementPods.Pods(namespace).Get(name)
 	if apierrors.IsNotFound(err) {

@@ -159,14 +159,16 @@ func New(cfg Config) (*Provider, error) {
 }
 
 // Run watches the delegates and works the queues until ctx ends. Start it together with the
-// virtual-kubelet node: before its cache has synced, the provider answers the pod controller from the
-// workload apiserver directly.
+// virtual-kubelet node. The workers do not wait for the delegate cache: until it has synced they ask the
+// workload apiserver directly, so that while the workload cluster is unreachable (at start-up, say) each
+// proxy shows why it has no delegate instead of waiting without a word.
 func (p *Provider) Run(ctx context.Context) error {
 	go p.informer.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), p.informer.HasSynced) {
-		return ctx.Err()
-	}
-	log.G(ctx).Info("delegate cache in sync")
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), p.informer.HasSynced) {
+			log.G(ctx).Info("delegate cache in sync")
+		}
+	}()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -23,6 +23,11 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 	}
 	d, err := p.delegate(ctx, namespace, name)
 	if err != nil {
+		// The workload cluster does not answer. A proxy that never started says so rather than wait
+		// mutely; one that runs keeps its last known status (the virtual node's Ready condition tells).
+		if proxy, perr := p.proxy(ctx, namespace, name); perr == nil && proxy != nil && proxy.Status.StartTime == nil {
+			return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+		}
 		return err
 	}
 	proxy, err := p.proxy(ctx, namespace, name)

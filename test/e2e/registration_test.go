@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider"
 )
 
 // TestStartsWhileWorkloadClusterDown: flotilla started while its workload apiserver is down registers a
@@ -87,4 +89,53 @@ func TestDeletedVirtualNodeIsRegisteredAgain(t *testing.T) {
 		return n.UID != old.UID && ready.Status == corev1.ConditionTrue, fmt.Sprintf("uid %s Ready=%s", n.UID, ready.Status)
 	})
 	t.Logf("registered again %s after its deletion", took)
+}
+
+// TestPodWhileWorkloadClusterDown: a pod bound to a virtual node whose workload apiserver is down (and
+// whose flotilla has just restarted, so knows nothing from before) shows why it waits, and runs once the
+// cluster answers.
+func TestPodWhileWorkloadClusterDown(t *testing.T) {
+	c := shared.Workload("us-west-2-1")
+	ns := fleetNamespace(t)
+	ctx := testContext(t, 3*time.Minute)
+	if err := c.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = c.StartAPIServer(context.Background())
+		}
+		_ = shared.WaitVirtualNodeReady(context.Background(), c.Name)
+	})
+	if err := shared.RestartFlotilla(c.Name); err != nil {
+		t.Fatal(err)
+	}
+	pod := podOn(ns, "waits", c.Name)
+	pod.Spec.NodeName = c.Name // the node is NotReady, so tainted: bind it as a user pinning a pod would
+	if _, err := shared.Management.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 20*time.Second, "the proxy says why it waits", func(ctx context.Context) (bool, string) {
+		p, err := shared.Management.Client.CoreV1().Pods(ns).Get(ctx, "waits", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Reason == provider.ReasonDelegationFailed && strings.Contains(p.Status.Message, c.Name),
+			fmt.Sprintf("phase %s reason %q message %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
+	})
+	t.Logf("reason shown %s after binding", took.Round(time.Millisecond))
+
+	if err := c.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	took = eventually(t, time.Minute, "the pod Running once the cluster answers", func(ctx context.Context) (bool, string) {
+		p, err := shared.Management.Client.CoreV1().Pods(ns).Get(ctx, "waits", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Phase == corev1.PodRunning, fmt.Sprintf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
+	})
+	t.Logf("Running %s after the workload apiserver came back", took.Round(time.Millisecond))
 }
