@@ -12,6 +12,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
+	"github.com/flotilla-io/flotilla/test/lab"
 )
 
 // TestStartsWhileWorkloadClusterDown: flotilla started while its workload apiserver is down registers a
@@ -24,17 +25,8 @@ func TestStartsWhileWorkloadClusterDown(t *testing.T) {
 	if err := shared.StopFlotilla(c.Name); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.KillAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = c.StartAPIServer(context.Background())
-		}
-		_ = shared.StartFlotilla(c.Name) // no-op error if already running
-		_ = shared.WaitVirtualNodeReady(context.Background(), c.Name)
-	})
+	startAPIServer := killAPIServer(t, c)
+	t.Cleanup(func() { _ = shared.StartFlotilla(c.Name) }) // an error if already running: fine
 	// Remove the node so that what we see next is flotilla's registration, not the old object.
 	if err := nodes.Delete(ctx, c.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -52,10 +44,7 @@ func TestStartsWhileWorkloadClusterDown(t *testing.T) {
 			fmt.Sprintf("Ready=%s %s: %s", ready.Status, ready.Reason, ready.Message)
 	})
 
-	if err := c.StartAPIServer(ctx); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
+	startAPIServer(ctx)
 	took := eventually(t, 30*time.Second, c.Name+" Ready once its cluster answers", func(ctx context.Context) (bool, string) {
 		n, err := nodes.Get(ctx, c.Name, metav1.GetOptions{})
 		if err != nil {
@@ -98,16 +87,7 @@ func TestPodWhileWorkloadClusterDown(t *testing.T) {
 	c := shared.Workload("us-west-2-1")
 	ns := fleetNamespace(t)
 	ctx := testContext(t, 3*time.Minute)
-	if err := c.KillAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = c.StartAPIServer(context.Background())
-		}
-		_ = shared.WaitVirtualNodeReady(context.Background(), c.Name)
-	})
+	startAPIServer := killAPIServer(t, c)
 	if err := shared.RestartFlotilla(c.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +106,7 @@ func TestPodWhileWorkloadClusterDown(t *testing.T) {
 	})
 	t.Logf("reason shown %s after binding", took.Round(time.Millisecond))
 
-	if err := c.StartAPIServer(ctx); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
+	startAPIServer(ctx)
 	took = eventually(t, time.Minute, "the pod Running once the cluster answers", func(ctx context.Context) (bool, string) {
 		p, err := shared.Management.Client.CoreV1().Pods(ns).Get(ctx, "waits", metav1.GetOptions{})
 		if err != nil {
@@ -138,4 +115,27 @@ func TestPodWhileWorkloadClusterDown(t *testing.T) {
 		return p.Status.Phase == corev1.PodRunning, fmt.Sprintf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
 	})
 	t.Logf("Running %s after the workload apiserver came back", took.Round(time.Millisecond))
+}
+
+// killAPIServer kills a workload cluster's apiserver and returns what starts it again. If the test ends
+// first, its cleanup starts it, and waits for the virtual node to be Ready, so the shared lab is left whole.
+func killAPIServer(t *testing.T, c *lab.Cluster) (start func(context.Context)) {
+	t.Helper()
+	if err := c.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	t.Cleanup(func() {
+		if !started {
+			_ = c.StartAPIServer(context.Background())
+		}
+		_ = shared.WaitVirtualNodeReady(context.Background(), c.Name)
+	})
+	return func(ctx context.Context) {
+		t.Helper()
+		if err := c.StartAPIServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		started = true
+	}
 }
