@@ -52,7 +52,7 @@ func (c *Cluster) processes() []*process {
 }
 
 // FreezeAPIServer stops the apiserver's process (SIGSTOP): connections hang, as with a network partition.
-func (c *Cluster) FreezeAPIServer() error { return c.APIServer.signal(syscall.SIGSTOP) }
+func (c *Cluster) FreezeAPIServer() error { return c.APIServer.freeze() }
 
 // ResumeAPIServer continues a frozen apiserver.
 func (c *Cluster) ResumeAPIServer() error { return c.APIServer.signal(syscall.SIGCONT) }

@@ -70,3 +70,22 @@ func TestLabLifecycle(t *testing.T) {
 		}
 	}
 }
+
+func TestProcState(t *testing.T) {
+	for _, tc := range []struct {
+		stat  string
+		state byte
+		ok    bool
+	}{
+		{"123 (kube-apiserver) S 1 123 123 0", 'S', true},
+		{"123 (odd) name) T 1 123", 'T', true},
+		{"123 (a b) Z 1", 'Z', true},
+		{"123 (cut", 0, false},
+		{"", 0, false},
+	} {
+		state, ok := procState([]byte(tc.stat))
+		if state != tc.state || ok != tc.ok {
+			t.Errorf("procState(%q) = %q, %v; want %q, %v", tc.stat, state, ok, tc.state, tc.ok)
+		}
+	}
+}

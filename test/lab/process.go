@@ -84,9 +84,62 @@ func (p *process) running() bool {
 	if err != nil {
 		return false
 	}
+	state, ok := procState(stat)
+	return ok && state != 'Z'
+}
+
+// procState returns the state letter of a /proc/<pid>/stat line ("R", "S", "T", "Z", ...). The command
+// name before it is in parentheses and may itself contain spaces and parentheses, hence the last ')'.
+func procState(stat []byte) (byte, bool) {
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+	if i < 0 || i+2 >= len(s) {
+		return 0, false
+	}
+	return s[i+2], true
+}
+
+// freeze stops the process with SIGSTOP and waits until every one of its threads has stopped. kill(2)
+// returns before the kernel has stopped a thread that is running on another CPU, and in that moment the
+// server can still answer a request; a test that freezes a server must be able to rely on silence.
+func (p *process) freeze() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		running, err := p.runningThreads()
+		if err != nil {
+			return fmt.Errorf("freezing %s: %w", p.Name, err)
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("freezing %s: %d threads still not stopped after 5s", p.Name, running)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runningThreads counts the process's threads that are not stopped ('T') or traced ('t').
+func (p *process) runningThreads() (int, error) {
+	dir := fmt.Sprintf("/proc/%d/task", p.PID)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			continue // the thread exited between ReadDir and ReadFile
+		}
+		if state, ok := procState(stat); ok && state != 'T' && state != 't' {
+			running++
+		}
+	}
+	return running, nil
 }
 
 func (p *process) signal(sig syscall.Signal) error {
