@@ -22,6 +22,10 @@ const (
 	TaintKey   = "virtual-kubelet.io/provider"
 	TaintValue = "flotilla"
 
+	// LostTaintKey is the NoExecute taint a virtual node gets once its workload cluster has not been Ready for
+	// the failover delay (see Failover): pods that do not tolerate it are evicted and replaced elsewhere.
+	LostTaintKey = "flotilla.io/cluster-lost"
+
 	// AnnotationWorkloadServer is the workload apiserver's URL, so an operator can tell where a node points.
 	AnnotationWorkloadServer = "flotilla.io/workload-server"
 	// AnnotationWorkloadNodes and AnnotationWorkloadNodesReady count the workload cluster's nodes, all and

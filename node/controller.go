@@ -43,6 +43,9 @@ type Config struct {
 	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
 	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
 	ProbeInterval, ProbeTimeout time.Duration
+	// Reachable, if set, is called when the workload apiserver answers again after it did not, so that work
+	// which failed meanwhile is retried at once rather than after its backoff.
+	Reachable func()
 	// OwnPods selects the workload pods that are this node's own delegates: their proxies already hold their
 	// share of the virtual node, so they are not subtracted from allocatable. nil selects none.
 	OwnPods labels.Selector
@@ -180,6 +183,18 @@ func (c *Controller) Node() *corev1.Node {
 	return c.current.DeepCopy()
 }
 
+// Ready returns the virtual node's Ready condition as last derived, with the time it last changed.
+func (c *Controller) Ready() corev1.NodeCondition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cond := range c.current.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond
+		}
+	}
+	return corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}
+}
+
 // Ping always succeeds: it is about flotilla itself, which is alive if it answers. The workload cluster's
 // health goes into the Ready condition instead, because virtual-kubelet stops renewing the lease and sending
 // status while Ping fails, and fails to start when the first ping fails.
@@ -288,6 +303,9 @@ func (c *Controller) probe(ctx context.Context) {
 		log.G(ctx).WithError(err).Warn("Workload cluster is unreachable")
 	case err == nil && !wasReachable:
 		log.G(ctx).WithField("version", version).Info("Workload cluster is reachable")
+		if wasProbed && c.cfg.Reachable != nil {
+			c.cfg.Reachable()
+		}
 	}
 	if changed {
 		c.kick()

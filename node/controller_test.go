@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,6 +210,8 @@ func TestControllerSendsOnlyChanges(t *testing.T) {
 
 func TestControllerStartsWithTheClusterDown(t *testing.T) {
 	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"))
+	var reachable atomic.Int32
+	h.c.cfg.Reachable = func() { reachable.Add(1) }
 	h.notify()
 	h.run(t)
 	n := h.await(t, "unreachable after a probe", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
@@ -220,8 +223,26 @@ func TestControllerStartsWithTheClusterDown(t *testing.T) {
 		t.Fatalf("Run returned %v while the cluster was down", err)
 	default:
 	}
+	if n := reachable.Load(); n != 0 {
+		t.Errorf("Reachable called %d times while the cluster was down", n)
+	}
 	h.api.fail(nil)
 	h.await(t, "Ready once the cluster answers", cpuIs("4"))
+	if n := reachable.Load(); n != 1 {
+		t.Errorf("Reachable called %d times once the cluster answered, want 1", n)
+	}
+}
+
+func TestControllerReachableOnlyAfterAnOutage(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	var reachable atomic.Int32
+	h.c.cfg.Reachable = func() { reachable.Add(1) }
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+	if n := reachable.Load(); n != 0 {
+		t.Errorf("Reachable called %d times at start-up with the cluster up, want 0", n)
+	}
 }
 
 func TestControllerSendsToALateCallback(t *testing.T) {

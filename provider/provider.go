@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1informers "k8s.io/client-go/informers/core/v1"
@@ -188,6 +189,20 @@ func (p *Provider) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// Resync checks every proxy of this node against its delegate at once. Call it when the workload cluster
+// answers again after it did not: the deletions, creations and updates that failed meanwhile wait in their
+// queues for a backoff of up to half a minute, which would leave the delegates of pods evicted meanwhile
+// running beside their replacements for that long.
+func (p *Provider) Resync() {
+	proxies, err := p.cfg.ManagementPods.List(labels.Everything())
+	if err != nil {
+		return // a lister reads memory and does not fail; the queues' own retries remain
+	}
+	for _, proxy := range proxies {
+		p.enqueue(proxy, p.syncs)
+	}
 }
 
 // NotifyPods registers the pod controller's status callback.

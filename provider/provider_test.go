@@ -470,3 +470,31 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestResyncChecksEveryProxy: nothing but a delegate event or the pod controller makes the provider look at
+// a proxy, so a deletion that failed while the workload cluster was away would wait for its backoff. Resync,
+// called when the cluster answers again, looks at every proxy at once.
+func TestResyncChecksEveryProxy(t *testing.T) {
+	h := newHarness(t)
+	proxy := h.bind(h.newProxy("web-1"))
+	d := h.createDelegate(proxy, nil)
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	go func() { _ = h.p.Run(ctx) }()
+	h.poll("the delegate cache synced", func() (bool, error) { return h.p.informer.HasSynced(), nil })
+
+	if err := h.mgmt.CoreV1().Pods(h.ns).Delete(h.ctx, proxy.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(30))}); err != nil {
+		t.Fatal(err)
+	}
+	h.cached(proxy, func(p *corev1.Pod) bool { return p.DeletionTimestamp != nil })
+	time.Sleep(time.Second) // time for anything else that would delete the delegate (nothing should)
+	if got := h.workloadPod(h.ns, d.Name); got == nil || got.DeletionTimestamp != nil {
+		t.Fatal("the delegate was deleted before Resync: this test would not show that Resync works")
+	}
+
+	h.p.Resync()
+	h.poll("the terminating proxy's delegate deleted", func() (bool, error) {
+		got := h.workloadPod(h.ns, d.Name)
+		return got == nil || got.DeletionTimestamp != nil, nil
+	})
+}

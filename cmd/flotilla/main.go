@@ -48,6 +48,7 @@ type options struct {
 	ExcludeLabels string
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
+	FailoverAfter time.Duration
 	LogLevel      string
 	// IngressClasses maps management ingress classes to workload ones (--ingress-class-map a=b,c=d).
 	IngressClasses map[string]string
@@ -79,6 +80,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.ExcludeLabels, "exclude-labels", node.DefaultExcludeLabels.String(), "regular expression of workload node label keys never copied to the virtual node")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", 2*time.Second, "how often the workload cluster's health is probed")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", time.Second, "how long a health probe may take before the cluster counts as unreachable")
+	fs.DurationVar(&o.FailoverAfter, "failover-after", node.DefaultFailoverAfter, "how long the workload cluster may be unreachable or without Ready nodes before the virtual node is tainted "+node.LostTaintKey+":NoExecute and its pods are replaced elsewhere; 0 leaves them to Kubernetes' not-ready toleration (5 minutes by default)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	ingressClassMap := fs.String("ingress-class-map", "", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
 	if err := fs.Parse(args); err != nil {

@@ -69,21 +69,6 @@ func run(ctx context.Context, o *options) error {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
 
-	virtualNode, err := node.NewController(node.Config{
-		NodeName:      o.NodeName,
-		ClusterName:   o.ClusterName,
-		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in parseFlags
-		Taint:         o.Taint,
-		InternalIP:    o.InternalIP,
-		KubeletPort:   int32(o.KubeletPort),
-		ProbeInterval: o.ProbeInterval,
-		ProbeTimeout:  o.ProbeTimeout,
-		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
-	}, workload, workloadCfg.Host)
-	if err != nil {
-		return err
-	}
-
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: management.CoreV1().Events(metav1.NamespaceAll)})
 	defer events.Shutdown()
@@ -126,6 +111,22 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 
+	virtualNode, err := node.NewController(node.Config{
+		NodeName:      o.NodeName,
+		ClusterName:   o.ClusterName,
+		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in parseFlags
+		Taint:         o.Taint,
+		InternalIP:    o.InternalIP,
+		KubeletPort:   int32(o.KubeletPort),
+		ProbeInterval: o.ProbeInterval,
+		ProbeTimeout:  o.ProbeTimeout,
+		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
+		Reachable:     p.Resync,
+	}, workload, workloadCfg.Host)
+	if err != nil {
+		return err
+	}
+
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
 		PodClient:         management.CoreV1(),
 		PodInformer:       pods,
@@ -161,6 +162,9 @@ func run(ctx context.Context, o *options) error {
 	}); err != nil {
 		return err
 	}
+	// Once the workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
+	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, management.CoreV1().Nodes(),
+		ownNode.Core().V1().Nodes().Lister(), recorder)
 	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
 	if err != nil {
 		return err
@@ -177,6 +181,9 @@ func run(ctx context.Context, o *options) error {
 	ownNode.Start(ctx.Done())
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
+	if o.FailoverAfter > 0 {
+		go failover.Run(ctx)
+	}
 
 	<-ctx.Done()
 	err = context.Cause(ctx)

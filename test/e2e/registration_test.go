@@ -93,6 +93,9 @@ func TestPodWhileWorkloadClusterDown(t *testing.T) {
 	}
 	pod := podOn(ns, "waits", c.Name)
 	pod.Spec.NodeName = c.Name // the node is NotReady, so tainted: bind it as a user pinning a pod would
+	// Wait for the cluster however long it is down, rather than fail over.
+	pod.Spec.Tolerations = append(pod.Spec.Tolerations,
+		corev1.Toleration{Key: node.LostTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})
 	if _, err := shared.Management.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flotilla-io/flotilla/node"
+)
+
+// TestLostClusterFailsOver: when a workload cluster is lost, its flotilla taints the virtual node
+// flotilla.io/cluster-lost:NoExecute after --failover-after (20 s by default), the management cluster evicts
+// its pods and their Deployment runs them on the region's other cluster. A pod that tolerates the taint
+// stays. When the cluster is back the taint goes, and the evicted pods' delegates are deleted there.
+func TestLostClusterFailsOver(t *testing.T) {
+	ns := fleetNamespace(t)
+	ctx := testContext(t, 5*time.Minute)
+	const lost, other = "eu-west-3-0", "eu-west-3-1"
+	nodes := shared.Management.Client.CoreV1().Nodes()
+
+	// Start with every replica on the cluster about to be lost.
+	kubectl(t, "cordon", other)
+	t.Cleanup(func() { kubectl(t, "uncordon", other) })
+	createDeployment(ctx, t, regionalDeployment(ns, "eu-west-3", 3))
+	eventually(t, rollout, "3 proxies Running on "+lost, func(ctx context.Context) (bool, string) {
+		return onNode(ctx, ns, lost, 3)
+	})
+	kubectl(t, "uncordon", other)
+	patient := podOn(ns, "patient", lost)
+	patient.Spec.Tolerations = append(patient.Spec.Tolerations,
+		corev1.Toleration{Key: node.LostTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})
+	if _, err := shared.Management.Client.CoreV1().Pods(ns).Create(ctx, patient, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, rollout, "the patient pod Running on "+lost, func(ctx context.Context) (bool, string) {
+		p, err := shared.Management.Client.CoreV1().Pods(ns).Get(ctx, patient.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Phase == corev1.PodRunning, fmt.Sprintf("phase %s", p.Status.Phase)
+	})
+
+	startAPIServer := killAPIServer(t, shared.Workload(lost))
+	took := eventually(t, 2*time.Minute, "3 replicas Running on "+other, func(ctx context.Context) (bool, string) {
+		pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false, err.Error()
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Spec.NodeName == other && p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == 3, fmt.Sprintf("%d replicas Running on %s", running, other)
+	})
+	t.Logf("replicas Running on %s %s after %s's apiserver was killed", other, took.Round(time.Millisecond), lost)
+
+	n, err := nodes.Get(ctx, lost, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
+		t.Errorf("%s after failover: taints %v, want %s:NoExecute", lost, n.Spec.Taints, node.LostTaintKey)
+	}
+	eventually(t, 10*time.Second, node.ReasonClusterLost+" event on "+lost, func(ctx context.Context) (bool, string) {
+		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonClusterLost, "")
+	})
+	p, err := shared.Management.Client.CoreV1().Pods(ns).Get(ctx, patient.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DeletionTimestamp != nil {
+		t.Error("the pod tolerating the lost-cluster taint was evicted")
+	}
+
+	startAPIServer(ctx)
+	took = eventually(t, 2*time.Minute, "taint lifted, evicted pods' delegates gone from "+lost, func(ctx context.Context) (bool, string) {
+		n, err := nodes.Get(ctx, lost, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		if carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
+			return false, "still tainted " + node.LostTaintKey
+		}
+		// The three replicas on the other cluster and the patient pod, each with its one delegate.
+		return settled(ctx, ns, map[string]int{"eu-west-3": 4})
+	})
+	t.Logf("settled %s after %s's apiserver came back", took.Round(time.Millisecond), lost)
+	eventually(t, 10*time.Second, node.ReasonClusterRecovered+" event on "+lost, func(ctx context.Context) (bool, string) {
+		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonClusterRecovered, "")
+	})
+}
