@@ -15,7 +15,6 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -25,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
 )
 
 // Config says which virtual node to keep and how.
@@ -43,9 +44,10 @@ type Config struct {
 	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
 	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
 	ProbeInterval, ProbeTimeout time.Duration
-	// Reachable, if set, is called when the workload apiserver answers again after it did not, so that work
-	// which failed meanwhile is retried at once rather than after its backoff.
-	Reachable func()
+	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
+	// whenever that changes. Work that failed while it did not can then be retried at once rather than
+	// after its backoff.
+	Reachability func(reachable bool)
 	// OwnPods selects the workload pods that are this node's own delegates: their proxies already hold their
 	// share of the virtual node, so they are not subtracted from allocatable. nil selects none.
 	OwnPods labels.Selector
@@ -129,7 +131,7 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 		cfg.OwnPods = labels.Nothing()
 	}
 
-	factory := informers.NewSharedInformerFactoryWithOptions(workload, 0, informers.WithTransform(dropManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(workload, 0, informers.WithTransform(cachetrim.ManagedFields))
 	nodes := factory.Core().V1().Nodes()
 	pods := factory.InformerFor(&corev1.Pod{}, newActivePodInformer)
 	c := &Controller{
@@ -298,13 +300,14 @@ func (c *Controller) probe(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
-	switch {
-	case err != nil && (wasReachable || !wasProbed):
-		log.G(ctx).WithError(err).Warn("Workload cluster is unreachable")
-	case err == nil && !wasReachable:
-		log.G(ctx).WithField("version", version).Info("Workload cluster is reachable")
-		if wasProbed && c.cfg.Reachable != nil {
-			c.cfg.Reachable()
+	if reachable := err == nil; !wasProbed || reachable != wasReachable {
+		if reachable {
+			log.G(ctx).WithField("version", version).Info("Workload cluster is reachable")
+		} else {
+			log.G(ctx).WithError(err).Warn("Workload cluster is unreachable")
+		}
+		if c.cfg.Reachability != nil {
+			c.cfg.Reachability(reachable)
 		}
 	}
 	if changed {
@@ -396,15 +399,6 @@ func podNodeName(obj any) ([]string, error) {
 		return []string{p.Spec.NodeName}, nil
 	}
 	return nil, nil
-}
-
-// dropManagedFields trims cached objects of their field-ownership records, often the larger part of a pod,
-// which flotilla never reads.
-func dropManagedFields(obj any) (any, error) {
-	if o, err := meta.Accessor(obj); err == nil {
-		o.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // withTimeout calls f with ctx bounded by d.

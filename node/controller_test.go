@@ -3,9 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,8 +210,8 @@ func TestControllerSendsOnlyChanges(t *testing.T) {
 
 func TestControllerStartsWithTheClusterDown(t *testing.T) {
 	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"))
-	var reachable atomic.Int32
-	h.c.cfg.Reachable = func() { reachable.Add(1) }
+	var told reachability
+	h.c.cfg.Reachability = told.record
 	h.notify()
 	h.run(t)
 	n := h.await(t, "unreachable after a probe", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
@@ -223,26 +223,45 @@ func TestControllerStartsWithTheClusterDown(t *testing.T) {
 		t.Fatalf("Run returned %v while the cluster was down", err)
 	default:
 	}
-	if n := reachable.Load(); n != 0 {
-		t.Errorf("Reachable called %d times while the cluster was down", n)
+	if got := told.get(); !slices.Equal(got, []bool{false}) {
+		t.Errorf("told %v while the cluster was down, want [false]", got)
 	}
 	h.api.fail(nil)
 	h.await(t, "Ready once the cluster answers", cpuIs("4"))
-	if n := reachable.Load(); n != 1 {
-		t.Errorf("Reachable called %d times once the cluster answered, want 1", n)
+	if got := told.get(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("told %v once the cluster answered, want [false true]", got)
 	}
 }
 
-func TestControllerReachableOnlyAfterAnOutage(t *testing.T) {
+func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
-	var reachable atomic.Int32
-	h.c.cfg.Reachable = func() { reachable.Add(1) }
+	var told reachability
+	h.c.cfg.Reachability = told.record
 	h.notify()
 	h.run(t)
 	h.await(t, "Ready", cpuIs("4"))
-	if n := reachable.Load(); n != 0 {
-		t.Errorf("Reachable called %d times at start-up with the cluster up, want 0", n)
+	time.Sleep(200 * time.Millisecond) // several more probes
+	if got := told.get(); !slices.Equal(got, []bool{true}) {
+		t.Errorf("told %v with the cluster up all along, want [true]", got)
 	}
+}
+
+// reachability records what a Controller says of its cluster's reachability.
+type reachability struct {
+	mu   sync.Mutex
+	told []bool
+}
+
+func (r *reachability) record(reachable bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.told = append(r.told, reachable)
+}
+
+func (r *reachability) get() []bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.told)
 }
 
 func TestControllerSendsToALateCallback(t *testing.T) {

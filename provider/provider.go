@@ -12,7 +12,6 @@ import (
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -24,6 +23,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
 )
 
 // ReferenceFollower is what the provider needs of package follow's Followers.
@@ -125,7 +126,7 @@ func New(cfg Config) (*Provider, error) {
 	informer := corev1informers.NewFilteredPodInformer(cfg.Workload, metav1.NamespaceAll, resync,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
 		func(o *metav1.ListOptions) { o.LabelSelector = selector })
-	if err := informer.SetTransform(dropManagedFields); err != nil {
+	if err := informer.SetTransform(cachetrim.ManagedFields); err != nil {
 		return nil, err
 	}
 	limiter := func() workqueue.TypedRateLimiter[string] {
@@ -241,12 +242,4 @@ func (p *Provider) enqueue(obj any, queues ...workqueue.TypedRateLimitingInterfa
 	for _, q := range queues {
 		q.Add(key)
 	}
-}
-
-// dropManagedFields keeps the cache small: nothing here reads managed fields.
-func dropManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }

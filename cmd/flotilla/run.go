@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/internal/reachability"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/provider/follow"
@@ -48,6 +50,9 @@ func run(ctx context.Context, o *options) error {
 	}
 	countRequests(managementCfg, "management", tel.requests)
 	countRequests(workloadCfg, "workload", tel.requests)
+	// Informers of the workload cluster wait while it is down rather than back off (see reachability).
+	workloadGate := &reachability.Gate{}
+	workloadCfg.Wrap(workloadGate.Wrap)
 	management, err := kubernetes.NewForConfig(managementCfg)
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
@@ -77,7 +82,8 @@ func run(ctx context.Context, o *options) error {
 	// Proxy pods are the pods bound to the virtual node; ConfigMaps, Secrets and Services are what
 	// virtual-kubelet's pod controller and the followers read.
 	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
-	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
+	objectInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTransform(cachetrim.ManagedFields))
 	pods := podInformers.Core().V1().Pods()
 
 	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
@@ -121,7 +127,12 @@ func run(ctx context.Context, o *options) error {
 		ProbeInterval: o.ProbeInterval,
 		ProbeTimeout:  o.ProbeTimeout,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
-		Reachable:     p.Resync,
+		Reachability: func(reachable bool) {
+			workloadGate.Set(reachable)
+			if reachable {
+				p.Resync() // what failed while the cluster was away is retried now, not after its backoff
+			}
+		},
 	}, workload, workloadCfg.Host)
 	if err != nil {
 		return err

@@ -35,6 +35,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
 )
 
 // Reasons of the errors EnsureFor returns and of the Events flotilla records; the first six are the
@@ -257,7 +259,7 @@ func New(cfg Config) (*Followers, error) {
 	}
 	// Copies are never informer-transformed into anything but their own view; they need no managedFields.
 	for _, inf := range []cache.SharedIndexInformer{cmCopies.Informer(), secretCopies.Informer(), svcCopies.Informer(), ingCopies.Informer()} {
-		if err := inf.SetTransform(dropManagedFields); err != nil {
+		if err := inf.SetTransform(cachetrim.ManagedFields); err != nil {
 			return nil, fmt.Errorf("follow: %w", err)
 		}
 	}
@@ -576,11 +578,4 @@ func orEmpty[E any](list []E) []E {
 		return []E{}
 	}
 	return list
-}
-
-func dropManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
