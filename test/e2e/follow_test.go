@@ -335,7 +335,8 @@ func followClusters(region string) []*lab.Cluster {
 }
 
 // followDeployment runs replicas pods with the given labels in a region ("" for anywhere), tolerating the
-// virtual nodes' taint.
+// virtual nodes' taint, and spread evenly over the clusters: the scheduler's own preference would leave a
+// cluster out whenever another scores better (one still finishing an earlier test's pods, say).
 func followDeployment(ns, name, region string, labels map[string]string, replicas int32) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -347,6 +348,10 @@ func followDeployment(ns, name, region string, labels map[string]string, replica
 				Spec: corev1.PodSpec{
 					Containers:  []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
 					Tolerations: []corev1.Toleration{{Key: node.TaintKey, Operator: corev1.TolerationOpExists}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: node.LabelCluster, WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"deployment": name}},
+					}},
 				},
 			},
 		},
