@@ -98,6 +98,7 @@ type Controller struct {
 	probeErr error
 	version  string
 	current  *corev1.Node       // the last derived node
+	observed bool               // current's Ready condition rests on an observation (see Ready)
 	notify   func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
 	sent     *corev1.Node       // the last node handed to notify; nil makes the next derivation send
 }
@@ -185,16 +186,18 @@ func (c *Controller) Node() *corev1.Node {
 	return c.current.DeepCopy()
 }
 
-// Ready returns the virtual node's Ready condition as last derived, with the time it last changed.
-func (c *Controller) Ready() corev1.NodeCondition {
+// Ready returns the virtual node's Ready condition as last derived, with the time it last changed, and
+// whether it rests on an observation of the workload cluster: false until the first probe, and while the
+// cluster answers but its nodes have not been listed yet (so "not Ready" would only mean "not known yet").
+func (c *Controller) Ready() (corev1.NodeCondition, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cond := range c.current.Status.Conditions {
 		if cond.Type == corev1.NodeReady {
-			return cond
+			return cond, c.observed
 		}
 	}
-	return corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}
+	return corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}, false
 }
 
 // Ping always succeeds: it is about flotilla itself, which is alive if it answers. The workload cluster's
@@ -332,6 +335,7 @@ func (c *Controller) sync(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.current = desiredNode(c.cfg, c.host, obs, c.current.Status.Conditions, time.Now())
+	c.observed = obs.probed && (obs.probeErr != nil || obs.synced)
 	if c.notify == nil || equality.Semantic.DeepEqual(c.current, c.sent) {
 		return
 	}

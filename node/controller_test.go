@@ -212,9 +212,15 @@ func TestControllerStartsWithTheClusterDown(t *testing.T) {
 	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"))
 	var told reachability
 	h.c.cfg.Reachability = told.record
+	if _, observed := h.c.Ready(); observed {
+		t.Error("Ready() claims an observation before the first probe")
+	}
 	h.notify()
 	h.run(t)
 	n := h.await(t, "unreachable after a probe", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if ready, observed := h.c.Ready(); !observed || ready.Status != corev1.ConditionFalse {
+		t.Errorf("Ready() after a failed probe = %s, observed %v; want False, observed", ready.Status, observed)
+	}
 	if msg := n.Status.Conditions[0].Message; !strings.Contains(msg, "i/o timeout") {
 		t.Errorf("message %q, want the probe's error", msg)
 	}

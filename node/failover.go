@@ -31,7 +31,7 @@ const (
 	ReasonClusterRecovered = "ClusterRecovered"
 )
 
-// Failover taints the virtual node with LostTaint once its workload cluster has not been Ready for a while,
+// Failover taints the virtual node with LostTaintKey once its workload cluster has not been Ready for a while,
 // and removes the taint when the cluster is Ready again.
 //
 // The eviction itself is Kubernetes' own: the management cluster's taint-eviction controller deletes every
@@ -39,19 +39,24 @@ const (
 // once, and a user who would rather wait for a flaky cluster says so with a toleration (and
 // tolerationSeconds), as with any NoExecute taint. The taint is flotilla's own rather than a shorter default
 // for node.kubernetes.io/not-ready because that default is the management cluster's, for every node it has.
+//
+// The eviction deletes the pods gracefully. While the cluster does not answer, their delegates cannot be
+// told to stop, so the pods stay Terminating until it answers again: a Deployment's replacements start at
+// once, but a StatefulSet's wait, as they must, since the old pod may still run.
 type Failover struct {
 	nodeName string
 	after    time.Duration
-	ready    func() corev1.NodeCondition
+	ready    func() (corev1.NodeCondition, bool)
 	nodes    corev1client.NodeInterface
 	lister   corelisters.NodeLister
 	recorder record.EventRecorder
 }
 
 // NewFailover prepares the failover of the virtual node nodeName: ready reports the node's Ready condition as
-// flotilla derives it (Controller.Ready), lister reads the node as the management cluster has it, and nodes
-// writes it. after is how long the cluster may be unusable.
-func NewFailover(nodeName string, after time.Duration, ready func() corev1.NodeCondition,
+// flotilla derives it and whether that rests on an observation (Controller.Ready), lister reads the node as
+// the management cluster has it, and nodes writes it. after is how long the cluster may be unusable; zero
+// turns failover off, but a taint left from before is still removed once the cluster is Ready.
+func NewFailover(nodeName string, after time.Duration, ready func() (corev1.NodeCondition, bool),
 	nodes corev1client.NodeInterface, lister corelisters.NodeLister, recorder record.EventRecorder) *Failover {
 	return &Failover{nodeName: nodeName, after: after, ready: ready, nodes: nodes, lister: lister, recorder: recorder}
 }
@@ -63,7 +68,8 @@ func (f *Failover) Run(ctx context.Context) {
 
 // check adds or removes the taint when the cached node disagrees with the cluster's health.
 func (f *Failover) check(ctx context.Context) {
-	lost, decided := clusterLost(f.ready(), f.after, time.Now())
+	ready, observed := f.ready()
+	lost, decided := clusterLost(ready, observed, f.after, time.Now())
 	if !decided {
 		return
 	}
@@ -118,17 +124,17 @@ func (f *Failover) record(n *corev1.Node, lost bool) {
 }
 
 // clusterLost decides from the virtual node's Ready condition whether its workload cluster counts as lost:
-// yes once it has not been Ready for after, no as soon as it is Ready. In between (not Ready, but not for
-// long) it decides nothing, so a taint already there stays until the cluster is Ready again, also across a
-// restart of flotilla, which starts out not Ready until its first probe.
-func clusterLost(ready corev1.NodeCondition, after time.Duration, now time.Time) (lost, decided bool) {
-	if ready.Status == corev1.ConditionTrue {
+// yes once it has not been Ready for after (never when after is zero), no as soon as it is Ready. Otherwise
+// (not Ready, but not for long; or not observed yet, as after a restart of flotilla until its first probe and
+// the first listing of the workload nodes) it decides nothing, so a taint already there stays until the
+// cluster is Ready again.
+func clusterLost(ready corev1.NodeCondition, observed bool, after time.Duration, now time.Time) (lost, decided bool) {
+	switch {
+	case !observed:
+		return false, false
+	case ready.Status == corev1.ConditionTrue:
 		return false, true
-	}
-	if ready.LastTransitionTime.IsZero() {
-		return false, false // no derivation yet
-	}
-	if now.Sub(ready.LastTransitionTime.Time) >= after {
+	case after > 0 && now.Sub(ready.LastTransitionTime.Time) >= after:
 		return true, true
 	}
 	return false, false

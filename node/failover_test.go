@@ -11,21 +11,29 @@ import (
 func TestClusterLost(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	since := func(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(-d)) }
+	ready := func(status corev1.ConditionStatus, d time.Duration) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: corev1.NodeReady, Status: status, LastTransitionTime: since(d)}
+	}
 	for _, tc := range []struct {
 		name          string
 		ready         corev1.NodeCondition
+		observed      bool
+		after         time.Duration
 		lost, decided bool
 	}{
-		{"ready for long", corev1.NodeCondition{Status: corev1.ConditionTrue, LastTransitionTime: since(time.Hour)}, false, true},
-		{"ready just now", corev1.NodeCondition{Status: corev1.ConditionTrue, LastTransitionTime: since(0)}, false, true},
-		{"not ready briefly", corev1.NodeCondition{Status: corev1.ConditionFalse, LastTransitionTime: since(19 * time.Second)}, false, false},
-		{"not ready for exactly the delay", corev1.NodeCondition{Status: corev1.ConditionFalse, LastTransitionTime: since(20 * time.Second)}, true, true},
-		{"not ready for long", corev1.NodeCondition{Status: corev1.ConditionFalse, LastTransitionTime: since(time.Hour)}, true, true},
-		{"unknown for long", corev1.NodeCondition{Status: corev1.ConditionUnknown, LastTransitionTime: since(time.Hour)}, true, true},
-		{"never derived", corev1.NodeCondition{Status: corev1.ConditionUnknown}, false, false},
+		{"ready for long", ready(corev1.ConditionTrue, time.Hour), true, 20 * time.Second, false, true},
+		{"ready just now", ready(corev1.ConditionTrue, 0), true, 20 * time.Second, false, true},
+		{"not ready briefly", ready(corev1.ConditionFalse, 19*time.Second), true, 20 * time.Second, false, false},
+		{"not ready for exactly the delay", ready(corev1.ConditionFalse, 20*time.Second), true, 20 * time.Second, true, true},
+		{"not ready for long", ready(corev1.ConditionFalse, time.Hour), true, 20 * time.Second, true, true},
+		{"unknown for long", ready(corev1.ConditionUnknown, time.Hour), true, 20 * time.Second, true, true},
+		{"not observed yet, for long", ready(corev1.ConditionFalse, time.Hour), false, 20 * time.Second, false, false},
+		{"not observed yet, though ready", ready(corev1.ConditionTrue, time.Hour), false, 20 * time.Second, false, false},
+		{"failover off: not ready for long decides nothing", ready(corev1.ConditionFalse, time.Hour), true, 0, false, false},
+		{"failover off: ready still removes", ready(corev1.ConditionTrue, time.Hour), true, 0, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lost, decided := clusterLost(tc.ready, 20*time.Second, now)
+			lost, decided := clusterLost(tc.ready, tc.observed, tc.after, now)
 			if lost != tc.lost || decided != tc.decided {
 				t.Errorf("clusterLost = %v, %v; want %v, %v", lost, decided, tc.lost, tc.decided)
 			}

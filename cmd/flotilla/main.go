@@ -105,6 +105,9 @@ func parseFlags(args []string) (*options, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing required flags: %s", strings.Join(missing, " "))
 	}
+	if o.FailoverAfter < 0 {
+		return nil, fmt.Errorf("--failover-after: %s is negative", o.FailoverAfter)
+	}
 	if _, err := regexp.Compile(o.ExcludeLabels); err != nil {
 		return nil, fmt.Errorf("--exclude-labels: %w", err)
 	}

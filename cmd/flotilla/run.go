@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/internal/reachability"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
@@ -82,8 +81,8 @@ func run(ctx context.Context, o *options) error {
 	// Proxy pods are the pods bound to the virtual node; ConfigMaps, Secrets and Services are what
 	// virtual-kubelet's pod controller and the followers read.
 	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
-	objectInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
-		informers.WithTransform(cachetrim.ManagedFields))
+	// Not trimmed of managedFields: the followers read them to tell whether flotilla wrote a status.
+	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()
 
 	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
@@ -129,8 +128,9 @@ func run(ctx context.Context, o *options) error {
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
 			workloadGate.Set(reachable)
-			if reachable {
-				p.Resync() // what failed while the cluster was away is retried now, not after its backoff
+			if reachable { // what failed while the cluster was away is retried now, not after its backoff
+				p.Resync()
+				followers.Resync()
 			}
 		},
 	}, workload, workloadCfg.Host)
@@ -192,9 +192,7 @@ func run(ctx context.Context, o *options) error {
 	ownNode.Start(ctx.Done())
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
-	if o.FailoverAfter > 0 {
-		go failover.Run(ctx)
-	}
+	go failover.Run(ctx)
 
 	<-ctx.Done()
 	err = context.Cause(ctx)

@@ -4,8 +4,8 @@
 // failure, up to a minute with jitter, and forgets the failures only after two quiet minutes. A workload
 // cluster that is away for half a minute therefore leaves every informer of it up to a minute behind once
 // it is back: delegates of evicted pods not seen to go, load-balancer addresses not seen to come. The Gate
-// holds informers' list and watch requests while the prober says the cluster does not answer, instead of
-// letting them fail, and lets them through as soon as it answers again.
+// holds informers' list and watch requests while the prober says the cluster is not ready (its /readyz does
+// not answer ok), instead of letting them fail, and lets them through as soon as it is again.
 package reachability
 
 import (
@@ -57,7 +57,9 @@ func (g *Gate) Wrap(rt http.RoundTripper) http.RoundTripper {
 }
 
 // informerRequest tells a reflector's requests from others: a watch, or a list that names a resource
-// version to list at (reflectors always do, "0" included; a plain list or get does not).
+// version to list at, as a reflector's first list and relists do ("0" included; a plain list or get does
+// not). The rare reflector lists without one (after a 410 Gone, or the continuation pages of a paged list)
+// go through unheld and, if the cluster is down, back off as before.
 func informerRequest(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false

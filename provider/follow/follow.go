@@ -263,6 +263,10 @@ func New(cfg Config) (*Followers, error) {
 			return nil, fmt.Errorf("follow: %w", err)
 		}
 	}
+	f.configMaps.stores = []cache.Store{cms.Informer().GetStore(), cmCopies.Informer().GetStore()}
+	f.secrets.stores = []cache.Store{secrets.Informer().GetStore(), secretCopies.Informer().GetStore()}
+	f.serviceK.stores = []cache.Store{svcs.Informer().GetStore(), svcCopies.Informer().GetStore()}
+	f.ingresses.stores = []cache.Store{ings.Informer().GetStore(), ingCopies.Informer().GetStore()}
 	mgmtSynced := []cache.InformerSynced{proxySynced, cms.Informer().HasSynced, secrets.Informer().HasSynced,
 		svcs.Informer().HasSynced, ings.Informer().HasSynced}
 	f.referencesSynced = mgmtSynced[:3]
@@ -271,6 +275,15 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{svcCopies.Informer().HasSynced})
 	f.ingresses.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{ingCopies.Informer().HasSynced})
 	return f, nil
+}
+
+// Resync checks every object of every kind at once. Call it when the workload cluster answers again after
+// it did not: what failed meanwhile would otherwise wait out a backoff of up to two minutes.
+func (f *Followers) Resync() {
+	f.configMaps.resync()
+	f.secrets.resync()
+	f.serviceK.resync()
+	f.ingresses.resync()
 }
 
 // Run starts the workload informers and, once every cache has synced, the workers; it blocks until ctx

@@ -59,6 +59,7 @@ type kind[T object] struct {
 	source     lister[T]              // the management cache
 	copy       lister[T]              // the workload cache of this node's copies
 	synced     []cache.InformerSynced // what must be synced before the queue is worked
+	stores     []cache.Store          // the management and workload caches of this kind, for resync
 	workload   func(namespace string) client[T]
 	management func(namespace string) client[T]
 	// wanted says whether something on this node needs the management object in the workload cluster.
@@ -104,6 +105,16 @@ func (k *kind[T]) enqueue(obj any) {
 }
 
 func (k *kind[T]) enqueueKey(namespace, name string) { k.queue.Add(namespace + "/" + name) }
+
+// resync queues every object of this kind that either cluster holds, at once: also those waiting out the
+// backoff of a failure.
+func (k *kind[T]) resync() {
+	for _, store := range k.stores {
+		for _, key := range store.ListKeys() {
+			k.queue.Add(key)
+		}
+	}
+}
 
 // copyEvents are the handlers of the workload informer of this kind: a copy changed (its status), went
 // (deleted by someone), or was there when flotilla started (and may be an orphan).

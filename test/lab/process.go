@@ -122,7 +122,8 @@ func (p *process) freeze() error {
 	}
 }
 
-// runningThreads counts the process's threads that are not stopped ('T') or traced ('t').
+// runningThreads counts the process's threads that are neither stopped ('T'), traced ('t') nor exiting
+// ('Z', 'X': a thread that has ended but not been reaped cannot answer either).
 func (p *process) runningThreads() (int, error) {
 	dir := fmt.Sprintf("/proc/%d/task", p.PID)
 	tasks, err := os.ReadDir(dir)
@@ -135,7 +136,7 @@ func (p *process) runningThreads() (int, error) {
 		if err != nil {
 			continue // the thread exited between ReadDir and ReadFile
 		}
-		if state, ok := procState(stat); ok && state != 'T' && state != 't' {
+		if state, ok := procState(stat); ok && !strings.ContainsRune("TtZX", rune(state)) {
 			running++
 		}
 	}
