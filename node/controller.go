@@ -192,12 +192,8 @@ func (c *Controller) Node() *corev1.Node {
 func (c *Controller) Ready() (corev1.NodeCondition, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, cond := range c.current.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			return cond, c.observed
-		}
-	}
-	return corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}, false
+	ready, _ := nodeReady(c.current) // derived nodes always carry one
+	return ready, c.observed
 }
 
 // Ping always succeeds: it is about flotilla itself, which is alive if it answers. The workload cluster's

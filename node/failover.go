@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -29,6 +31,8 @@ const failoverCheckInterval = time.Second
 const (
 	ReasonClusterLost      = "ClusterLost"
 	ReasonClusterRecovered = "ClusterRecovered"
+	// ReasonFlotillaLost: a peer tainted the node because its own flotilla stopped reporting.
+	ReasonFlotillaLost = "FlotillaLost"
 )
 
 // Failover taints the virtual node with LostTaintKey once its workload cluster has not been Ready for a while,
@@ -39,6 +43,11 @@ const (
 // once, and a user who would rather wait for a flaky cluster says so with a toleration (and
 // tolerationSeconds), as with any NoExecute taint. The taint is flotilla's own rather than a shorter default
 // for node.kubernetes.io/not-ready because that default is the management cluster's, for every node it has.
+//
+// A flotilla that is itself lost (its process, or its link to the management cluster) cannot taint its node,
+// so every flotilla also watches its peers: a virtual node whose Ready condition the node lifecycle
+// controller has turned Unknown (its lease lapsed) gets the taint from the first peer that has seen it so for
+// the same delay. Only the node's own flotilla removes the taint, once it is back and finds its cluster Ready.
 //
 // The eviction deletes the pods gracefully. While the cluster does not answer, their delegates cannot be
 // told to stop, so the pods stay Terminating until it answers again: a Deployment's replacements start at
@@ -53,9 +62,10 @@ type Failover struct {
 }
 
 // NewFailover prepares the failover of the virtual node nodeName: ready reports the node's Ready condition as
-// flotilla derives it and whether that rests on an observation (Controller.Ready), lister reads the node as
-// the management cluster has it, and nodes writes it. after is how long the cluster may be unusable; zero
-// turns failover off, but a taint left from before is still removed once the cluster is Ready.
+// flotilla derives it and whether that rests on an observation (Controller.Ready), lister reads the virtual
+// nodes (this one and its peers) as the management cluster has them, and nodes writes them. after is how
+// long a cluster may be unusable; zero turns failover off, but a taint left from before is still removed
+// from this node once its cluster is Ready.
 func NewFailover(nodeName string, after time.Duration, ready func() (corev1.NodeCondition, bool),
 	nodes corev1client.NodeInterface, lister corelisters.NodeLister, recorder record.EventRecorder) *Failover {
 	return &Failover{nodeName: nodeName, after: after, ready: ready, nodes: nodes, lister: lister, recorder: recorder}
@@ -66,8 +76,14 @@ func (f *Failover) Run(ctx context.Context) {
 	wait.UntilWithContext(ctx, f.check, failoverCheckInterval)
 }
 
-// check adds or removes the taint when the cached node disagrees with the cluster's health.
+// check adds or removes this node's taint when the cached node disagrees with the cluster's health, and
+// taints the peers whose flotilla is lost.
 func (f *Failover) check(ctx context.Context) {
+	f.checkSelf(ctx)
+	f.checkPeers(ctx)
+}
+
+func (f *Failover) checkSelf(ctx context.Context) {
 	ready, observed := f.ready()
 	lost, decided := clusterLost(ready, observed, f.after, time.Now())
 	if !decided {
@@ -80,17 +96,52 @@ func (f *Failover) check(ctx context.Context) {
 	if _, changed := withLostTaint(n.Spec.Taints, lost, time.Now()); !changed {
 		return
 	}
-	if err := f.setTaint(ctx, lost); err != nil {
+	if ready, _ := nodeReady(n); !lost && ready.Status != corev1.ConditionTrue {
+		// Back after being lost itself: lift the taint only once the node says Ready in the management
+		// cluster too, or a peer that still sees it Unknown would put the taint back.
+		return
+	}
+	reason, message := ReasonClusterRecovered, "Workload cluster Ready again: removed taint "+LostTaintKey
+	if lost {
+		reason, message = ReasonClusterLost, fmt.Sprintf(
+			"Workload cluster not Ready for %s: tainted %s, so pods that do not tolerate it are evicted and replaced elsewhere",
+			f.after, LostTaintKey)
+	}
+	if err := f.setTaint(ctx, f.nodeName, lost, reason, message); err != nil {
 		log.G(ctx).WithError(err).Warn("Cannot update the virtual node's lost-cluster taint; will retry")
 	}
 }
 
-// setTaint writes the taint, reading the node afresh on a conflict: taints are replaced as a whole list, so
-// the patch carries the resourceVersion it was computed from, and a taint someone else added meanwhile is
-// kept.
-func (f *Failover) setTaint(ctx context.Context, lost bool) error {
+func (f *Failover) checkPeers(ctx context.Context) {
+	if f.after <= 0 {
+		return
+	}
+	peers, err := f.lister.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, peer := range peers {
+		if peer.Name == f.nodeName || !flotillaLost(peer, f.after, now) {
+			continue
+		}
+		if _, changed := withLostTaint(peer.Spec.Taints, true, now); !changed {
+			continue
+		}
+		message := fmt.Sprintf("The node's flotilla has not reported for %s (its lease lapsed): tainted %s by the flotilla of %s, "+
+			"so pods that do not tolerate it are evicted and replaced elsewhere", f.after, LostTaintKey, f.nodeName)
+		if err := f.setTaint(ctx, peer.Name, true, ReasonFlotillaLost, message); err != nil {
+			log.G(ctx).WithError(err).WithField("peer", peer.Name).Warn("Cannot taint a lost peer's virtual node; will retry")
+		}
+	}
+}
+
+// setTaint adds or removes the taint on the named node and records the Event once it is written, reading the
+// node afresh on a conflict: taints are replaced as a whole list, so the patch carries the resourceVersion it
+// was computed from, and a taint someone else added meanwhile is kept.
+func (f *Failover) setTaint(ctx context.Context, nodeName string, lost bool, reason, message string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := f.nodes.Get(ctx, f.nodeName, metav1.GetOptions{})
+		n, err := f.nodes.Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -105,22 +156,33 @@ func (f *Failover) setTaint(ctx context.Context, lost bool) error {
 		if err != nil {
 			return err
 		}
-		if _, err := f.nodes.Patch(ctx, f.nodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "flotilla"}); err != nil {
+		if _, err := f.nodes.Patch(ctx, nodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "flotilla"}); err != nil {
 			return err
 		}
-		f.record(n, lost)
+		eventType := corev1.EventTypeNormal
+		if lost {
+			eventType = corev1.EventTypeWarning
+		}
+		f.recorder.Event(n, eventType, reason, message)
 		return nil
 	})
 }
 
-func (f *Failover) record(n *corev1.Node, lost bool) {
-	if lost {
-		f.recorder.Eventf(n, corev1.EventTypeWarning, ReasonClusterLost,
-			"Workload cluster not Ready for %s: tainted %s, so pods that do not tolerate it are evicted and replaced elsewhere",
-			f.after, LostTaintKey)
-		return
+// flotillaLost says whether a virtual node's own flotilla counts as lost: the node lifecycle controller has
+// held its Ready condition Unknown (no lease renewal, no status) for after.
+func flotillaLost(n *corev1.Node, after time.Duration, now time.Time) bool {
+	c, ok := nodeReady(n)
+	return ok && c.Status == corev1.ConditionUnknown && !c.LastTransitionTime.IsZero() && now.Sub(c.LastTransitionTime.Time) >= after
+}
+
+// nodeReady is the node's Ready condition, and whether it has one.
+func nodeReady(n *corev1.Node) (corev1.NodeCondition, bool) {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c, true
+		}
 	}
-	f.recorder.Eventf(n, corev1.EventTypeNormal, ReasonClusterRecovered, "Workload cluster Ready again: removed taint %s", LostTaintKey)
+	return corev1.NodeCondition{}, false
 }
 
 // clusterLost decides from the virtual node's Ready condition whether its workload cluster counts as lost:

@@ -81,3 +81,31 @@ func TestWithLostTaint(t *testing.T) {
 		})
 	}
 }
+
+func TestFlotillaLost(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	withReady := func(status corev1.ConditionStatus, d time.Duration) *corev1.Node {
+		return &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))},
+			{Type: corev1.NodeReady, Status: status, LastTransitionTime: metav1.NewTime(now.Add(-d))},
+		}}}
+	}
+	for _, tc := range []struct {
+		name string
+		node *corev1.Node
+		want bool
+	}{
+		{"unknown for the delay", withReady(corev1.ConditionUnknown, 20*time.Second), true},
+		{"unknown briefly", withReady(corev1.ConditionUnknown, 19*time.Second), false},
+		// Not Ready is what a living flotilla reports of an unreachable cluster: its own failover handles it.
+		{"not ready for long", withReady(corev1.ConditionFalse, time.Hour), false},
+		{"ready", withReady(corev1.ConditionTrue, time.Hour), false},
+		{"no Ready condition yet", &corev1.Node{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := flotillaLost(tc.node, 20*time.Second, now); got != tc.want {
+				t.Errorf("flotillaLost = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -163,19 +162,22 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	// The virtual node itself is watched so that a deletion by hand is undone at once.
-	ownNode := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-			lo.FieldSelector = fields.OneTermEqualSelector(metav1.ObjectNameField, o.NodeName).String()
-		}))
-	if _, err := ownNode.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(any) { virtualNode.Resend() },
+	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, and a
+	// peer whose flotilla is lost is failed over (see node.Failover).
+	virtualNodes := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = node.LabelCluster }))
+	if _, err := virtualNodes.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil && key == o.NodeName {
+				virtualNode.Resend()
+			}
+		},
 	}); err != nil {
 		return err
 	}
-	// Once the workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
+	// Once a workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
 	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, management.CoreV1().Nodes(),
-		ownNode.Core().V1().Nodes().Lister(), recorder)
+		virtualNodes.Core().V1().Nodes().Lister(), recorder)
 	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
 	if err != nil {
 		return err
@@ -189,7 +191,7 @@ func run(ctx context.Context, o *options) error {
 	go func() { cancel(fmt.Errorf("followers: %w", followers.Run(ctx))) }()
 	podInformers.Start(ctx.Done())
 	objectInformers.Start(ctx.Done())
-	ownNode.Start(ctx.Done())
+	virtualNodes.Start(ctx.Done())
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
 	go failover.Run(ctx)
@@ -198,7 +200,7 @@ func run(ctx context.Context, o *options) error {
 	err = context.Cause(ctx)
 	podInformers.Shutdown()
 	objectInformers.Shutdown()
-	ownNode.Shutdown()
+	virtualNodes.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
 }

@@ -95,3 +95,66 @@ func TestLostClusterFailsOver(t *testing.T) {
 		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonClusterRecovered, "")
 	})
 }
+
+// TestLostFlotillaFailsOver: when a cluster's flotilla itself is lost (killed here), its node's lease lapses,
+// the node lifecycle controller turns the node Unknown, and after --failover-after a peer flotilla taints it
+// flotilla.io/cluster-lost:NoExecute, so its pods move to the region's other cluster. When the flotilla is
+// back, it finds its cluster Ready, lifts the taint, and deletes the evicted pods' delegates.
+func TestLostFlotillaFailsOver(t *testing.T) {
+	ns := fleetNamespace(t)
+	ctx := testContext(t, 5*time.Minute)
+	const lost, other = "us-west-2-1", "us-west-2-0"
+	nodes := shared.Management.Client.CoreV1().Nodes()
+
+	kubectl(t, "cordon", other)
+	t.Cleanup(func() { kubectl(t, "uncordon", other) })
+	createDeployment(ctx, t, regionalDeployment(ns, "us-west-2", 2))
+	eventually(t, rollout, "2 proxies Running on "+lost, func(ctx context.Context) (bool, string) {
+		return onNode(ctx, ns, lost, 2)
+	})
+	kubectl(t, "uncordon", other)
+
+	if err := shared.KillFlotilla(lost); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = shared.StartFlotilla(lost)
+		}
+		_ = shared.WaitVirtualNodeReady(context.Background(), lost)
+	})
+	took := eventually(t, 3*time.Minute, "2 replicas Running on "+other, func(ctx context.Context) (bool, string) {
+		pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false, err.Error()
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Spec.NodeName == other && p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == 2, fmt.Sprintf("%d replicas Running on %s", running, other)
+	})
+	t.Logf("replicas Running on %s %s after %s's flotilla was killed", other, took.Round(time.Millisecond), lost)
+	eventually(t, 10*time.Second, node.ReasonFlotillaLost+" event on "+lost, func(ctx context.Context) (bool, string) {
+		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonFlotillaLost, "")
+	})
+
+	if err := shared.StartFlotilla(lost); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	took = eventually(t, 2*time.Minute, "taint lifted, evicted pods' delegates gone from "+lost, func(ctx context.Context) (bool, string) {
+		n, err := nodes.Get(ctx, lost, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		if carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
+			return false, "still tainted " + node.LostTaintKey
+		}
+		return settled(ctx, ns, map[string]int{"us-west-2": 2})
+	})
+	t.Logf("settled %s after %s's flotilla started again", took.Round(time.Millisecond), lost)
+}
