@@ -49,7 +49,10 @@ type options struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	FailoverAfter time.Duration
-	LogLevel      string
+	LeaderElect   bool
+	// LeaderElectNamespace holds the Lease flotilla-<node> with --leader-elect.
+	LeaderElectNamespace string
+	LogLevel             string
 	// IngressClasses maps management ingress classes to workload ones (--ingress-class-map a=b,c=d).
 	IngressClasses map[string]string
 }
@@ -81,6 +84,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", 2*time.Second, "how often the workload cluster's health is probed")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", time.Second, "how long a health probe may take before the cluster counts as unreachable")
 	fs.DurationVar(&o.FailoverAfter, "failover-after", node.DefaultFailoverAfter, "how long the workload cluster may be unreachable or without Ready nodes before the virtual node is tainted "+node.LostTaintKey+":NoExecute and its pods are replaced elsewhere; 0 leaves them to Kubernetes' not-ready toleration (5 minutes by default)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas of this flotilla: serve the virtual node only while holding its leader Lease in the management cluster, and stand by otherwise")
+	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "flotilla-system", "namespace of the management cluster holding the leader Lease flotilla-<node> (with --leader-elect)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	ingressClassMap := fs.String("ingress-class-map", "", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
 	if err := fs.Parse(args); err != nil {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -31,8 +32,8 @@ import (
 // every change arrives by watch.
 const informerResync = 10 * time.Minute
 
-// run wires flotilla together: the virtual node's controller (package node) feeds virtual-kubelet's
-// node controller; the provider (package provider) serves virtual-kubelet's pod controller.
+// run connects to both clusters and serves (see serve), or with --leader-elect serves only while this
+// process holds the virtual node's leader lease.
 func run(ctx context.Context, o *options) error {
 	tel, err := setupTelemetry()
 	if err != nil {
@@ -71,7 +72,26 @@ func run(ctx context.Context, o *options) error {
 	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
+	c := &clusters{management: management, workload: workload, workloadCfg: workloadCfg, workloadGate: workloadGate}
+	if o.LeaderElect {
+		return serveWhileLeading(ctx, o, management, func(ctx context.Context) error { return serve(ctx, o, c) })
+	}
+	return serve(ctx, o, c)
+}
 
+// clusters are flotilla's ways into its two clusters.
+type clusters struct {
+	management, workload kubernetes.Interface
+	workloadCfg          *rest.Config
+	// workloadGate holds the workload informers' requests while the cluster is down.
+	workloadGate *reachability.Gate
+}
+
+// serve wires flotilla together and runs it until ctx ends or a part of it fails: the virtual node's
+// controller (package node) feeds virtual-kubelet's node controller; the provider (package provider) serves
+// virtual-kubelet's pod controller.
+func serve(ctx context.Context, o *options, c *clusters) error {
+	management, workload, workloadCfg, workloadGate := c.management, c.workload, c.workloadCfg, c.workloadGate
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: management.CoreV1().Events(metav1.NamespaceAll)})
 	defer events.Shutdown()

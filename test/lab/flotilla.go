@@ -14,36 +14,35 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// flotillaProcess prepares the flotilla process serving workload cluster c: its own identity in the
-// management cluster, its identity in c, and a serving certificate for its kubelet API.
-func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string, proxyable bool) (*process, error) {
-	dir := filepath.Join(l.Dir, "flotilla", c.Name)
+// flotillaProcess prepares a flotilla process serving workload cluster c: its own identity in the
+// management cluster, its identity in c, a serving certificate for its kubelet API at an address of its own,
+// and a metrics port. replica is "" for the lab's own flotilla of c and names any other (see AddReplica).
+func (l *Lab) flotillaProcess(bin string, c *Cluster, replica string, extraArgs []string, proxyable bool) (p *process, ip net.IP, metricsURL string, err error) {
+	dir := filepath.Join(l.Dir, "flotilla", c.Name, replica)
 	ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
 	id, err := ca.client("management-identity", "flotilla:"+c.Name, FlotillaGroup)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	managementKubeconfig := filepath.Join(dir, "management.kubeconfig")
 	if err := writeKubeconfig(managementKubeconfig, "management", l.Management.Server, ca.CertPEM, id); err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	pick := freeKubeletAddress
 	if proxyable {
 		pick = hostAddress
 	}
-	ip, err := pick()
-	if err != nil {
-		return nil, err
+	if ip, err = pick(); err != nil {
+		return nil, nil, "", err
 	}
 	serving, err := ca.serving("kubelet-"+c.Name, ip)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	ports, err := freePorts(1)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
-	l.FlotillaMetrics[c.Name] = "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics"
 	args := append([]string{
 		"--cluster-name=" + c.Name,
 		"--management-kubeconfig=" + managementKubeconfig,
@@ -55,11 +54,46 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, extraArgs []string, proxya
 		"--client-ca-file=" + l.ca.CertFile(),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
 	}, extraArgs...)
-	return &process{
-		Name: c.Name + "/flotilla", Path: bin, Args: args,
-		LogFile: filepath.Join(l.Dir, "logs", c.Name, "flotilla.log"),
-	}, nil
+	name, log := c.Name+"/flotilla", "flotilla.log"
+	if replica != "" {
+		name, log = name+"-"+replica, "flotilla-"+replica+".log"
+	}
+	return &process{Name: name, Path: bin, Args: args, LogFile: filepath.Join(l.Dir, "logs", c.Name, log)},
+		ip, "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics", nil
 }
+
+// Replica is a flotilla process for a workload cluster besides the lab's own, as a Deployment of several
+// replicas with --leader-elect runs them. The test that adds one stops it.
+type Replica struct {
+	p        *process
+	attached bool
+	// InternalIP is the address of its kubelet API, which the virtual node shows while it serves.
+	InternalIP string
+}
+
+// AddReplica prepares, without starting it, another flotilla process for the workload cluster with the
+// lab's arguments plus extraArgs, a kubelet API address and metrics port of its own, and a log file
+// logs/<cluster>/flotilla-<name>.log.
+func (l *Lab) AddReplica(cluster, name string, extraArgs ...string) (*Replica, error) {
+	own, err := l.flotilla(cluster)
+	if err != nil {
+		return nil, err
+	}
+	p, ip, _, err := l.flotillaProcess(own.Path, l.Workload(cluster), name, extraArgs, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{p: p, attached: l.attached, InternalIP: ip.String()}, nil
+}
+
+// Start starts the replica.
+func (r *Replica) Start() error { return r.p.start(r.attached) }
+
+// Stop stops it with SIGTERM, as a rolling update would.
+func (r *Replica) Stop() error { return r.p.stop(10 * time.Second) }
+
+// Kill kills it, as a crash would.
+func (r *Replica) Kill() error { return r.p.kill() }
 
 // kubeletPort is the kubelet API's well-known port. Tools such as virtual-kubelet's e2e suite reach a
 // node's kubelet through the apiserver's node proxy at this port, whatever the node reports.

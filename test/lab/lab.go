@@ -153,11 +153,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		for _, c := range l.Workloads {
-			p, err := l.flotillaProcess(flotilla, c, opts.FlotillaArgs, c.Name == opts.ProxyableKubelet)
+			p, _, metrics, err := l.flotillaProcess(flotilla, c, "", opts.FlotillaArgs, c.Name == opts.ProxyableKubelet)
 			if err != nil {
 				return nil, err
 			}
-			l.Flotillas[c.Name] = p
+			l.Flotillas[c.Name], l.FlotillaMetrics[c.Name] = p, metrics
 			if err := p.start(opts.Attached); err != nil {
 				return nil, err
 			}
