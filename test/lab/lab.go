@@ -166,6 +166,13 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
+	// A process that failed right after its start (a port taken, a bad flag) is not always one the checks
+	// above wait for: a lab without its scheduler looks up, and leaves every pod Pending.
+	for _, p := range l.processes() {
+		if !p.running() {
+			return nil, fmt.Errorf("%s exited; see %s", p.Name, p.LogFile)
+		}
+	}
 	return l, l.save()
 }
 
@@ -323,9 +330,14 @@ func Down(dir string) error {
 	return os.Remove(filepath.Join(dir, stateFile))
 }
 
-// freePorts asks the kernel for n free loopback ports. Each lab takes its own, so labs of concurrent test
-// binaries do not collide.
+// freePorts asks the kernel for n free loopback ports that this process has not handed out before. The
+// kernel only knows which ports are bound now: a port handed out for a server that has not started yet is
+// free to it, and it hands the same port out again readily (a lab's management scheduler and a workload
+// apiserver once got the same one). Labs of concurrent test binaries draw from the kernel too, so they do
+// not collide while their servers run.
 func freePorts(n int) ([]int, error) {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
 	var ports []int
 	var ls []net.Listener
 	defer func() {
@@ -333,16 +345,30 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for range n {
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 100*n {
+			return nil, fmt.Errorf("no %d loopback ports left that were not handed out before", n)
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ls = append(ls, l) // held until all n are found, so the kernel does not return one twice here
+		port := l.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
+
+// handedOut are the ports freePorts has handed out in this process.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // waitTCP waits until addr accepts connections, failing early if p exits.
 func waitTCP(ctx context.Context, addr string, p *process) error {
