@@ -31,7 +31,7 @@ func desiredNode(cfg Config, host string, obs observation, prev []corev1.NodeCon
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        cfg.NodeName,
 			Labels:      BaseLabels(cfg.NodeName, cfg.ClusterName),
-			Annotations: map[string]string{AnnotationWorkloadServer: host},
+			Annotations: map[string]string{AnnotationWorkloadServer: host, AnnotationFailoverAfter: cfg.FailoverAfter.String()},
 		},
 		Status: corev1.NodeStatus{
 			Phase:      corev1.NodeRunning,

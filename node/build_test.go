@@ -14,7 +14,7 @@ import (
 func testConfig() Config {
 	return Config{
 		NodeName: "vn", ClusterName: "cl", ExcludeLabels: DefaultExcludeLabels,
-		InternalIP: "10.0.0.7", KubeletPort: 10250, OwnPods: labels.Nothing(),
+		InternalIP: "10.0.0.7", KubeletPort: 10250, OwnPods: labels.Nothing(), FailoverAfter: 20 * time.Second,
 	}
 }
 
@@ -95,8 +95,8 @@ func TestDesiredNode(t *testing.T) {
 				if p := n.Status.DaemonEndpoints.KubeletEndpoint.Port; p != 10250 {
 					t.Errorf("kubelet port = %d, want 10250", p)
 				}
-				if n.Annotations[AnnotationWorkloadServer] != "https://workload:6443" {
-					t.Errorf("workload server annotation = %q", n.Annotations[AnnotationWorkloadServer])
+				if n.Annotations[AnnotationWorkloadServer] != "https://workload:6443" || n.Annotations[AnnotationFailoverAfter] != "20s" {
+					t.Errorf("annotations = %v, want the workload server and the failover delay", n.Annotations)
 				}
 				if n.Name != "vn" || n.Status.Phase != corev1.NodeRunning {
 					t.Errorf("name %q phase %q, want vn Running", n.Name, n.Status.Phase)

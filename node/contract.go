@@ -26,6 +26,10 @@ const (
 	// the failover delay (see Failover): pods that do not tolerate it are evicted and replaced elsewhere.
 	LostTaintKey = "flotilla.io/cluster-lost"
 
+	// AnnotationFailoverAfter is the virtual node's failover delay (a Go duration, "0s" for none), so that
+	// its peers fail it over, should its flotilla be lost, on its own terms.
+	AnnotationFailoverAfter = "flotilla.io/failover-after"
+
 	// AnnotationWorkloadServer is the workload apiserver's URL, so an operator can tell where a node points.
 	AnnotationWorkloadServer = "flotilla.io/workload-server"
 	// AnnotationWorkloadNodes and AnnotationWorkloadNodesReady count the workload cluster's nodes, all and

@@ -44,6 +44,8 @@ type Config struct {
 	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
 	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
 	ProbeInterval, ProbeTimeout time.Duration
+	// FailoverAfter is published on the node (AnnotationFailoverAfter) for peers to honour; see Failover.
+	FailoverAfter time.Duration
 	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
 	// whenever that changes. Work that failed while it did not can then be retried at once rather than
 	// after its backoff.

@@ -96,32 +96,30 @@ func (f *Failover) checkSelf(ctx context.Context) {
 	if _, changed := withLostTaint(n.Spec.Taints, lost, time.Now()); !changed {
 		return
 	}
-	if ready, _ := nodeReady(n); !lost && ready.Status != corev1.ConditionTrue {
-		// Back after being lost itself: lift the taint only once the node says Ready in the management
-		// cluster too, or a peer that still sees it Unknown would put the taint back.
+	if lost {
+		message := fmt.Sprintf("Workload cluster not Ready for %s: tainted %s, so pods that do not tolerate it are evicted and replaced elsewhere",
+			f.after, LostTaintKey)
+		f.setTaint(ctx, f.nodeName, true, func(*corev1.Node) bool { return true }, ReasonClusterLost, message)
 		return
 	}
-	reason, message := ReasonClusterRecovered, "Workload cluster Ready again: removed taint "+LostTaintKey
-	if lost {
-		reason, message = ReasonClusterLost, fmt.Sprintf(
-			"Workload cluster not Ready for %s: tainted %s, so pods that do not tolerate it are evicted and replaced elsewhere",
-			f.after, LostTaintKey)
-	}
-	if err := f.setTaint(ctx, f.nodeName, lost, reason, message); err != nil {
-		log.G(ctx).WithError(err).Warn("Cannot update the virtual node's lost-cluster taint; will retry")
-	}
+	// Back, perhaps after being lost itself: lift the taint only once the node says Ready in the management
+	// cluster too, or a peer that still sees it Unknown would put the taint back.
+	f.setTaint(ctx, f.nodeName, false, readyInManagement, ReasonClusterRecovered, "Workload cluster Ready again: removed taint "+LostTaintKey)
 }
 
 func (f *Failover) checkPeers(ctx context.Context) {
-	if f.after <= 0 {
-		return
-	}
-	peers, err := f.lister.List(labels.Everything())
+	nodes, err := f.lister.List(labels.Everything())
 	if err != nil {
 		return
 	}
 	now := time.Now()
-	for _, peer := range peers {
+	if unknownMost(nodes) {
+		// Most virtual nodes went silent at once: more likely the management cluster's trouble (or the
+		// network to it) than that many clusters' flotillas; the node lifecycle controller holds back its
+		// evictions then too.
+		return
+	}
+	for _, peer := range nodes {
 		if peer.Name == f.nodeName || !flotillaLost(peer, f.after, now) {
 			continue
 		}
@@ -129,24 +127,24 @@ func (f *Failover) checkPeers(ctx context.Context) {
 			continue
 		}
 		message := fmt.Sprintf("The node's flotilla has not reported for %s (its lease lapsed): tainted %s by the flotilla of %s, "+
-			"so pods that do not tolerate it are evicted and replaced elsewhere", f.after, LostTaintKey, f.nodeName)
-		if err := f.setTaint(ctx, peer.Name, true, ReasonFlotillaLost, message); err != nil {
-			log.G(ctx).WithError(err).WithField("peer", peer.Name).Warn("Cannot taint a lost peer's virtual node; will retry")
-		}
+			"so pods that do not tolerate it are evicted and replaced elsewhere", failoverAfter(peer, f.after), LostTaintKey, f.nodeName)
+		stillLost := func(n *corev1.Node) bool { return flotillaLost(n, f.after, time.Now()) }
+		f.setTaint(ctx, peer.Name, true, stillLost, ReasonFlotillaLost, message)
 	}
 }
 
-// setTaint adds or removes the taint on the named node and records the Event once it is written, reading the
-// node afresh on a conflict: taints are replaced as a whole list, so the patch carries the resourceVersion it
-// was computed from, and a taint someone else added meanwhile is kept.
-func (f *Failover) setTaint(ctx context.Context, nodeName string, lost bool, reason, message string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+// setTaint adds or removes the taint on the named node if the node, read afresh, still warrants it (the
+// decision was taken on a cache that may lag), and records the Event once the taint is written. Taints are
+// replaced as a whole list, so the patch carries the resourceVersion it was computed from and a conflict
+// starts over, keeping a taint someone else added meanwhile. A failure is logged; the next check retries.
+func (f *Failover) setTaint(ctx context.Context, nodeName string, lost bool, warranted func(*corev1.Node) bool, reason, message string) {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := f.nodes.Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		taints, changed := withLostTaint(n.Spec.Taints, lost, time.Now())
-		if !changed {
+		if !changed || !warranted(n) {
 			return nil
 		}
 		patch, err := json.Marshal(map[string]any{
@@ -166,13 +164,45 @@ func (f *Failover) setTaint(ctx context.Context, nodeName string, lost bool, rea
 		f.recorder.Event(n, eventType, reason, message)
 		return nil
 	})
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("node", nodeName).Warn("Cannot update the lost-cluster taint; will retry")
+	}
+}
+
+func readyInManagement(n *corev1.Node) bool {
+	ready, _ := nodeReady(n)
+	return ready.Status == corev1.ConditionTrue
+}
+
+// failoverAfter is the failover delay a virtual node's flotilla publishes (AnnotationFailoverAfter), so that
+// its peers honour its own setting; a node that publishes none gets def.
+func failoverAfter(n *corev1.Node, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(n.Annotations[AnnotationFailoverAfter]); err == nil {
+		return d
+	}
+	return def
+}
+
+// unknownMost says whether more than 55% of the virtual nodes are Unknown, the share at which the node
+// lifecycle controller, too, takes a zone to be fully disrupted.
+func unknownMost(nodes []*corev1.Node) bool {
+	unknown := 0
+	for _, n := range nodes {
+		if ready, _ := nodeReady(n); ready.Status == corev1.ConditionUnknown {
+			unknown++
+		}
+	}
+	return unknown*100 > 55*len(nodes)
 }
 
 // flotillaLost says whether a virtual node's own flotilla counts as lost: the node lifecycle controller has
-// held its Ready condition Unknown (no lease renewal, no status) for after.
-func flotillaLost(n *corev1.Node, after time.Duration, now time.Time) bool {
+// held its Ready condition Unknown (no lease renewal, no status) for the node's failover delay (def if it
+// publishes none; never if its delay is zero).
+func flotillaLost(n *corev1.Node, def time.Duration, now time.Time) bool {
+	after := failoverAfter(n, def)
 	c, ok := nodeReady(n)
-	return ok && c.Status == corev1.ConditionUnknown && !c.LastTransitionTime.IsZero() && now.Sub(c.LastTransitionTime.Time) >= after
+	return after > 0 && ok && c.Status == corev1.ConditionUnknown && !c.LastTransitionTime.IsZero() &&
+		now.Sub(c.LastTransitionTime.Time) >= after
 }
 
 // nodeReady is the node's Ready condition, and whether it has one.

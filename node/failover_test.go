@@ -90,6 +90,10 @@ func TestFlotillaLost(t *testing.T) {
 			{Type: corev1.NodeReady, Status: status, LastTransitionTime: metav1.NewTime(now.Add(-d))},
 		}}}
 	}
+	publishing := func(after string, n *corev1.Node) *corev1.Node {
+		n.Annotations = map[string]string{AnnotationFailoverAfter: after}
+		return n
+	}
 	for _, tc := range []struct {
 		name string
 		node *corev1.Node
@@ -101,10 +105,39 @@ func TestFlotillaLost(t *testing.T) {
 		{"not ready for long", withReady(corev1.ConditionFalse, time.Hour), false},
 		{"ready", withReady(corev1.ConditionTrue, time.Hour), false},
 		{"no Ready condition yet", &corev1.Node{}, false},
+		{"its own longer delay not over", publishing("1m", withReady(corev1.ConditionUnknown, 30*time.Second)), false},
+		{"its own shorter delay over", publishing("10s", withReady(corev1.ConditionUnknown, 15*time.Second)), true},
+		{"failover off for it", publishing("0s", withReady(corev1.ConditionUnknown, time.Hour)), false},
+		{"an unreadable delay: ours", publishing("soon", withReady(corev1.ConditionUnknown, 20*time.Second)), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := flotillaLost(tc.node, 20*time.Second, now); got != tc.want {
 				t.Errorf("flotillaLost = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnknownMost(t *testing.T) {
+	node := func(status corev1.ConditionStatus) *corev1.Node {
+		return &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}}}}
+	}
+	ready, unknown, notReady := node(corev1.ConditionTrue), node(corev1.ConditionUnknown), node(corev1.ConditionFalse)
+	for _, tc := range []struct {
+		name  string
+		nodes []*corev1.Node
+		want  bool
+	}{
+		{"one of two", []*corev1.Node{ready, unknown}, false},
+		{"one of four", []*corev1.Node{ready, unknown, ready, ready}, false},
+		{"two of three", []*corev1.Node{ready, unknown, unknown}, true},
+		{"three of four", []*corev1.Node{unknown, unknown, unknown, ready}, true},
+		{"not ready is not unknown", []*corev1.Node{ready, notReady, notReady}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := unknownMost(tc.nodes); got != tc.want {
+				t.Errorf("unknownMost = %v, want %v", got, tc.want)
 			}
 		})
 	}

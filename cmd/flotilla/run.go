@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/internal/reachability"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
@@ -74,7 +75,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	c := &clusters{management: management, workload: workload, workloadCfg: workloadCfg, workloadGate: workloadGate}
 	if o.LeaderElect {
-		return serveWhileLeading(ctx, o, management, func(ctx context.Context) error { return serve(ctx, o, c) })
+		return serveWhileLeading(ctx, o, managementCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
 	}
 	return serve(ctx, o, c)
 }
@@ -144,6 +145,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		KubeletPort:   int32(o.KubeletPort),
 		ProbeInterval: o.ProbeInterval,
 		ProbeTimeout:  o.ProbeTimeout,
+		FailoverAfter: o.FailoverAfter,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
 			workloadGate.Set(reachable)
@@ -185,7 +187,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, and a
 	// peer whose flotilla is lost is failed over (see node.Failover).
 	virtualNodes := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = node.LabelCluster }))
+		informers.WithTransform(cachetrim.ManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = node.LabelCluster + ",type=virtual-kubelet" }))
 	if _, err := virtualNodes.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil && key == o.NodeName {

@@ -73,9 +73,19 @@ func TestDeployManifests(t *testing.T) {
 		t.Errorf("deployment: replicas %d, service account %q, namespace %q, args %v",
 			*d.Spec.Replicas, spec.ServiceAccountName, d.Namespace, spec.Containers[0].Args)
 	}
-	refs := []string{spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name}
+	var refs []string
+	for _, e := range spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+			refs = append(refs, e.ValueFrom.ConfigMapKeyRef.Name)
+		}
+	}
 	for _, v := range spec.Volumes {
-		refs = append(refs, v.Secret.SecretName)
+		if v.Secret != nil {
+			refs = append(refs, v.Secret.SecretName)
+		}
+	}
+	if len(refs) != 3 {
+		t.Errorf("the Deployment refers to %v, want one ConfigMap and two Secrets", refs)
 	}
 	for _, r := range refs {
 		if !generated[r] {

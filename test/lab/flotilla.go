@@ -72,7 +72,7 @@ type Replica struct {
 }
 
 // AddReplica prepares, without starting it, another flotilla process for the workload cluster with the
-// lab's arguments plus extraArgs, a kubelet API address and metrics port of its own, and a log file
+// arguments the lab gives every flotilla (not Options.FlotillaArgs) plus extraArgs, a kubelet API address and metrics port of its own, and a log file
 // logs/<cluster>/flotilla-<name>.log.
 func (l *Lab) AddReplica(cluster, name string, extraArgs ...string) (*Replica, error) {
 	own, err := l.flotilla(cluster)
