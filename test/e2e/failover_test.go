@@ -22,14 +22,7 @@ func TestLostClusterFailsOver(t *testing.T) {
 	const lost, other = "eu-west-3-0", "eu-west-3-1"
 	nodes := shared.Management.Client.CoreV1().Nodes()
 
-	// Start with every replica on the cluster about to be lost.
-	kubectl(t, "cordon", other)
-	t.Cleanup(func() { kubectl(t, "uncordon", other) })
-	createDeployment(ctx, t, regionalDeployment(ns, "eu-west-3", 3))
-	eventually(t, rollout, "3 proxies Running on "+lost, func(ctx context.Context) (bool, string) {
-		return onNode(ctx, ns, lost, 3)
-	})
-	kubectl(t, "uncordon", other)
+	deployAllOn(ctx, t, ns, "eu-west-3", lost, other, 3)
 	patient := podOn(ns, "patient", lost)
 	patient.Spec.Tolerations = append(patient.Spec.Tolerations,
 		corev1.Toleration{Key: node.LostTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})
@@ -46,17 +39,7 @@ func TestLostClusterFailsOver(t *testing.T) {
 
 	startAPIServer := killAPIServer(t, shared.Workload(lost))
 	took := eventually(t, 2*time.Minute, "3 replicas Running on "+other, func(ctx context.Context) (bool, string) {
-		pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-		if err != nil {
-			return false, err.Error()
-		}
-		running := 0
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp == nil && p.Spec.NodeName == other && p.Status.Phase == corev1.PodRunning {
-				running++
-			}
-		}
-		return running == 3, fmt.Sprintf("%d replicas Running on %s", running, other)
+		return replicasRunningOn(ctx, ns, other, 3)
 	})
 	t.Logf("replicas Running on %s %s after %s's apiserver was killed", other, took.Round(time.Millisecond), lost)
 
@@ -106,13 +89,7 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 	const lost, other = "us-west-2-1", "us-west-2-0"
 	nodes := shared.Management.Client.CoreV1().Nodes()
 
-	kubectl(t, "cordon", other)
-	t.Cleanup(func() { kubectl(t, "uncordon", other) })
-	createDeployment(ctx, t, regionalDeployment(ns, "us-west-2", 2))
-	eventually(t, rollout, "2 proxies Running on "+lost, func(ctx context.Context) (bool, string) {
-		return onNode(ctx, ns, lost, 2)
-	})
-	kubectl(t, "uncordon", other)
+	deployAllOn(ctx, t, ns, "us-west-2", lost, other, 2)
 
 	if err := shared.KillFlotilla(lost); err != nil {
 		t.Fatal(err)
@@ -125,17 +102,7 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 		_ = shared.WaitVirtualNodeReady(context.Background(), lost)
 	})
 	took := eventually(t, 3*time.Minute, "2 replicas Running on "+other, func(ctx context.Context) (bool, string) {
-		pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-		if err != nil {
-			return false, err.Error()
-		}
-		running := 0
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp == nil && p.Spec.NodeName == other && p.Status.Phase == corev1.PodRunning {
-				running++
-			}
-		}
-		return running == 2, fmt.Sprintf("%d replicas Running on %s", running, other)
+		return replicasRunningOn(ctx, ns, other, 2)
 	})
 	t.Logf("replicas Running on %s %s after %s's flotilla was killed", other, took.Round(time.Millisecond), lost)
 	eventually(t, 10*time.Second, node.ReasonFlotillaLost+" event on "+lost, func(ctx context.Context) (bool, string) {
@@ -157,4 +124,32 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 		return settled(ctx, ns, map[string]int{"us-west-2": 2})
 	})
 	t.Logf("settled %s after %s's flotilla started again", took.Round(time.Millisecond), lost)
+}
+
+// deployAllOn runs the region's web Deployment with all its replicas on the cluster lost, by keeping the
+// region's other cluster cordoned until they run.
+func deployAllOn(ctx context.Context, t *testing.T, ns, region, lost, other string, replicas int32) {
+	t.Helper()
+	kubectl(t, "cordon", other)
+	t.Cleanup(func() { kubectl(t, "uncordon", other) })
+	createDeployment(ctx, t, regionalDeployment(ns, region, replicas))
+	eventually(t, rollout, fmt.Sprintf("%d proxies Running on %s", replicas, lost), func(ctx context.Context) (bool, string) {
+		return onNode(ctx, ns, lost, int(replicas))
+	})
+	kubectl(t, "uncordon", other)
+}
+
+// replicasRunningOn says whether n web replicas that are not terminating run on the virtual node.
+func replicasRunningOn(ctx context.Context, ns, nodeName string, n int) (bool, string) {
+	pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		return false, err.Error()
+	}
+	running := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Spec.NodeName == nodeName && p.Status.Phase == corev1.PodRunning {
+			running++
+		}
+	}
+	return running == n, fmt.Sprintf("%d replicas Running on %s", running, nodeName)
 }
