@@ -16,6 +16,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
+	nodeutil "k8s.io/component-helpers/node/util"
 )
 
 // DefaultFailoverAfter is how long a workload cluster may be unusable before its pods are moved elsewhere:
@@ -207,10 +208,8 @@ func flotillaLost(n *corev1.Node, def time.Duration, now time.Time) bool {
 
 // nodeReady is the node's Ready condition, and whether it has one.
 func nodeReady(n *corev1.Node) (corev1.NodeCondition, bool) {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c, true
-		}
+	if _, c := nodeutil.GetNodeCondition(&n.Status, corev1.NodeReady); c != nil {
+		return *c, true
 	}
 	return corev1.NodeCondition{}, false
 }

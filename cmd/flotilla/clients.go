@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -46,17 +47,13 @@ func loadKubeconfig(role, path string, qps float32, burst int) (*rest.Config, er
 // with the cluster's role, so API cost per minute can be read off /metrics.
 func countRequests(cfg *rest.Config, role string, counter metric.Int64Counter) {
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			counter.Add(req.Context(), 1, metric.WithAttributes(
 				attribute.String("cluster", role), attribute.String("method", req.Method)))
 			return rt.RoundTrip(req)
 		})
 	})
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // managementIdentity is the UID of the management cluster's kube-system namespace: stable for the
 // cluster's life, unique across clusters, and readable with a single GET. It also proves, before anything

@@ -11,6 +11,8 @@ package reachability
 import (
 	"net/http"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Gate holds informer traffic while its cluster is unreachable. It starts open.
@@ -42,7 +44,7 @@ func (g *Gate) wait() <-chan struct{} {
 // Wrap returns rt with informer requests held while the gate is closed; any other request goes through at
 // once, so that work on one pod fails fast and says why. Use it as a rest.Config's WrapTransport.
 func (g *Gate) Wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	return promhttp.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		if informerRequest(r) {
 			if opened := g.wait(); opened != nil {
 				select {
@@ -67,7 +69,3 @@ func informerRequest(r *http.Request) bool {
 	q := r.URL.Query()
 	return q.Get("watch") == "true" || q.Has("resourceVersion")
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

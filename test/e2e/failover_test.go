@@ -63,15 +63,8 @@ func TestLostClusterFailsOver(t *testing.T) {
 
 	startAPIServer(ctx)
 	took = eventually(t, 2*time.Minute, "taint lifted, evicted pods' delegates gone from "+lost, func(ctx context.Context) (bool, string) {
-		n, err := nodes.Get(ctx, lost, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		if carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
-			return false, "still tainted " + node.LostTaintKey
-		}
 		// The three replicas on the other cluster and the patient pod, each with its one delegate.
-		return settled(ctx, ns, map[string]int{"eu-west-3": 4})
+		return recovered(ctx, ns, lost, "eu-west-3", 4)
 	})
 	t.Logf("settled %s after %s's apiserver came back", took.Round(time.Millisecond), lost)
 	eventually(t, 10*time.Second, node.ReasonClusterRecovered+" event on "+lost, func(ctx context.Context) (bool, string) {
@@ -87,7 +80,6 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 	ns := fleetNamespace(t)
 	ctx := testContext(t, 5*time.Minute)
 	const lost, other = "us-west-2-1", "us-west-2-0"
-	nodes := shared.Management.Client.CoreV1().Nodes()
 
 	deployAllOn(ctx, t, ns, "us-west-2", lost, other, 2)
 
@@ -114,14 +106,7 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 	}
 	restarted = true
 	took = eventually(t, 2*time.Minute, "taint lifted, evicted pods' delegates gone from "+lost, func(ctx context.Context) (bool, string) {
-		n, err := nodes.Get(ctx, lost, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		if carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
-			return false, "still tainted " + node.LostTaintKey
-		}
-		return settled(ctx, ns, map[string]int{"us-west-2": 2})
+		return recovered(ctx, ns, lost, "us-west-2", 2)
 	})
 	t.Logf("settled %s after %s's flotilla started again", took.Round(time.Millisecond), lost)
 }
@@ -152,4 +137,17 @@ func replicasRunningOn(ctx context.Context, ns, nodeName string, n int) (bool, s
 		}
 	}
 	return running == n, fmt.Sprintf("%d replicas Running on %s", running, nodeName)
+}
+
+// recovered says whether the lost node is free of the lost-cluster taint and the namespace has settled at
+// running pods in the region (see settled): no delegate of an evicted pod is left.
+func recovered(ctx context.Context, ns, lost, region string, running int) (bool, string) {
+	n, err := shared.Management.Client.CoreV1().Nodes().Get(ctx, lost, metav1.GetOptions{})
+	if err != nil {
+		return false, err.Error()
+	}
+	if carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
+		return false, "still tainted " + node.LostTaintKey
+	}
+	return settled(ctx, ns, map[string]int{region: running})
 }
