@@ -1,0 +1,143 @@
+// Package tenancy holds delegation's trust boundary: which management namespaces take part (the opt-in
+// label), which workload namespaces and ServiceAccounts flotilla may use, and the Pod Security level of the
+// namespaces it creates. The rules are pure functions in this file, each pinned by a table test; workload.go
+// applies them against a workload cluster.
+package tenancy
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psaapi "k8s.io/pod-security-admission/api"
+)
+
+// Labels of the contract (see docs/DESIGN.md, "Tenancy").
+const (
+	// LabelEnabled on a management namespace, with value "true", lets its pods be delegated.
+	LabelEnabled = "flotilla.io/enabled"
+	// LabelOpen on a workload namespace, with value "true", is its admin's leave for flotilla to use it.
+	LabelOpen = "flotilla.io/open"
+	// LabelManagement marks what flotilla created in a workload cluster with the identity of the management
+	// cluster it created it for.
+	LabelManagement = "flotilla.io/management"
+)
+
+// Reasons of the status and Events flotilla shows on proxies that tenancy keeps from delegation.
+const (
+	// ReasonNamespaceNotEnabled: the proxy's management namespace does not carry LabelEnabled=true.
+	ReasonNamespaceNotEnabled = "NamespaceNotEnabled"
+	// ReasonWorkloadNamespaceForbidden: the workload namespace of the proxy's namespace name is one flotilla
+	// may not use (a system namespace, or one that exists without being flotilla's or opened to it).
+	ReasonWorkloadNamespaceForbidden = "WorkloadNamespaceForbidden"
+	// ReasonNameConflict: a ServiceAccount of the delegate's name exists in the workload namespace and is
+	// not flotilla's (the same reason package follow gives for copies).
+	ReasonNameConflict = "NameConflict"
+)
+
+// DefaultServiceAccount is the ServiceAccount the workload cluster's own controller creates in every
+// namespace; delegates may run as it without flotilla having created it.
+const DefaultServiceAccount = "default"
+
+// DefaultLevel is the Pod Security level flotilla enforces in the namespaces it creates unless the
+// management namespace asks for a stricter one.
+const DefaultLevel = string(psaapi.LevelBaseline)
+
+// systemNamespaces hold the workload cluster's own components; flotilla never uses them.
+var systemNamespaces = map[string]bool{
+	metav1.NamespaceSystem: true, metav1.NamespacePublic: true, corev1.NamespaceNodeLease: true,
+}
+
+// Enabled reports whether a management namespace takes part in delegation.
+func Enabled(ns *corev1.Namespace) bool {
+	return ns != nil && ns.Labels[LabelEnabled] == "true"
+}
+
+// ParseLevel checks a Pod Security level given by an operator (--pod-security-level).
+func ParseLevel(level string) (string, error) {
+	l, err := psaapi.ParseLevel(level)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a Pod Security level (privileged, baseline, restricted)", level)
+	}
+	return string(l), nil
+}
+
+// WorkloadLevel is the Pod Security level enforced in a workload namespace flotilla creates for the given
+// management namespace: floor, or the management namespace's own enforced level when that is stricter. A
+// level the management namespace spells wrongly is ignored, as Pod Security admission ignores it.
+func WorkloadLevel(floor string, management *corev1.Namespace) string {
+	level, err := psaapi.ParseLevel(floor)
+	if err != nil {
+		level = psaapi.LevelBaseline
+	}
+	if management != nil {
+		if own, err := psaapi.ParseLevel(management.Labels[psaapi.EnforceLevelLabel]); err == nil &&
+			management.Labels[psaapi.EnforceLevelLabel] != "" && psaapi.CompareLevels(own, level) > 0 {
+			level = own
+		}
+	}
+	return string(level)
+}
+
+// Access is what flotilla may do with a workload namespace.
+type Access int
+
+const (
+	// Create: the namespace does not exist; flotilla creates it for its management cluster.
+	Create Access = iota
+	// Owned: flotilla created it for this management cluster; it keeps its Pod Security labels current.
+	Owned
+	// Opened: the workload cluster's admin opened it; flotilla uses it as it is.
+	Opened
+	// Forbidden: flotilla must not put anything into it.
+	Forbidden
+)
+
+// Decide says what flotilla may do with the workload namespace of the given name, given the namespace as it
+// exists there (nil when it does not) and this management cluster's identity; for Forbidden, why, in words
+// for the proxy.
+func Decide(name string, existing *corev1.Namespace, managementID string) (Access, string) {
+	switch {
+	case systemNamespaces[name]:
+		return Forbidden, fmt.Sprintf("namespace %s holds the workload cluster's own components; flotilla never uses it", name)
+	case existing == nil:
+		return Create, ""
+	case existing.Labels[LabelManagement] == managementID:
+		return Owned, ""
+	case existing.Labels[LabelOpen] == "true":
+		return Opened, ""
+	case existing.Labels[LabelManagement] != "":
+		return Forbidden, fmt.Sprintf("namespace %s belongs to another management cluster (%s); its workload admin can open it with the label %s=true",
+			name, existing.Labels[LabelManagement], LabelOpen)
+	default:
+		return Forbidden, fmt.Sprintf("namespace %s exists and was not opened to flotilla; its workload admin can open it with the label %s=true",
+			name, LabelOpen)
+	}
+}
+
+// Desired is the namespace flotilla creates (or keeps, Owned) for its management cluster.
+func Desired(name, managementID, level string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   name,
+		Labels: withLevel(map[string]string{LabelManagement: managementID}, level),
+	}}
+}
+
+// withLevel sets the Pod Security labels that enforce level on the latest policy version.
+func withLevel(labels map[string]string, level string) map[string]string {
+	labels[psaapi.EnforceLevelLabel] = level
+	labels[psaapi.EnforceVersionLabel] = string(psaapi.VersionLatest)
+	return labels
+}
+
+// levelCurrent reports whether an Owned namespace already enforces level.
+func levelCurrent(ns *corev1.Namespace, level string) bool {
+	return ns.Labels[psaapi.EnforceLevelLabel] == level && ns.Labels[psaapi.EnforceVersionLabel] == string(psaapi.VersionLatest)
+}
+
+// ServiceAccountUsable reports whether a delegate may run as the workload ServiceAccount sa (nil when it
+// does not exist, and flotilla will create it): it must be flotilla's, of this management cluster, or the
+// namespace's default one.
+func ServiceAccountUsable(name string, sa *corev1.ServiceAccount, managementID string) bool {
+	return sa == nil || name == DefaultServiceAccount || sa.Labels[LabelManagement] == managementID
+}

@@ -1,0 +1,124 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// RefusedError says tenancy keeps flotilla from using a workload namespace or ServiceAccount; Reason is
+// the one to show on the proxy.
+type RefusedError struct {
+	Reason  string // ReasonWorkloadNamespaceForbidden or ReasonNameConflict
+	Message string
+}
+
+func (e *RefusedError) Error() string { return e.Message }
+
+// IsRefused returns the RefusedError in err's chain, if any.
+func IsRefused(err error) (*RefusedError, bool) {
+	var r *RefusedError
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+// Namespaces applies the rules of this package for one management cluster in one workload cluster. The
+// provider (delegates) and the followers (copies) share one.
+type Namespaces struct {
+	// Workload is flotilla's client of the workload cluster.
+	Workload kubernetes.Interface
+	// Management lists the management cluster's namespaces (an informer's lister, started by the caller).
+	Management corev1listers.NamespaceLister
+	// ManagementID is this management cluster's identity (the flotilla.io/management label value).
+	ManagementID string
+	// Level is the least Pod Security level enforced in namespaces flotilla creates (--pod-security-level).
+	Level string
+}
+
+// Enabled reports whether the management namespace of that name takes part in delegation. A namespace the
+// cache does not hold (deleted, or not synced yet) does not.
+func (n *Namespaces) Enabled(name string) bool {
+	ns, err := n.Management.Get(name)
+	return err == nil && Enabled(ns)
+}
+
+// Ensure makes the workload namespace of that name one flotilla may use: it creates it when missing and
+// keeps the Pod Security level of one it created current. It returns a *RefusedError when the rules forbid
+// the namespace, and the apiserver's error when a request fails.
+func (n *Namespaces) Ensure(ctx context.Context, name string) error {
+	var management *corev1.Namespace
+	if ns, err := n.Management.Get(name); err == nil {
+		management = ns
+	}
+	level := WorkloadLevel(n.Level, management)
+	namespaces := n.Workload.CoreV1().Namespaces()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		existing, err := namespaces.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			existing = nil
+		case err != nil:
+			return fmt.Errorf("reading namespace %s in the workload cluster: %w", name, err)
+		}
+		access, why := Decide(name, existing, n.ManagementID)
+		switch access {
+		case Forbidden:
+			return &RefusedError{Reason: ReasonWorkloadNamespaceForbidden, Message: why}
+		case Create:
+			_, err := namespaces.Create(ctx, Desired(name, n.ManagementID, level), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("namespaces"), name, err) // created meanwhile: decide again
+			}
+			return err
+		case Owned:
+			if levelCurrent(existing, level) {
+				return nil
+			}
+			updated := existing.DeepCopy()
+			withLevel(updated.Labels, level)
+			_, err := namespaces.Update(ctx, updated, metav1.UpdateOptions{})
+			return err
+		default: // Opened: the admin's Pod Security labels stand
+			return nil
+		}
+	})
+}
+
+// EnsureServiceAccount makes the workload ServiceAccount a delegate runs as one it may use: flotilla's
+// (created when missing) or the namespace's default one. It returns a *RefusedError for a ServiceAccount of
+// that name that someone else created.
+func (n *Namespaces) EnsureServiceAccount(ctx context.Context, namespace, name string) error {
+	if name == "" {
+		name = DefaultServiceAccount
+	}
+	accounts := n.Workload.CoreV1().ServiceAccounts(namespace)
+	existing, err := accounts.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if name == DefaultServiceAccount {
+			return nil // the workload's controller creates it; admission waits for it
+		}
+		_, err = accounts.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: name, Labels: map[string]string{LabelManagement: n.ManagementID},
+		}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return n.EnsureServiceAccount(ctx, namespace, name) // created meanwhile: whose is it?
+		}
+		return err
+	case err != nil:
+		return fmt.Errorf("reading ServiceAccount %s/%s in the workload cluster: %w", namespace, name, err)
+	case !ServiceAccountUsable(name, existing, n.ManagementID):
+		return &RefusedError{Reason: ReasonNameConflict, Message: fmt.Sprintf(
+			"ServiceAccount %s/%s exists in the workload cluster and was not created by flotilla for this management cluster; a delegate never runs as it",
+			namespace, name)}
+	default:
+		return nil
+	}
+}
