@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	psaapi "k8s.io/pod-security-admission/api"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // kwokNodeAnnotation marks the nodes kwok simulates.
@@ -43,6 +48,29 @@ func applyRBAC(ctx context.Context, c *Cluster, kubectl string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("applying %s to %s: %w\n%s", manifest, c.Name, err, out)
+	}
+	return nil
+}
+
+// openDefaultNamespace does what a workload cluster's admin does to let the tutorial run in `default`:
+// opens the namespace to flotilla (tenancy.LabelOpen) and sets its Pod Security level, which flotilla
+// leaves to the admin in namespaces it did not create.
+func openDefaultNamespace(ctx context.Context, c *Cluster) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{
+		tenancy.LabelOpen:        "true",
+		psaapi.EnforceLevelLabel: string(psaapi.LevelBaseline),
+	}}})
+	if err != nil {
+		return err
+	}
+	// The apiserver creates `default` shortly after /readyz; retry until it is there.
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, last = c.Client.CoreV1().Namespaces().Patch(ctx, metav1.NamespaceDefault, types.MergePatchType, patch, metav1.PatchOptions{})
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("opening namespace default of %s: %w (last error: %v)", c.Name, err, last)
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // Fixtures for tests that run flotilla's parts in-process against a lab, rather than flotilla processes.
@@ -50,12 +52,14 @@ func Poll(t testing.TB, limit time.Duration, what string, cond func() (bool, err
 	}
 }
 
-// Namespace creates a namespace for the test, waits for its default ServiceAccount (which admission
-// requires before pods), and deletes it when the test ends.
+// Namespace creates a management namespace for the test, enabled for delegation (tenancy.LabelEnabled),
+// waits for its default ServiceAccount (which admission requires before pods), and deletes it when the
+// test ends.
 func Namespace(t testing.TB, c kubernetes.Interface, name string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{tenancy.LabelEnabled: "true"}}}
+	if _, err := c.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() { DeleteNamespace(c, name) })

@@ -148,6 +148,12 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	if opts.Flotilla {
+		// As the workload clusters' admins would, before any flotilla looks: the tutorial runs in `default`.
+		for _, c := range l.Workloads {
+			if err := openDefaultNamespace(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		flotilla, err := buildFlotilla(binDir)
 		if err != nil {
 			return nil, err
