@@ -112,4 +112,6 @@ func (s *servingCert) load() error {
 	return nil
 }
 
-func (s *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.current.Load(), nil }
+func (s *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.current.Load(), nil
+}
