@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -32,7 +33,8 @@ func BenchmarkServicesFollow(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		ns := fmt.Sprintf("follow-%d", i)
-		if _, err := mc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		enabled := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{tenancy.LabelEnabled: "true"}}}
+		if _, err := mc.CoreV1().Namespaces().Create(ctx, enabled, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() {
@@ -68,7 +70,8 @@ func BenchmarkServicesFollow(b *testing.B) {
 				if name == directOne && i > 0 {
 					continue
 				}
-				if _, err := w.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+				opened := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{tenancy.LabelOpen: "true"}}}
+				if _, err := w.Client.CoreV1().Namespaces().Create(ctx, opened, metav1.CreateOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
+	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -23,7 +24,9 @@ func BenchmarkCapacityPropagation(b *testing.B) {
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload("us-west-2-0", "us-west-2")}, Flotilla: true})
 	w := l.Workloads[0]
 	ctx := context.Background()
-	if _, err := w.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
+	// Created by the workload admin, so opened to flotilla (it only reads the pods here).
+	opened := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench", Labels: map[string]string{tenancy.LabelOpen: "true"}}}
+	if _, err := w.Client.CoreV1().Namespaces().Create(ctx, opened, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -40,13 +41,13 @@ func BenchmarkDeploymentRollout(b *testing.B) {
 	ctx := context.Background()
 
 	for i := 0; i < b.N; i++ {
-		directTime := rollout(b, ctx, direct, fmt.Sprintf("direct-%d", i))
+		directTime := rollout(b, ctx, direct, fmt.Sprintf("direct-%d", i), tenancy.LabelOpen)
 
 		before := map[string]lab.Usage{}
 		for _, w := range l.Workloads {
 			before[w.Name], _ = l.FlotillaUsage(w.Name)
 		}
-		flotillaTime := rollout(b, ctx, l.Management.Client, fmt.Sprintf("flotilla-%d", i))
+		flotillaTime := rollout(b, ctx, l.Management.Client, fmt.Sprintf("flotilla-%d", i), tenancy.LabelEnabled)
 		var cpu time.Duration
 		var peak int64
 		for _, w := range l.Workloads {
@@ -68,11 +69,13 @@ func BenchmarkDeploymentRollout(b *testing.B) {
 	}
 }
 
-// rollout creates a Deployment in a namespace of its own, waits until all its pods are Running, and
-// returns how long that took. It deletes the namespace afterwards.
-func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns string) time.Duration {
+// rollout creates a Deployment in a namespace of its own, labelled tenancyLabel=true (tenancy.LabelEnabled
+// in the management cluster, tenancy.LabelOpen in a workload cluster), waits until all its pods are
+// Running, and returns how long that took. It deletes the namespace afterwards.
+func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns, tenancyLabel string) time.Duration {
 	b.Helper()
-	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{tenancyLabel: "true"}}}
+	if _, err := c.CoreV1().Namespaces().Create(ctx, namespace, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = c.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) }()

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // testContext is a context that ends with the test, or after limit.
@@ -21,6 +23,8 @@ func testContext(t *testing.T, limit time.Duration) context.Context {
 }
 
 // namespace creates a namespace named after the test in the given clusters and deletes it afterwards.
+// Under the tenancy contract, the management cluster's is enabled for delegation (tenancy.LabelEnabled)
+// and a workload cluster's is opened to flotilla (tenancy.LabelOpen), as its admin creating it means to.
 func namespace(t *testing.T, clients ...kubernetes.Interface) string {
 	t.Helper()
 	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
@@ -29,7 +33,11 @@ func namespace(t *testing.T, clients ...kubernetes.Interface) string {
 	}
 	name = strings.Trim(name, "-") + fmt.Sprintf("-%d", time.Now().UnixNano()%100000)
 	for _, c := range clients {
-		_, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		labels := map[string]string{tenancy.LabelOpen: "true"}
+		if c == shared.Management.Client {
+			labels = map[string]string{tenancy.LabelEnabled: "true"}
+		}
+		_, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("creating namespace %s: %v", name, err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // Pods bound to a virtual node (proxies) run as delegate pods in its workload cluster, and their status
@@ -94,7 +95,9 @@ func TestQuotaRefusalShowsOnProxy(t *testing.T) {
 	c := shared.Workload("eu-west-3-0")
 	ns := fleetNamespace(t)
 	ctx := testContext(t, 2*rollout)
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	// The workload admin creates the namespace (to set its quota) and so opens it to flotilla.
+	opened := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{tenancy.LabelOpen: "true"}}}
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, opened, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	quota := &corev1.ResourceQuota{
