@@ -63,17 +63,20 @@ func ParseLevel(level string) (string, error) {
 }
 
 // WorkloadLevel is the Pod Security level enforced in a workload namespace flotilla creates for the given
-// management namespace: floor, or the management namespace's own enforced level when that is stricter. A
-// level the management namespace spells wrongly is ignored, as Pod Security admission ignores it.
+// management namespace (nil when unknown): floor (DefaultLevel when empty), or the management namespace's own
+// enforced level when that is stricter. Both fail closed as Pod Security admission does: a level it cannot
+// parse counts as restricted, which is what the management cluster itself enforces in such a namespace.
 func WorkloadLevel(floor string, management *corev1.Namespace) string {
-	level, err := psaapi.ParseLevel(floor)
-	if err != nil {
-		level = psaapi.LevelBaseline
+	if floor == "" {
+		floor = DefaultLevel
 	}
+	level, _ := psaapi.ParseLevel(floor) // restricted when unparsable
 	if management != nil {
-		if own, err := psaapi.ParseLevel(management.Labels[psaapi.EnforceLevelLabel]); err == nil &&
-			management.Labels[psaapi.EnforceLevelLabel] != "" && psaapi.CompareLevels(own, level) > 0 {
-			level = own
+		if own, set := management.Labels[psaapi.EnforceLevelLabel]; set {
+			ownLevel, _ := psaapi.ParseLevel(own) // restricted when unparsable
+			if psaapi.CompareLevels(ownLevel, level) > 0 {
+				level = ownLevel
+			}
 		}
 	}
 	return string(level)
@@ -95,17 +98,18 @@ const (
 
 // Decide says what flotilla may do with the workload namespace of the given name, given the namespace as it
 // exists there (nil when it does not) and this management cluster's identity; for Forbidden, why, in words
-// for the proxy.
+// for the proxy. A namespace the admin opened counts as Opened even when flotilla created it: the admin has
+// taken it over, so its Pod Security labels are the admin's and clean-up leaves it alone.
 func Decide(name string, existing *corev1.Namespace, managementID string) (Access, string) {
 	switch {
 	case systemNamespaces[name]:
 		return Forbidden, fmt.Sprintf("namespace %s holds the workload cluster's own components; flotilla never uses it", name)
 	case existing == nil:
 		return Create, ""
-	case existing.Labels[LabelManagement] == managementID:
-		return Owned, ""
 	case existing.Labels[LabelOpen] == "true":
 		return Opened, ""
+	case managementID != "" && existing.Labels[LabelManagement] == managementID:
+		return Owned, ""
 	case existing.Labels[LabelManagement] != "":
 		return Forbidden, fmt.Sprintf("namespace %s belongs to another management cluster (%s); its workload admin can open it with the label %s=true",
 			name, existing.Labels[LabelManagement], LabelOpen)
@@ -139,5 +143,5 @@ func levelCurrent(ns *corev1.Namespace, level string) bool {
 // does not exist, and flotilla will create it): it must be flotilla's, of this management cluster, or the
 // namespace's default one.
 func ServiceAccountUsable(name string, sa *corev1.ServiceAccount, managementID string) bool {
-	return sa == nil || name == DefaultServiceAccount || sa.Labels[LabelManagement] == managementID
+	return sa == nil || name == DefaultServiceAccount || (managementID != "" && sa.Labels[LabelManagement] == managementID)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/util/retry"
 )
@@ -45,8 +48,20 @@ type Namespaces struct {
 // Enabled reports whether the management namespace of that name takes part in delegation. A namespace the
 // cache does not hold (deleted, or not synced yet) does not.
 func (n *Namespaces) Enabled(name string) bool {
+	enabled, _ := n.Lookup(name)
+	return enabled
+}
+
+// Lookup is Enabled for a caller that must tell "not enabled" from "not known": known is false when the
+// cache does not hold the namespace. A pod's namespace exists while the pod does, so for a pod's namespace
+// that means the cache has not caught up yet (it is starting), and the caller should look again later rather
+// than act on the answer.
+func (n *Namespaces) Lookup(name string) (enabled, known bool) {
 	ns, err := n.Management.Get(name)
-	return err == nil && Enabled(ns)
+	if err != nil {
+		return false, false
+	}
+	return Enabled(ns), true
 }
 
 // Ensure makes the workload namespace of that name one flotilla may use: it creates it when missing and
@@ -68,9 +83,14 @@ func (n *Namespaces) Ensure(ctx context.Context, name string) error {
 			return fmt.Errorf("reading namespace %s in the workload cluster: %w", name, err)
 		}
 		access, why := Decide(name, existing, n.ManagementID)
-		switch access {
-		case Forbidden:
+		switch {
+		case access == Forbidden:
 			return &RefusedError{Reason: ReasonWorkloadNamespaceForbidden, Message: why}
+		case existing != nil && existing.DeletionTimestamp != nil:
+			// Nothing can be created in it; once it is gone it is created anew.
+			return fmt.Errorf("namespace %s is being deleted in the workload cluster; waiting to use it again once it is gone", name)
+		}
+		switch access {
 		case Create:
 			_, err := namespaces.Create(ctx, Desired(name, n.ManagementID, level), metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
@@ -103,7 +123,9 @@ func (n *Namespaces) EnsureServiceAccount(ctx context.Context, namespace, name s
 	switch {
 	case apierrors.IsNotFound(err):
 		if name == DefaultServiceAccount {
-			return nil // the workload's controller creates it; admission waits for it
+			// The workload's own controller creates it moments after the namespace; the workload's admission
+			// refuses pods that run as a ServiceAccount it does not find, so wait for it briefly.
+			return waitForDefault(ctx, accounts, namespace)
 		}
 		_, err = accounts.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
 			Namespace: namespace, Name: name, Labels: map[string]string{LabelManagement: n.ManagementID},
@@ -121,4 +143,22 @@ func (n *Namespaces) EnsureServiceAccount(ctx context.Context, namespace, name s
 	default:
 		return nil
 	}
+}
+
+// defaultWait bounds how long EnsureServiceAccount waits for the workload cluster's controller to create a
+// new namespace's default ServiceAccount.
+const defaultWait = 5 * time.Second
+
+func waitForDefault(ctx context.Context, accounts corev1client.ServiceAccountInterface, namespace string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, defaultWait, false, func(ctx context.Context) (bool, error) {
+		_, err := accounts.Get(ctx, DefaultServiceAccount, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("the ServiceAccount default of namespace %s does not exist in the workload cluster yet (its service account controller creates it): %w", namespace, err)
+	}
+	return nil
 }
