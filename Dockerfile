@@ -3,6 +3,7 @@ FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+COPY admission ./admission
 COPY cmd ./cmd
 COPY node ./node
 COPY internal ./internal
@@ -12,6 +13,6 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/flotilla ./cmd/flo
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/flotilla /flotilla
 USER 65532:65532
-# The kubelet API (logs, exec) and the Prometheus metrics endpoint.
-EXPOSE 10250 10255
+# The kubelet API (logs, exec) and the Prometheus metrics endpoint; `flotilla webhook` serves on 8443.
+EXPOSE 10250 10255 8443
 ENTRYPOINT ["/flotilla"]

@@ -1,14 +1,16 @@
-// Command flotilla serves one workload Kubernetes cluster as a virtual node of a management cluster.
+// Command flotilla serves one workload Kubernetes cluster as a virtual node of a management cluster
+// (`flotilla`, the root command) or the admission webhook that opts pods of enabled namespaces in to
+// virtual nodes (`flotilla webhook`).
 //
-// This file holds flags and process concerns only; the behaviour lives in package node (the virtual
-// node) and package provider (pods and what follows them).
+// This package holds flags, their validation, and process concerns only; the behaviour lives in package
+// node (the virtual node), package provider (pods and what follows them) and package admission (the webhook).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"regexp"
@@ -17,11 +19,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/flotilla-io/flotilla/node"
 )
 
-// options are flotilla's command-line settings.
+// options are the settings of the root command, which serves one workload cluster as a virtual node.
 type options struct {
 	ClusterName          string
 	NodeName             string
@@ -57,9 +61,8 @@ type options struct {
 	IngressClasses map[string]string
 }
 
-func parseFlags(args []string) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("flotilla", flag.ContinueOnError)
+// AddFlags binds the root command's flags to o, with their defaults.
+func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ClusterName, "cluster-name", "", "name of the workload cluster (required); also the virtual node's name unless --node-name is set")
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the virtual node (default: the cluster name)")
 	fs.StringVar(&o.ManagementKubeconfig, "management-kubeconfig", "", "kubeconfig of the management cluster (default: in-cluster configuration)")
@@ -86,19 +89,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.FailoverAfter, "failover-after", node.DefaultFailoverAfter, "how long the workload cluster may be unreachable or without Ready nodes before the virtual node is tainted "+node.LostTaintKey+":NoExecute and its pods are replaced elsewhere; 0 leaves them to Kubernetes' not-ready toleration (5 minutes by default)")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas of this flotilla: serve the virtual node only while holding its leader Lease in the management cluster, and stand by otherwise")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "flotilla-system", "namespace of the management cluster holding the leader Lease flotilla-<node> (with --leader-elect)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	ingressClassMap := fs.String("ingress-class-map", "", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	var err error
-	if o.IngressClasses, err = parsePairs(*ingressClassMap); err != nil {
-		return nil, fmt.Errorf("--ingress-class-map: %w", err)
-	}
-	if o.NodeName == "" {
-		o.NodeName = o.ClusterName
-	}
-	var missing []string
+	addLogLevelFlag(fs, &o.LogLevel)
+	o.IngressClasses = map[string]string{}
+	fs.Var(pairs{&o.IngressClasses}, "ingress-class-map", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
+}
+
+// Validate reports every problem of the parsed flags at once.
+func (o *options) Validate() []error {
+	var errs, missing []string
 	for _, required := range []struct{ flag, value string }{
 		{"--cluster-name", o.ClusterName}, {"--workload-kubeconfig", o.WorkloadKubeconfig}, {"--internal-ip", o.InternalIP},
 		{"--tls-cert-file", o.TLSCertFile}, {"--tls-key-file", o.TLSKeyFile},
@@ -108,16 +106,51 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing required flags: %s", strings.Join(missing, " "))
+		errs = append(errs, "missing required flags: "+strings.Join(missing, " "))
 	}
 	if o.FailoverAfter < 0 {
-		return nil, fmt.Errorf("--failover-after: %s is negative", o.FailoverAfter)
+		errs = append(errs, fmt.Sprintf("--failover-after: %s is negative", o.FailoverAfter))
 	}
 	if _, err := regexp.Compile(o.ExcludeLabels); err != nil {
-		return nil, fmt.Errorf("--exclude-labels: %w", err)
+		errs = append(errs, fmt.Sprintf("--exclude-labels: %v", err))
 	}
-	return o, nil
+	if err := validLogLevel(o.LogLevel); err != nil {
+		errs = append(errs, err.Error())
+	}
+	return asErrors(errs)
 }
+
+// Complete fills in what defaults to another flag's value; call it after Validate.
+func (o *options) Complete() {
+	if o.NodeName == "" {
+		o.NodeName = o.ClusterName
+	}
+}
+
+// pairs is a flag of "a=b,c=d" pairs, read into a map.
+type pairs struct{ m *map[string]string }
+
+func (p pairs) Set(s string) error {
+	m, err := parsePairs(s)
+	if err != nil {
+		return err
+	}
+	*p.m = m
+	return nil
+}
+
+func (p pairs) String() string {
+	if p.m == nil {
+		return ""
+	}
+	var out []string
+	for k, v := range *p.m {
+		out = append(out, k+"="+v)
+	}
+	return strings.Join(out, ",")
+}
+
+func (pairs) Type() string { return "pairs" }
 
 // parsePairs reads "a=b,c=d" into a map.
 func parsePairs(s string) (map[string]string, error) {
@@ -135,29 +168,104 @@ func parsePairs(s string) (map[string]string, error) {
 	return pairs, nil
 }
 
-func main() {
-	o, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "flotilla: %v\n", err)
-		os.Exit(2)
-	}
-	level, err := logrus.ParseLevel(o.LogLevel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "flotilla: --log-level: %v\n", err)
-		os.Exit(2)
-	}
-	logrus.SetLevel(level)
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+func addLogLevelFlag(fs *pflag.FlagSet, level *string) {
+	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
+}
 
+func validLogLevel(level string) error {
+	if _, err := logrus.ParseLevel(level); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	return nil
+}
+
+// setupLogging configures logrus, flotilla's logger (virtual-kubelet's too); level is validated.
+func setupLogging(level string) {
+	l, _ := logrus.ParseLevel(level)
+	logrus.SetLevel(l)
+	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+}
+
+// asErrors turns problems into errors, nil for none.
+func asErrors(problems []string) []error {
+	var errs []error
+	for _, p := range problems {
+		errs = append(errs, errors.New(p))
+	}
+	return errs
+}
+
+// failure is an error of a command that got as far as running (exit status 1); any other error from the
+// command tree is a command line flotilla cannot run with (exit status 2): an unknown command or flag, a
+// stray argument, a flag value Validate refuses.
+type failure struct{ error }
+
+func (f failure) Unwrap() error { return f.error }
+
+// validated joins the problems Validate found into one error.
+func validated(errs []error) error { return errors.Join(errs...) }
+
+// runners are what the commands run once their flags are valid: run and runWebhook, or a test's stand-ins.
+type runners struct {
+	serve   func(context.Context, *options) error
+	webhook func(context.Context, *webhookOptions) error
+}
+
+// newCommand is flotilla's command tree: the root command serves a workload cluster as before subcommands
+// existed (every flag of deploy/ and the lab keeps its name and default), `webhook` serves the admission
+// webhook.
+func newCommand(r runners) *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:   "flotilla --cluster-name NAME --workload-kubeconfig FILE --internal-ip IP --tls-cert-file FILE --tls-key-file FILE",
+		Short: "Serve a workload Kubernetes cluster as a virtual node of a management cluster",
+		Long: "flotilla serves one workload Kubernetes cluster as a virtual node of a management cluster: pods the " +
+			"management cluster's scheduler binds to the node run as delegate pods in the workload cluster.",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validated(o.Validate()); err != nil {
+				return err
+			}
+			o.Complete()
+			setupLogging(o.LogLevel)
+			if err := r.serve(cmd.Context(), o); err != nil {
+				return failure{err}
+			}
+			return nil
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	o.AddFlags(root.Flags())
+	root.AddCommand(newWebhookCommand(r.webhook))
+	return root
+}
+
+// execute runs the command line args and returns the process's exit status: 0, 1 when the command failed
+// while running (logged), 2 when the command line is wrong (told on stderr).
+func execute(ctx context.Context, cmd *cobra.Command, args []string, stderr io.Writer) int {
+	cmd.SetArgs(args)
+	cmd.SetErr(stderr)
+	err := cmd.ExecuteContext(ctx)
+	var failed failure
+	switch {
+	case err == nil || errors.Is(err, context.Canceled): // SIGTERM, SIGINT: a clean stop
+		return 0
+	case errors.As(err, &failed):
+		logrus.Errorf("flotilla: %v", failed.error)
+		return 1
+	default:
+		fmt.Fprintf(stderr, "flotilla: %v\n", err)
+		return 2
+	}
+}
+
+func main() {
 	// SIGTERM (a rolling update, make lab-down) ends flotilla cleanly; the virtual node and its pods stay,
 	// and the next flotilla picks them up.
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
-		logrus.Errorf("flotilla: %v", err)
-		os.Exit(1)
-	}
+	code := execute(ctx, newCommand(runners{serve: run, webhook: runWebhook}), os.Args[1:], os.Stderr)
+	cancel()
+	os.Exit(code)
 }
