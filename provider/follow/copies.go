@@ -1,6 +1,7 @@
 package follow
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ const (
 
 // copyMeta is the metadata of the copy of an object with the given metadata: namespace, name, labels (the
 // owner's win) and annotations, without the management cluster's bookkeeping (kubectl's last applied
-// configuration, the load-balancer annotations flotilla itself publishes there, a source hash).
+// configuration, the load-balancer annotations flotilla once published there, a source hash).
 func copyMeta(src metav1.ObjectMeta, owner map[string]string) metav1.ObjectMeta {
 	labels := maps.Clone(src.Labels)
 	if labels == nil {
@@ -34,7 +35,7 @@ func copyMeta(src metav1.ObjectMeta, owner map[string]string) metav1.ObjectMeta 
 	maps.Copy(labels, owner)
 	annotations := maps.Clone(src.Annotations)
 	maps.DeleteFunc(annotations, func(k, _ string) bool {
-		return k == lastApplied || k == AnnotationSourceHash || strings.HasPrefix(k, LBAnnotationPrefix)
+		return k == lastApplied || k == AnnotationSourceHash || strings.HasPrefix(k, legacyLBAnnotationPrefix)
 	})
 	if len(annotations) == 0 {
 		annotations = nil
@@ -53,6 +54,13 @@ func ConfigMapCopy(src *corev1.ConfigMap, owner map[string]string) *corev1.Confi
 	}
 }
 
+// SecretFollows says whether a Secret may follow at all. A ServiceAccount token Secret never does: its token
+// is the management cluster's credential, and in the workload cluster the token controller would delete the
+// copy (its ServiceAccount does not exist there) as soon as it was made.
+func SecretFollows(s *corev1.Secret) bool {
+	return s.Type != corev1.SecretTypeServiceAccountToken
+}
+
 // SecretCopy is the workload copy of a Secret: its type, data and immutability.
 func SecretCopy(src *corev1.Secret, owner map[string]string) *corev1.Secret {
 	return &corev1.Secret{
@@ -67,13 +75,15 @@ func SecretCopy(src *corev1.Secret, owner map[string]string) *corev1.Secret {
 // ServiceCopy is the workload copy of a Service: the same spec, selector included (delegates carry their
 // proxies' labels, so the workload cluster computes endpoints from them), without what the management
 // cluster allocated: cluster IPs (a headless Service stays headless), IP families, node ports and the
-// health-check node port. The workload cluster allocates its own.
+// health-check node port. The workload cluster allocates its own. External IPs never follow (see
+// ExternalIPsNotice).
 func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
 	spec := src.Spec.DeepCopy()
 	if spec.ClusterIP != corev1.ClusterIPNone {
 		spec.ClusterIP = ""
 	}
 	spec.ClusterIPs = nil
+	spec.ExternalIPs = nil
 	spec.IPFamilies = nil
 	spec.HealthCheckNodePort = 0
 	for i := range spec.Ports {
@@ -86,14 +96,34 @@ func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
 	}
 }
 
+// ExternalIPsNotice is the message of the Warning Event (ReasonExternalIPsNotFollowed) a Service with
+// spec.externalIPs gets from each node its copy goes to, or "" when it has none. The copy never carries them:
+// any user who may create a Service could otherwise claim an address in every workload cluster and take its
+// traffic (CVE-2020-8554).
+func ExternalIPsNotice(src *corev1.Service, nodeName string) string {
+	if len(src.Spec.ExternalIPs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("spec.externalIPs %v do not follow to the workload cluster of node %s: its copy has none (CVE-2020-8554); publish the Service with type LoadBalancer instead",
+		src.Spec.ExternalIPs, nodeName)
+}
+
 // IngressCopy is the workload copy of an Ingress: the same spec and annotations, with the ingress class
 // (spec.ingressClassName and the legacy annotation) mapped through classes, management class to workload
-// class; a class not in classes is kept.
-func IngressCopy(src *networkingv1.Ingress, owner map[string]string, classes map[string]string) *networkingv1.Ingress {
+// class; a class not in classes is kept. A TLS entry keeps its secretName only when the Secret is among
+// followed, the Secrets of the Ingress's namespace whose copies this node holds: otherwise the name would
+// resolve to whatever Secret of that name the workload cluster has (the entry's hosts stay, served with the
+// ingress controller's default certificate).
+func IngressCopy(src *networkingv1.Ingress, owner map[string]string, classes map[string]string, followed map[string]bool) *networkingv1.Ingress {
 	c := &networkingv1.Ingress{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
 		ObjectMeta: copyMeta(src.ObjectMeta, owner),
 		Spec:       *src.Spec.DeepCopy(),
+	}
+	for i := range c.Spec.TLS {
+		if !followed[c.Spec.TLS[i].SecretName] {
+			c.Spec.TLS[i].SecretName = ""
+		}
 	}
 	if n := c.Spec.IngressClassName; n != nil {
 		mapped := MapIngressClass(*n, classes)
@@ -129,6 +159,19 @@ func IngressServices(ing *networkingv1.Ingress) []string {
 		}
 		for _, p := range r.HTTP.Paths {
 			add(&p.Backend)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// IngressTLSSecrets names, sorted and without repeats, the Secrets (in the Ingress's namespace) its TLS
+// entries name: they follow with the Ingress.
+func IngressTLSSecrets(ing *networkingv1.Ingress) []string {
+	var names []string
+	for _, t := range ing.Spec.TLS {
+		if t.SecretName != "" {
+			names = append(names, t.SecretName)
 		}
 	}
 	slices.Sort(names)

@@ -19,9 +19,9 @@ func sourceMeta() metav1.ObjectMeta {
 		CreationTimestamp: metav1.Now(),
 		Labels:            map[string]string{"app": "web", "flotilla.io/node": "spoofed"},
 		Annotations: map[string]string{
-			"team":                      "payments",
-			lastApplied:                 "{}",
-			LBAnnotation("us-west-2-0"): `[{"ip":"10.0.0.1"}]`,
+			"team":                            "payments",
+			lastApplied:                       "{}",
+			legacyLBAnnotation("us-west-2-0"): `[{"ip":"10.0.0.1"}]`,
 		},
 		OwnerReferences: []metav1.OwnerReference{{Name: "x", UID: "o"}},
 		Finalizers:      []string{"example.com/keep"},
@@ -66,6 +66,12 @@ func TestServiceCopy(t *testing.T) {
 				Ports: []corev1.ServicePort{{Port: 5432}}},
 			want: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}, ClusterIP: corev1.ClusterIPNone,
 				Ports: []corev1.ServicePort{{Port: 5432}}},
+		},
+		{
+			name: "external IPs never follow (CVE-2020-8554)",
+			spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.12",
+				Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"203.0.113.7"}},
+			want: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}},
 		},
 		{
 			name: "LoadBalancer: node ports and health-check node port cleared, type and policies kept",
@@ -127,7 +133,7 @@ func TestIngressCopy(t *testing.T) {
 				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", Backend: backend}}}}}}}
 			src := &networkingv1.Ingress{ObjectMeta: m, Spec: spec,
 				Status: networkingv1.IngressStatus{LoadBalancer: networkingv1.IngressLoadBalancerStatus{Ingress: []networkingv1.IngressLoadBalancerIngress{{IP: "1.2.3.4"}}}}}
-			got := IngressCopy(src, owner, classes)
+			got := IngressCopy(src, owner, classes, nil)
 			wantM := wantMeta()
 			if tt.wantAnnotation != "" {
 				wantM.Annotations[AnnotationIngressClass] = tt.wantAnnotation
@@ -142,6 +148,84 @@ func TestIngressCopy(t *testing.T) {
 				t.Error("IngressCopy changed its source")
 			}
 		})
+	}
+}
+
+func TestIngressCopyTLS(t *testing.T) {
+	tls := func(secret string, hosts ...string) networkingv1.IngressTLS {
+		return networkingv1.IngressTLS{Hosts: hosts, SecretName: secret}
+	}
+	tests := []struct {
+		name     string
+		tls      []networkingv1.IngressTLS
+		followed map[string]bool
+		want     []networkingv1.IngressTLS
+	}{
+		{name: "no TLS"},
+		{name: "a Secret this node holds a copy of is named", tls: []networkingv1.IngressTLS{tls("shop-cert", "shop.example.com")},
+			followed: map[string]bool{"shop-cert": true}, want: []networkingv1.IngressTLS{tls("shop-cert", "shop.example.com")}},
+		{
+			name:     "a Secret without a copy here (missing, a token, someone else's) is not named: it would be the workload cluster's",
+			tls:      []networkingv1.IngressTLS{tls("shop-cert", "shop.example.com"), tls("other", "api.example.com"), tls("", "default.example.com")},
+			followed: map[string]bool{"shop-cert": true},
+			want:     []networkingv1.IngressTLS{tls("shop-cert", "shop.example.com"), tls("", "api.example.com"), tls("", "default.example.com")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &networkingv1.Ingress{ObjectMeta: sourceMeta(), Spec: networkingv1.IngressSpec{TLS: tt.tls}}
+			before := src.DeepCopy()
+			got := IngressCopy(src, owner, nil, tt.followed)
+			if !reflect.DeepEqual(got.Spec.TLS, tt.want) {
+				t.Errorf("TLS = %+v, want %+v", got.Spec.TLS, tt.want)
+			}
+			if !reflect.DeepEqual(src, before) {
+				t.Error("IngressCopy changed its source")
+			}
+		})
+	}
+}
+
+func TestIngressTLSSecrets(t *testing.T) {
+	ing := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{TLS: []networkingv1.IngressTLS{
+		{SecretName: "b"}, {Hosts: []string{"no-secret.example.com"}}, {SecretName: "a"}, {SecretName: "b"},
+	}}}
+	if got, want := IngressTLSSecrets(ing), []string{"a", "b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("IngressTLSSecrets = %v, want %v", got, want)
+	}
+	if got := IngressTLSSecrets(&networkingv1.Ingress{}); got != nil {
+		t.Errorf("IngressTLSSecrets of none = %v", got)
+	}
+}
+
+func TestExternalIPsNotice(t *testing.T) {
+	tests := []struct {
+		name string
+		ips  []string
+		want string
+	}{
+		{name: "none, no notice"},
+		{name: "named with the node and the CVE", ips: []string{"203.0.113.7", "203.0.113.8"},
+			want: "spec.externalIPs [203.0.113.7 203.0.113.8] do not follow to the workload cluster of node eu-west-3-1: its copy has none (CVE-2020-8554); publish the Service with type LoadBalancer instead"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &corev1.Service{Spec: corev1.ServiceSpec{ExternalIPs: tt.ips}}
+			if got := ExternalIPsNotice(src, "eu-west-3-1"); got != tt.want {
+				t.Errorf("ExternalIPsNotice = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretFollows(t *testing.T) {
+	for typ, want := range map[corev1.SecretType]bool{
+		corev1.SecretTypeOpaque: true, corev1.SecretTypeTLS: true, corev1.SecretTypeDockerConfigJson: true, "": true,
+		corev1.SecretTypeServiceAccountToken: false,
+	} {
+		if got := SecretFollows(&corev1.Secret{Type: typ}); got != want {
+			t.Errorf("SecretFollows(type %q) = %v, want %v", typ, got, want)
+		}
 	}
 }
 

@@ -2,16 +2,25 @@
 // follow them to the node's workload cluster, and brings the load-balancer addresses of the copies back.
 //
 //   - ConfigMaps and Secrets a proxy references (References) are copied before its delegate is created
-//     (EnsureFor), kept current, and removed once no proxy of this node references them.
-//   - A Service whose selector matches a proxy of this node is copied (ServiceCopy) and removed once none
-//     matches; an Ingress that routes to such a Service is copied too (IngressCopy).
-//   - The load-balancer addresses of Service and Ingress copies come back as the union over all workload
-//     clusters (lb.go).
+//     (EnsureFor), kept current, and removed once no proxy of this node references them. EnsureFor tells the
+//     provider which optional references the delegate must lose, so that none resolves to a workload object
+//     of the same name. ServiceAccount token Secrets never follow.
+//   - A Service whose selector matches a proxy of this node is copied (ServiceCopy, without externalIPs) and
+//     removed once none matches; an Ingress that routes to such a Service is copied too (IngressCopy), and
+//     the Secrets its TLS entries name follow with it.
+//   - The load-balancer addresses of Service and Ingress copies are published on this node's virtual node
+//     (AnnotationLoadBalancers, publish.go), and the status of the management object is written as the
+//     union over all virtual nodes (lb.go). Nothing a user can write on the management object counts.
 //
-// Copies carry the owner's labels (Config.OwnerLabels); an object without them is never changed or deleted:
-// the management object gets a NameConflict Event, and EnsureFor returns a *ConflictError. All kinds share
-// one mechanism (follower.go): a rate-limited queue per kind fed by informer events, syncs that read only
-// caches until they write, and server-side apply under FieldManager.
+// A copy goes only into a workload namespace the tenancy gate allows (Config.Namespaces). It is created with
+// Create, so an object someone else made meanwhile is never written over, and afterwards kept by server-side
+// apply under FieldManager with its UID as precondition. Copies carry the owner's labels
+// (Config.OwnerLabels); an object without them is never changed or deleted. What keeps a copy from the
+// workload cluster (a foreign object of its name, a forbidden namespace, the apiserver's refusal) is a
+// Warning Event on the management object, once per distinct problem, and for ConfigMaps and Secrets the
+// error EnsureFor returns, which the provider shows on every proxy it blocks. All kinds share one mechanism
+// (follower.go): a rate-limited queue per kind fed by informer events, and syncs that read only caches until
+// they write.
 package follow
 
 import (
@@ -26,7 +35,6 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -51,6 +59,15 @@ const (
 	// ReasonNameConflict: an object of the same namespace and name that this node does not own exists in
 	// the workload cluster; flotilla leaves it alone.
 	ReasonNameConflict = "NameConflict"
+	// ReasonRefused: the workload apiserver refused to create or update a copy (quota, admission,
+	// validation); the message is the apiserver's.
+	ReasonRefused = "Refused"
+	// ReasonUnsupportedReference: a proxy needs an object that never follows (a ServiceAccount token
+	// Secret).
+	ReasonUnsupportedReference = "UnsupportedReference"
+	// ReasonExternalIPsNotFollowed: a followed Service has spec.externalIPs, which its copies do not carry
+	// (Warning Event on the management Service).
+	ReasonExternalIPsNotFollowed = "ExternalIPsNotFollowed"
 )
 
 // MissingReferenceError says a ConfigMap or Secret (or one key of it) that a proxy needs does not exist in
@@ -69,6 +86,17 @@ func (e *MissingReferenceError) Error() string {
 	return fmt.Sprintf("%s %q not found", strings.ToLower(e.Kind), e.Name)
 }
 
+// UnsupportedReferenceError says a proxy mandatorily references an object that never follows to a workload
+// cluster (a ServiceAccount token Secret), so its delegate must not be created.
+type UnsupportedReferenceError struct {
+	Reason          string // ReasonUnsupportedReference
+	Kind            string // KindSecret
+	Namespace, Name string
+	Message         string // what and why, for the proxy
+}
+
+func (e *UnsupportedReferenceError) Error() string { return e.Message }
+
 // ConflictError says an object that this node does not own holds the name of a copy in the workload
 // cluster.
 type ConflictError struct {
@@ -83,8 +111,33 @@ func (e *ConflictError) Error() string {
 		strings.ToLower(e.Kind), e.Namespace, e.Name, e.NodeName)
 }
 
+// RefusedCopyError says the workload apiserver refused to create or update a copy (a quota, an admission
+// webhook or policy, validation). Err is the apiserver's error (apierrors classify it).
+type RefusedCopyError struct {
+	Reason          string // ReasonRefused
+	Kind            string // KindConfigMap, KindSecret, "Service" or "Ingress"
+	Namespace, Name string
+	NodeName        string
+	Err             error
+}
+
+func (e *RefusedCopyError) Error() string {
+	return fmt.Sprintf("the workload cluster of node %s refused %s %s/%s: %v", e.NodeName, strings.ToLower(e.Kind), e.Namespace, e.Name, e.Err)
+}
+
+func (e *RefusedCopyError) Unwrap() error { return e.Err }
+
+// NamespaceGate decides whether copies may go into a workload namespace: Ensure creates it when missing
+// (labelled for this management cluster) and returns a *tenancy.RefusedError for one flotilla may not use
+// (see docs/DESIGN.md, "Tenancy"). *tenancy.Namespaces is one.
+type NamespaceGate interface {
+	Ensure(ctx context.Context, namespace string) error
+}
+
 // Config is what New needs.
 type Config struct {
+	// NodeName is this flotilla's virtual node: the one whose proxies it follows and on which it publishes
+	// its copies' load-balancer addresses.
 	NodeName string
 	// OwnerLabels are the labels every copy carries and by which this node recognises its own copies in
 	// the workload cluster: {flotilla.io/management: <id>, flotilla.io/node: <node>}.
@@ -96,7 +149,15 @@ type Config struct {
 	// Proxies is the informer of the management pods bound to this virtual node, not started yet: New adds
 	// an index and event handlers.
 	Proxies corev1informers.PodInformer
-	// EventRecorder records on management objects (conflicts, missing optional references).
+	// VirtualNodes is the informer of the management cluster's virtual nodes (label selector
+	// "flotilla.io/cluster,type=virtual-kubelet", so this node and its peers), which the caller starts after
+	// New: New adds event handlers. Every node's AnnotationLoadBalancers is read from it; managedFields may
+	// be trimmed. Required.
+	VirtualNodes corev1informers.NodeInformer
+	// Namespaces is the gate every new copy passes: a *tenancy.Namespaces for this management cluster and
+	// workload cluster (the one the provider uses for delegates). Required.
+	Namespaces NamespaceGate
+	// EventRecorder records on management objects (conflicts, refusals, missing optional references).
 	EventRecorder record.EventRecorder
 	// IngressClasses maps management ingress classes to workload ingress classes.
 	IngressClasses map[string]string
@@ -106,15 +167,14 @@ type Config struct {
 
 // Followers follows the four kinds for one virtual node.
 type Followers struct {
-	cfg       Config
-	lbKey     string // this node's annotation on management objects
-	lbManager string // the field manager that owns it
+	cfg Config
 
 	workloadInformers informers.SharedInformerFactory
 	proxies           cache.SharedIndexInformer
 	services          cache.Indexer          // management Services
-	ingressIndex      cache.Indexer          // management Ingresses, indexed by the Services they route to
+	ingressIndex      cache.Indexer          // management Ingresses, indexed by the Services they route to and the Secrets they name
 	referencesSynced  []cache.InformerSynced // proxies, management ConfigMaps and Secrets
+	lbs               *publisher
 
 	configMaps *kind[*corev1.ConfigMap]
 	secrets    *kind[*corev1.Secret]
@@ -124,8 +184,9 @@ type Followers struct {
 
 // Index names added to informers.
 const (
-	indexReferences     = "flotilla.io/follow-references" // proxies by "<Kind>/<ns>/<name>" they reference
-	indexIngressService = "flotilla.io/follow-services"   // Ingresses by "<ns>/<service>" they route to
+	indexReferences     = "flotilla.io/follow-references"  // proxies by "<Kind>/<ns>/<name>" they reference
+	indexIngressService = "flotilla.io/follow-services"    // Ingresses by "<ns>/<service>" they route to
+	indexIngressTLS     = "flotilla.io/follow-tls-secrets" // Ingresses by "<ns>/<secret>" their TLS entries name
 )
 
 const workloadResync = 10 * time.Minute
@@ -139,16 +200,19 @@ func New(cfg Config) (*Followers, error) {
 		return nil, errors.New("follow: OwnerLabels are required")
 	case cfg.Management == nil || cfg.Workload == nil || cfg.ManagementInformers == nil || cfg.Proxies == nil:
 		return nil, errors.New("follow: Management, Workload, ManagementInformers and Proxies are required")
+	case cfg.VirtualNodes == nil:
+		return nil, errors.New("follow: VirtualNodes is required (load-balancer addresses are published on the virtual nodes)")
+	case cfg.Namespaces == nil:
+		return nil, errors.New("follow: Namespaces is required (the tenancy gate of workload namespaces)")
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
 	cfg.OwnerLabels = maps.Clone(cfg.OwnerLabels)
 	f := &Followers{
-		cfg:       cfg,
-		lbKey:     LBAnnotation(cfg.NodeName),
-		lbManager: lbManager(cfg.NodeName),
-		proxies:   cfg.Proxies.Informer(),
+		cfg:     cfg,
+		proxies: cfg.Proxies.Informer(),
+		lbs:     newPublisher(cfg.NodeName, cfg.VirtualNodes.Lister(), cfg.Management.CoreV1().Nodes()),
 	}
 	if err := f.proxies.AddIndexers(cache.Indexers{indexReferences: func(obj any) ([]string, error) {
 		if pod, ok := obj.(*corev1.Pod); ok {
@@ -169,20 +233,27 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK = newKind[*corev1.Service](f, "Service")
 	f.ingresses = newKind[*networkingv1.Ingress](f, "Ingress")
 
-	// ConfigMaps and Secrets: wanted while a proxy of this node references them.
+	// ConfigMaps: wanted while a proxy of this node references them.
 	cms, cmCopies := m.Core().V1().ConfigMaps(), w.Core().V1().ConfigMaps()
 	f.configMaps.source = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cms.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.copy = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cmCopies.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.workload = func(ns string) client[*corev1.ConfigMap] { return cfg.Workload.CoreV1().ConfigMaps(ns) }
+	f.configMaps.named = func(ns, name string) bool { return f.referenced(KindConfigMap, ns, name) }
 	f.configMaps.wanted = func(src *corev1.ConfigMap) bool { return f.referenced(KindConfigMap, src.Namespace, src.Name) }
 	f.configMaps.build = func(src *corev1.ConfigMap) *corev1.ConfigMap { return ConfigMapCopy(src, cfg.OwnerLabels) }
 	f.configMaps.recreateOnInvalid = true
 
+	// Secrets: wanted while a proxy of this node references them or an Ingress this node follows names
+	// them for TLS; never a ServiceAccount token.
 	secrets, secretCopies := m.Core().V1().Secrets(), w.Core().V1().Secrets()
 	f.secrets.source = listerOf(func(ns, n string) (*corev1.Secret, error) { return secrets.Lister().Secrets(ns).Get(n) })
 	f.secrets.copy = listerOf(func(ns, n string) (*corev1.Secret, error) { return secretCopies.Lister().Secrets(ns).Get(n) })
 	f.secrets.workload = func(ns string) client[*corev1.Secret] { return cfg.Workload.CoreV1().Secrets(ns) }
-	f.secrets.wanted = func(src *corev1.Secret) bool { return f.referenced(KindSecret, src.Namespace, src.Name) }
+	f.secrets.named = func(ns, name string) bool { return f.referenced(KindSecret, ns, name) || f.namedForTLS(ns, name) }
+	f.secrets.follows = SecretFollows
+	f.secrets.wanted = func(src *corev1.Secret) bool {
+		return f.referenced(KindSecret, src.Namespace, src.Name) || f.tlsWanted(src.Namespace, src.Name)
+	}
 	f.secrets.build = func(src *corev1.Secret) *corev1.Secret { return SecretCopy(src, cfg.OwnerLabels) }
 	f.secrets.recreateOnInvalid = true
 
@@ -195,6 +266,9 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK.management = func(ns string) client[*corev1.Service] { return cfg.Management.CoreV1().Services(ns) }
 	f.serviceK.wanted = f.serviceWanted
 	f.serviceK.build = func(src *corev1.Service) *corev1.Service { return ServiceCopy(src, cfg.OwnerLabels) }
+	f.serviceK.notice = func(src *corev1.Service) (string, string) {
+		return ReasonExternalIPsNotFollowed, ExternalIPsNotice(src, cfg.NodeName)
+	}
 	f.serviceK.lb = func(s *corev1.Service) []corev1.LoadBalancerIngress { return s.Status.LoadBalancer.Ingress }
 	f.serviceK.lbStatus = func(list []corev1.LoadBalancerIngress) map[string]any {
 		return map[string]any{"loadBalancer": map[string]any{"ingress": orEmpty(list)}}
@@ -203,17 +277,10 @@ func New(cfg Config) (*Followers, error) {
 
 	// Ingresses: wanted while they route to a Service that is wanted.
 	ings, ingCopies := m.Networking().V1().Ingresses(), w.Networking().V1().Ingresses()
-	if err := ings.Informer().AddIndexers(cache.Indexers{indexIngressService: func(obj any) ([]string, error) {
-		ing, ok := obj.(*networkingv1.Ingress)
-		if !ok {
-			return nil, nil
-		}
-		var keys []string
-		for _, s := range IngressServices(ing) {
-			keys = append(keys, ing.Namespace+"/"+s)
-		}
-		return keys, nil
-	}}); err != nil {
+	if err := ings.Informer().AddIndexers(cache.Indexers{
+		indexIngressService: ingressIndexFunc(IngressServices),
+		indexIngressTLS:     ingressIndexFunc(IngressTLSSecrets),
+	}); err != nil {
 		return nil, fmt.Errorf("follow: indexing ingresses: %w", err)
 	}
 	f.ingressIndex = ings.Informer().GetIndexer()
@@ -225,7 +292,7 @@ func New(cfg Config) (*Followers, error) {
 	}
 	f.ingresses.wanted = f.ingressWanted
 	f.ingresses.build = func(src *networkingv1.Ingress) *networkingv1.Ingress {
-		return IngressCopy(src, cfg.OwnerLabels, cfg.IngressClasses)
+		return IngressCopy(src, cfg.OwnerLabels, cfg.IngressClasses, f.tlsCopies(src))
 	}
 	f.ingresses.lb = func(i *networkingv1.Ingress) []corev1.LoadBalancerIngress {
 		return ingressLB(i.Status.LoadBalancer.Ingress)
@@ -233,10 +300,13 @@ func New(cfg Config) (*Followers, error) {
 	f.ingresses.lbStatus = func(list []corev1.LoadBalancerIngress) map[string]any {
 		return map[string]any{"loadBalancer": map[string]any{"ingress": orEmpty(toIngressLB(list))}}
 	}
+	// Whether an Ingress is followed can change with its Services: its TLS Secrets are looked at again.
+	f.ingresses.after = f.queueTLSSecretsOf
 
-	// Event handlers. Management ConfigMaps and Secrets are many and mostly unrelated: only those a proxy
-	// references or that have a copy are queued. Services and Ingresses are queued on every change.
+	// Event handlers. Management ConfigMaps and Secrets are many and mostly unrelated: only those something
+	// of this node names or that have a copy are queued. Services and Ingresses are queued on every change.
 	proxySynced := f.proxies.HasSynced
+	nodes := cfg.VirtualNodes.Informer()
 	type registration struct {
 		inf     cache.SharedIndexInformer
 		handler cache.ResourceEventHandler
@@ -246,11 +316,14 @@ func New(cfg Config) (*Followers, error) {
 		{cms.Informer(), filtered(f.configMaps)},
 		{secrets.Informer(), filtered(f.secrets)},
 		{svcs.Informer(), queueAll(f.serviceK.enqueue)},
-		{ings.Informer(), queueAll(f.ingresses.enqueue)},
+		{ings.Informer(), f.ingressEvents()},
 		{cmCopies.Informer(), f.configMaps.copyEvents()},
 		{secretCopies.Informer(), f.secrets.copyEvents()},
+		// A TLS Secret's copy that comes or goes changes the Ingress copies naming it.
+		{secretCopies.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: f.queueIngressesNaming, DeleteFunc: f.queueIngressesNaming}},
 		{svcCopies.Informer(), f.serviceK.copyEvents()},
 		{ingCopies.Informer(), f.ingresses.copyEvents()},
+		{nodes, f.lbs.nodeEvents(f.enqueueLB)},
 	}
 	for _, r := range regs {
 		if _, err := r.inf.AddEventHandler(r.handler); err != nil {
@@ -268,13 +341,27 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK.stores = []cache.Store{svcs.Informer().GetStore(), svcCopies.Informer().GetStore()}
 	f.ingresses.stores = []cache.Store{ings.Informer().GetStore(), ingCopies.Informer().GetStore()}
 	mgmtSynced := []cache.InformerSynced{proxySynced, cms.Informer().HasSynced, secrets.Informer().HasSynced,
-		svcs.Informer().HasSynced, ings.Informer().HasSynced}
+		svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced}
 	f.referencesSynced = mgmtSynced[:3]
 	f.configMaps.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{cmCopies.Informer().HasSynced})
 	f.secrets.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{secretCopies.Informer().HasSynced})
 	f.serviceK.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{svcCopies.Informer().HasSynced})
 	f.ingresses.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{ingCopies.Informer().HasSynced})
 	return f, nil
+}
+
+func ingressIndexFunc(names func(*networkingv1.Ingress) []string) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		ing, ok := obj.(*networkingv1.Ingress)
+		if !ok {
+			return nil, nil
+		}
+		var keys []string
+		for _, n := range names(ing) {
+			keys = append(keys, ing.Namespace+"/"+n)
+		}
+		return keys, nil
+	}
 }
 
 // Resync checks every object of every kind at once. Call it when the workload cluster answers again after
@@ -287,7 +374,7 @@ func (f *Followers) Resync() {
 }
 
 // Run starts the workload informers and, once every cache has synced, the workers; it blocks until ctx
-// ends. The management informers are the caller's to start.
+// ends. The management informers (ManagementInformers, Proxies, VirtualNodes) are the caller's to start.
 func (f *Followers) Run(ctx context.Context) error {
 	f.workloadInformers.Start(ctx.Done())
 	defer f.workloadInformers.Shutdown()
@@ -299,128 +386,109 @@ func (f *Followers) Run(ctx context.Context) error {
 		return nil // ctx ended first
 	}
 	logrus.WithField("node", f.cfg.NodeName).Info("following Services, Ingresses, ConfigMaps and Secrets")
-	done := make(chan struct{}, 4)
+	f.lbs.start(f.hasCopy)
+	done := make(chan struct{}, 5)
+	go func() { f.lbs.run(ctx); done <- struct{}{} }()
 	go func() { f.configMaps.run(ctx, f.cfg.Workers); done <- struct{}{} }()
 	go func() { f.secrets.run(ctx, f.cfg.Workers); done <- struct{}{} }()
 	go func() { f.serviceK.run(ctx, f.cfg.Workers); done <- struct{}{} }()
 	go func() { f.ingresses.run(ctx, f.cfg.Workers); done <- struct{}{} }()
-	for range 4 {
+	for range 5 {
 		<-done
 	}
 	return nil
 }
 
 // EnsureFor makes every ConfigMap and Secret the proxy references exist, and be current, in the workload
-// cluster; the provider calls it before it creates the proxy's delegate. It returns a *MissingReferenceError
-// when a mandatory reference (an object, or a key of an env valueFrom reference) does not exist in the
-// management cluster, and a *ConflictError when an object this node does not own holds a copy's name in the
-// workload cluster. A missing optional reference does not block; it gets the kubelet's Event on the proxy.
-func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) error {
+// cluster; the provider calls it before it creates the proxy's delegate, and removes every reference to
+// the objects in drop from the delegate: the optional references to objects the management cluster does not
+// hold (each also gets the kubelet's Event on the proxy), and the optional references to ServiceAccount
+// token Secrets, which never follow. Each entry of drop names an object (Kind, Name; Optional is true, Key
+// empty), so that no reference of the delegate resolves to a workload object of that name.
+//
+// It returns, and nothing is copied for a proxy that cannot start:
+//   - a *MissingReferenceError when a mandatory reference (an object, or a key of an env valueFrom
+//     reference) does not exist in the management cluster;
+//   - an *UnsupportedReferenceError for a mandatory reference to a ServiceAccount token Secret;
+//   - a *tenancy.RefusedError (from Config.Namespaces) when the workload namespace may not be used;
+//   - a *ConflictError when an object this node does not own holds a copy's name in the workload cluster;
+//   - a *RefusedCopyError when the workload apiserver refuses a copy;
+//   - otherwise the error of a request that failed, which time may cure.
+func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Reference, err error) {
 	refs := References(&proxy.Spec)
 	if len(refs) == 0 {
-		return nil
+		return nil, nil
 	}
 	// Not waiting here: a cache that cannot sync (a missing list permission, say) would hold the caller's
 	// worker for good, and the proxy would wait without a word. The caller retries with backoff and shows
 	// this on the proxy meanwhile.
 	for _, synced := range f.referencesSynced {
 		if !synced() {
-			return errors.New("the management cluster's ConfigMaps and Secrets are not in flotilla's cache yet")
+			return nil, errors.New("the management cluster's ConfigMaps and Secrets are not in flotilla's cache yet")
 		}
 	}
 	ns := proxy.Namespace
-	type object struct{ kind, name string }
-	var order []object
-	mandatory := map[object]bool{}
+	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
 	for _, r := range refs {
-		o := object{r.Kind, r.Name}
-		if _, seen := mandatory[o]; !seen {
-			order = append(order, o)
-		}
-		mandatory[o] = mandatory[o] || !r.Optional
-	}
-	// First what is missing: nothing is copied for a proxy that cannot start.
-	var cms []*corev1.ConfigMap
-	var secrets []*corev1.Secret
-	present := map[object]bool{}
-	for _, o := range order {
-		var found bool
-		if o.kind == KindConfigMap {
-			var cm *corev1.ConfigMap
-			if cm, found = f.configMaps.source(ns, o.name); found {
-				cms = append(cms, cm)
+		if r.Kind == KindConfigMap {
+			if cm, ok := f.configMaps.source(ns, r.Name); ok {
+				cms[r.Name] = cm
 			}
+		} else if s, ok := f.secrets.source(ns, r.Name); ok {
+			secrets[r.Name] = s
+		}
+	}
+	plan, err := planReferences(ns, refs, cms, secrets)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range plan.copy {
+		if r.Kind == KindConfigMap {
+			cp, have := f.configMaps.copy(ns, r.Name)
+			_, _, err = f.configMaps.ensure(ctx, cms[r.Name], cp, have)
 		} else {
-			var s *corev1.Secret
-			if s, found = f.secrets.source(ns, o.name); found {
-				secrets = append(secrets, s)
-			}
+			cp, have := f.secrets.copy(ns, r.Name)
+			_, _, err = f.secrets.ensure(ctx, secrets[r.Name], cp, have)
 		}
-		present[o] = found
-		switch {
-		case found:
-		case mandatory[o]:
-			return &MissingReferenceError{Reason: notFoundReason(o.kind, true, false), Kind: o.kind, Namespace: ns, Name: o.name}
-		case f.cfg.EventRecorder != nil:
-			f.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, notFoundReason(o.kind, false, false), "%s %q not found", strings.ToLower(o.kind), o.name)
+		if err != nil {
+			return nil, err
 		}
 	}
-	for _, r := range refs {
-		if r.Key == "" || r.Optional || !present[object{r.Kind, r.Name}] {
-			continue
-		}
-		if !f.hasKey(r.Kind, ns, r.Name, r.Key) {
-			return &MissingReferenceError{Reason: notFoundReason(r.Kind, true, true), Kind: r.Kind, Namespace: ns, Name: r.Name, Key: r.Key}
+	if f.cfg.EventRecorder != nil {
+		for _, r := range plan.missing {
+			f.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, notFoundReason(r.Kind, false, false), "%s %q not found", strings.ToLower(r.Kind), r.Name)
 		}
 	}
-	for _, cm := range cms {
-		cp, have := f.configMaps.copy(ns, cm.Name)
-		if _, _, err := f.configMaps.ensure(ctx, cm, cp, have); err != nil {
-			return err
-		}
-	}
-	for _, s := range secrets {
-		cp, have := f.secrets.copy(ns, s.Name)
-		if _, _, err := f.secrets.ensure(ctx, s, cp, have); err != nil {
-			return err
-		}
-	}
-	return nil
+	return plan.drop, nil
 }
 
-func notFoundReason(kind string, mandatory, key bool) string {
-	switch {
-	case kind == KindConfigMap && !mandatory:
-		return ReasonOptionalConfigMapNotFound
-	case kind == KindSecret && !mandatory:
-		return ReasonOptionalSecretNotFound
-	case kind == KindConfigMap && key:
-		return ReasonMandatoryConfigMapKeyNotFound
-	case kind == KindConfigMap:
-		return ReasonMandatoryConfigMapNotFound
-	case key:
-		return ReasonMandatorySecretKeyNotFound
+// hasCopy says whether this node holds a copy of the object with the given LBKey.
+func (f *Followers) hasCopy(key string) bool {
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, _ := strings.Cut(rest, "/")
+	switch kind {
+	case f.serviceK.name:
+		_, ok := f.serviceK.copy(ns, name)
+		return ok
+	case f.ingresses.name:
+		_, ok := f.ingresses.copy(ns, name)
+		return ok
 	default:
-		return ReasonMandatorySecretNotFound
-	}
-}
-
-func (f *Followers) hasKey(kind, ns, name, key string) bool {
-	if kind == KindConfigMap {
-		cm, ok := f.configMaps.source(ns, name)
-		if !ok {
-			return false
-		}
-		_, inData := cm.Data[key]
-		_, inBinary := cm.BinaryData[key]
-		return inData || inBinary
-	}
-	s, ok := f.secrets.source(ns, name)
-	if !ok {
 		return false
 	}
-	_, in := s.Data[key]
-	return in
+}
+
+// enqueueLB queues the management object with the given LBKey.
+func (f *Followers) enqueueLB(key string) {
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, ok := strings.Cut(rest, "/")
+	switch {
+	case !ok:
+	case kind == f.serviceK.name:
+		f.serviceK.enqueueKey(ns, name)
+	case kind == f.ingresses.name:
+		f.ingresses.enqueueKey(ns, name)
+	}
 }
 
 // referenced says whether a proxy of this node references the object.
@@ -466,6 +534,78 @@ func (f *Followers) queueIngressesFor(ns, service string) {
 	ings, _ := f.ingressIndex.ByIndex(indexIngressService, ns+"/"+service)
 	for _, obj := range ings {
 		f.ingresses.enqueue(obj)
+	}
+}
+
+// namedForTLS says whether any Ingress names the Secret in a TLS entry.
+func (f *Followers) namedForTLS(ns, secret string) bool {
+	keys, err := f.ingressIndex.IndexKeys(indexIngressTLS, ns+"/"+secret)
+	return err == nil && len(keys) > 0
+}
+
+// tlsWanted says whether an Ingress this node follows names the Secret in a TLS entry.
+func (f *Followers) tlsWanted(ns, secret string) bool {
+	ings, _ := f.ingressIndex.ByIndex(indexIngressTLS, ns+"/"+secret)
+	for _, obj := range ings {
+		if ing, ok := obj.(*networkingv1.Ingress); ok && ing.DeletionTimestamp == nil && f.ingressWanted(ing) {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsCopies are the Secrets the Ingress names for TLS of which this node holds a copy.
+func (f *Followers) tlsCopies(ing *networkingv1.Ingress) map[string]bool {
+	held := map[string]bool{}
+	for _, name := range IngressTLSSecrets(ing) {
+		if _, ok := f.secrets.copy(ing.Namespace, name); ok {
+			held[name] = true
+		}
+	}
+	return held
+}
+
+// queueTLSSecretsOf queues the Secrets an Ingress names for TLS, whose following may just have changed.
+func (f *Followers) queueTLSSecretsOf(ns, name string) {
+	if ing, ok := f.ingresses.source(ns, name); ok {
+		for _, s := range IngressTLSSecrets(ing) {
+			f.secrets.enqueueKey(ns, s)
+		}
+	}
+}
+
+// queueIngressesNaming queues the Ingresses that name a Secret (a copy of which came or went) for TLS.
+func (f *Followers) queueIngressesNaming(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	ings, _ := f.ingressIndex.ByIndex(indexIngressTLS, key)
+	for _, o := range ings {
+		f.ingresses.enqueue(o)
+	}
+}
+
+// ingressEvents queue an Ingress on every change, and the TLS Secrets it names and named before.
+func (f *Followers) ingressEvents() cache.ResourceEventHandler {
+	secretsOf := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if ing, ok := obj.(*networkingv1.Ingress); ok {
+			for _, s := range IngressTLSSecrets(ing) {
+				f.secrets.enqueueKey(ing.Namespace, s)
+			}
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { f.ingresses.enqueue(obj); secretsOf(obj) },
+		UpdateFunc: func(oldObj, obj any) {
+			f.ingresses.enqueue(obj)
+			secretsOf(oldObj)
+			secretsOf(obj)
+		},
+		DeleteFunc: func(obj any) { f.ingresses.enqueue(obj); secretsOf(obj) },
 	}
 }
 
@@ -521,7 +661,8 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 	}
 }
 
-// filtered queues management ConfigMaps or Secrets that a proxy references or that have a copy.
+// filtered queues management ConfigMaps or Secrets that something of this node names (k.named) or that have
+// a copy.
 func filtered[T object](k *kind[T]) cache.ResourceEventHandler {
 	relevant := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -531,7 +672,7 @@ func filtered[T object](k *kind[T]) cache.ResourceEventHandler {
 		if err != nil {
 			return
 		}
-		if _, haveCopy := k.copy(m.GetNamespace(), m.GetName()); haveCopy || k.f.referenced(k.name, m.GetNamespace(), m.GetName()) {
+		if _, haveCopy := k.copy(m.GetNamespace(), m.GetName()); haveCopy || k.named(m.GetNamespace(), m.GetName()) {
 			k.enqueueKey(m.GetNamespace(), m.GetName())
 		}
 	}
@@ -559,24 +700,6 @@ func (f *Followers) owns(obj metav1.Object) bool {
 		}
 	}
 	return true
-}
-
-// ensureNamespace creates a namespace in the workload cluster, labelled with the owner's labels, unless it
-// exists.
-func (f *Followers) ensureNamespace(ctx context.Context, name string) error {
-	_, err := f.cfg.Workload.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: maps.Clone(f.cfg.OwnerLabels)},
-	}, metav1.CreateOptions{FieldManager: FieldManager})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s in the workload cluster: %w", name, err)
-	}
-	return nil
-}
-
-// lbManager is the field manager of this node's load-balancer annotation (well under the 128 characters
-// allowed: an annotation name part has at most 63).
-func lbManager(nodeName string) string {
-	return "flotilla-lb-" + strings.TrimPrefix(LBAnnotation(nodeName), LBAnnotationPrefix)
 }
 
 func listerOf[T object](get func(ns, name string) (T, error)) lister[T] {

@@ -18,15 +18,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/csaupgrade"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // This file is the one mechanism every followed kind shares: a rate-limited work queue of management object
 // keys, and a sync that makes the workload copy match what the management side wants (the object exists and
 // something on this node needs it) and, for kinds whose status comes back, publishes the copy's load-balancer
-// addresses and writes their union to the management object. kinds.go parameterises it per kind.
+// addresses on this node's virtual node and writes the union over all virtual nodes to the management object.
+// New (follow.go) parameterises it per kind.
 
 // FieldManager is the field manager of flotilla's server-side applies: copies in workload clusters, and the
 // load-balancer status of management objects (the same for every flotilla, so they converge instead of
@@ -42,6 +47,7 @@ type object interface {
 // client is the part of a typed client (ServiceInterface, ConfigMapInterface, ...) the mechanism uses.
 type client[T object] interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
@@ -62,8 +68,16 @@ type kind[T object] struct {
 	stores     []cache.Store          // the management and workload caches of this kind, for resync
 	workload   func(namespace string) client[T]
 	management func(namespace string) client[T]
+	// named says whether something of this node names the management object of that key, so that its
+	// changes matter (nil: every change matters).
+	named func(namespace, name string) bool
 	// wanted says whether something on this node needs the management object in the workload cluster.
 	wanted func(src T) bool
+	// follows, when set, says whether the management object may follow at all, whatever wants it.
+	follows func(src T) bool
+	// notice, when set, is a Warning Event (reason, message) a wanted management object gets about its
+	// copy, once per distinct message; "" for none.
+	notice func(src T) (reason, message string)
 	// build is the copy the workload cluster should hold (copies.go).
 	build func(src T) T
 	// recreateOnInvalid: an apply the workload apiserver rejects as invalid (an immutable ConfigMap or
@@ -80,8 +94,11 @@ type kind[T object] struct {
 	// applied remembers the hash last applied per key until the copy reaches the cache, so a sync in between
 	// does not write the same content again.
 	applied map[string]string
-	// conflicts remembers the foreign object last reported per key, so one conflict makes one Event.
-	conflicts map[string]types.UID
+	// reported remembers per key and reason the problem last reported as an Event, so that one problem
+	// makes one Event, and a different one (another foreign object, another message) a new one.
+	reported map[string]map[string]string
+	// legacyTried remembers the keys whose old load-balancer annotation this process tried to remove.
+	legacyTried map[string]bool
 }
 
 func newKind[T object](f *Followers, name string) *kind[T] {
@@ -91,8 +108,9 @@ func newKind[T object](f *Followers, name string) *kind[T] {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "follow-" + strings.ToLower(name)}),
-		applied:   map[string]string{},
-		conflicts: map[string]types.UID{},
+		applied:     map[string]string{},
+		reported:    map[string]map[string]string{},
+		legacyTried: map[string]bool{},
 	}
 }
 
@@ -155,21 +173,35 @@ func (k *kind[T]) work(ctx context.Context) {
 		case err == nil:
 			k.queue.Forget(key)
 		case ctx.Err() != nil:
+		case decision(err):
+			// Reported as an Event already; only a change somewhere ends it, and a change of what flotilla
+			// watches queues the key anyway. Looked at again now and then for what it does not watch.
+			logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
+			k.queue.Forget(key)
+			k.queue.AddAfter(key, decisionRetry)
 		default:
-			var conflict *ConflictError
-			if errors.As(err, &conflict) {
-				logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
-			} else {
-				logrus.WithField("key", key).Warnf("follow %s: %v", k.name, err)
-			}
+			logrus.WithField("key", key).Warnf("follow %s: %v", k.name, err)
 			k.queue.AddRateLimited(key)
 		}
 		k.queue.Done(key)
 	}
 }
 
-// sync brings the workload copy of one management object, and for kinds whose status comes back the
-// management object's load-balancer status, in line with the caches.
+// decisionRetry is how long a copy that was decided against (a foreign object of its name, a forbidden
+// namespace, the workload apiserver's refusal) waits before it is tried again.
+const decisionRetry = 30 * time.Second
+
+// decision says whether err is a decision against a copy rather than a failure that time may cure.
+func decision(err error) bool {
+	var conflict *ConflictError
+	var refused *RefusedCopyError
+	var unsupported *UnsupportedReferenceError
+	_, forbidden := tenancy.IsRefused(err)
+	return errors.As(err, &conflict) || errors.As(err, &refused) || errors.As(err, &unsupported) || forbidden
+}
+
+// sync brings the workload copy of one management object, and for kinds whose status comes back this node's
+// published load-balancer addresses and the management object's status, in line with the caches.
 func (k *kind[T]) sync(ctx context.Context, key string) error {
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -177,9 +209,10 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 	}
 	src, haveSource := k.source(namespace, name)
 	cp, haveCopy := k.copy(namespace, name)
-	want := haveSource && src.GetDeletionTimestamp() == nil && k.wanted(src)
+	want := haveSource && src.GetDeletionTimestamp() == nil && k.wanted(src) && (k.follows == nil || k.follows(src))
 	switch {
 	case want:
+		k.notify(src)
 		cp, haveCopy, err = k.ensure(ctx, src, cp, haveCopy)
 	case haveCopy:
 		err = k.remove(ctx, cp)
@@ -187,12 +220,17 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 	default:
 		k.forget(key)
 	}
-	if k.lb != nil && haveSource {
+	if k.lb != nil {
 		var own []corev1.LoadBalancerIngress
 		if haveCopy {
 			own = k.lb(cp)
 		}
-		err = errors.Join(err, k.syncStatus(ctx, src, own))
+		if perr := k.f.lbs.set(ctx, LBKey(k.name, namespace, name), own); perr != nil {
+			err = errors.Join(err, perr)
+		}
+		if haveSource {
+			err = errors.Join(err, k.syncStatus(ctx, src))
+		}
 	}
 	if k.after != nil {
 		k.after(namespace, name)
@@ -200,11 +238,30 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 	return err
 }
 
-// ensure makes the workload copy of src current, creating it (and its namespace) if need be. It never
-// touches an object of the same name that this node does not own: that is a *ConflictError, reported once
-// as an Event on src. It returns the copy as last seen.
+// notify records the kind's notice about src, once per distinct message.
+func (k *kind[T]) notify(src T) {
+	if k.notice == nil {
+		return
+	}
+	reason, message := k.notice(src)
+	key := src.GetNamespace() + "/" + src.GetName()
+	if message == "" {
+		k.clear(key, reason)
+		return
+	}
+	k.report(src, reason, message, message)
+}
+
+// ensure makes the workload copy of src current, creating it if need be. It never touches an object of the
+// same name that this node does not own: that is a *ConflictError, reported once as an Event on src. It
+// returns the copy as last seen.
 func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bool, error) {
 	key := src.GetNamespace() + "/" + src.GetName()
+	if k.follows != nil && !k.follows(src) {
+		return cp, haveCopy, &UnsupportedReferenceError{Reason: ReasonUnsupportedReference, Kind: k.name,
+			Namespace: src.GetNamespace(), Name: src.GetName(),
+			Message: fmt.Sprintf("%s %s never follows to a workload cluster", strings.ToLower(k.name), key)}
+	}
 	built := k.build(src)
 	_, hash, err := applyBody(built, "")
 	if err != nil {
@@ -217,7 +274,7 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	justApplied := k.applied[key] == hash
 	k.mu.Unlock()
 	if !haveCopy && justApplied {
-		return cp, false, nil // applied a moment ago; the cache has not caught up
+		return cp, false, nil // written a moment ago; the cache has not caught up
 	}
 	workload := k.workload(src.GetNamespace())
 	if !haveCopy {
@@ -225,46 +282,143 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 		live, err := workload.Get(ctx, src.GetName(), metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			return k.create(ctx, src, built, hash)
 		case err != nil:
 			return cp, false, err
 		case !k.f.owns(live):
 			return cp, false, k.conflict(src, live)
 		case live.GetAnnotations()[AnnotationSourceHash] == hash:
+			k.clear(key, ReasonNameConflict)
 			return live, true, nil
 		default:
 			cp, haveCopy = live, true
 		}
 	}
-	k.resolved(key)
-	var uid types.UID
-	if haveCopy {
-		uid = cp.GetUID()
-	}
-	body, _, err := applyBody(built, uid)
-	if err != nil {
-		return cp, haveCopy, err
-	}
-	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)}
-	out, err := workload.Patch(ctx, src.GetName(), types.ApplyPatchType, body, opts)
-	if apierrors.IsNotFound(err) {
-		// The namespace does not exist in the workload cluster yet.
-		if err = k.f.ensureNamespace(ctx, src.GetNamespace()); err == nil {
-			out, err = workload.Patch(ctx, src.GetName(), types.ApplyPatchType, body, opts)
-		}
-	}
-	if apierrors.IsInvalid(err) && k.recreateOnInvalid && haveCopy {
+	k.clear(key, ReasonNameConflict)
+	out, err := k.apply(ctx, src, built, cp.GetUID())
+	if apierrors.IsInvalid(err) && k.recreateOnInvalid {
+		// An immutable ConfigMap or Secret whose source changed: the copy goes, and the next sync creates it
+		// anew.
 		if derr := k.remove(ctx, cp); derr != nil {
 			return cp, haveCopy, errors.Join(err, derr)
 		}
 		return cp, false, fmt.Errorf("%s %s rejected by the workload cluster, deleted to be created anew: %w", k.name, key, err)
 	}
 	if err != nil {
-		return cp, haveCopy, fmt.Errorf("applying %s %s in the workload cluster: %w", k.name, key, err)
+		return cp, haveCopy, k.refusal(src, err, "applying")
 	}
+	k.wrote(key, hash)
+	return out, true, nil
+}
+
+// create makes the copy of src where none exists: in a namespace the tenancy gate allows, with Create, which
+// fails when the name was taken meanwhile; that object is then either one of this node's copies (made by a
+// concurrent sync), kept as such, or someone else's, left alone.
+func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, bool, error) {
+	var none T
+	key := src.GetNamespace() + "/" + src.GetName()
+	if err := k.f.cfg.Namespaces.Ensure(ctx, src.GetNamespace()); err != nil {
+		if r, ok := tenancy.IsRefused(err); ok {
+			k.report(src, r.Reason, r.Message, r.Message)
+			return none, false, err
+		}
+		return none, false, fmt.Errorf("preparing namespace %s in the workload cluster: %w", src.GetNamespace(), err)
+	}
+	k.clear(key, tenancy.ReasonWorkloadNamespaceForbidden)
+	annotations := maps.Clone(built.GetAnnotations())
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AnnotationSourceHash] = hash
+	built.SetAnnotations(annotations)
+	workload := k.workload(src.GetNamespace())
+	out, err := workload.Create(ctx, built, metav1.CreateOptions{FieldManager: FieldManager})
+	if apierrors.IsAlreadyExists(err) {
+		live, gerr := workload.Get(ctx, src.GetName(), metav1.GetOptions{})
+		switch {
+		case gerr != nil:
+			return none, false, fmt.Errorf("%s %s was created meanwhile in the workload cluster, and reading it failed: %w", k.name, key, gerr)
+		case !k.f.owns(live):
+			return none, false, k.conflict(src, live)
+		default: // a concurrent sync of this node created it: keep it current like any other copy
+			return k.ensure(ctx, src, live, true)
+		}
+	}
+	if err != nil {
+		return none, false, k.refusal(src, err, "creating")
+	}
+	k.wrote(key, hash)
+	// From now on the copy is kept by server-side apply: what Create set becomes the applier's, so a field
+	// the source loses later leaves the copy too.
+	if adopted, err := k.adopt(ctx, out); err != nil {
+		logrus.WithField("key", key).Infof("follow %s: handing the new copy's fields to server-side apply: %v (done at its next change)", k.name, err)
+	} else {
+		out = adopted
+	}
+	return out, true, nil
+}
+
+// apply server-side applies built over the copy with the given UID (a precondition: an object that took the
+// copy's name since makes it fail with a conflict). When the copy still shows fields set by Create (adopt
+// failed after its creation), they are handed over and the apply repeated, so that fields the source lost are
+// removed.
+func (k *kind[T]) apply(ctx context.Context, src T, built T, uid types.UID) (T, error) {
+	body, _, err := applyBody(built, uid)
+	if err != nil {
+		var none T
+		return none, err
+	}
+	workload := k.workload(src.GetNamespace())
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)}
+	out, err := workload.Patch(ctx, src.GetName(), types.ApplyPatchType, body, opts)
+	if err == nil && createdFields(out) {
+		if _, err = k.adopt(ctx, out); err == nil {
+			out, err = workload.Patch(ctx, src.GetName(), types.ApplyPatchType, body, opts)
+		}
+	}
+	return out, err
+}
+
+// adopt hands the fields of a copy that Create set (field manager FieldManager, operation Update) to
+// FieldManager's server-side apply, with the copy's resourceVersion as precondition.
+func (k *kind[T]) adopt(ctx context.Context, cp T) (T, error) {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(cp, sets.New(FieldManager), FieldManager)
+	if err != nil || patch == nil {
+		return cp, err
+	}
+	return k.workload(cp.GetNamespace()).Patch(ctx, cp.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+}
+
+// createdFields says whether FieldManager owns fields of obj through an Update (Create) rather than Apply.
+func createdFields(obj metav1.Object) bool {
+	for _, m := range obj.GetManagedFields() {
+		if m.Manager == FieldManager && m.Operation == metav1.ManagedFieldsOperationUpdate && m.Subresource == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// refusal is the error of a failed write of src's copy: the workload apiserver's decision (quota,
+// admission, validation) is a *RefusedCopyError, reported once per distinct message as an Event on src;
+// anything else is returned as a failure.
+func (k *kind[T]) refusal(src T, err error, doing string) error {
+	key := src.GetNamespace() + "/" + src.GetName()
+	if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) && !apierrors.IsRequestEntityTooLargeError(err) {
+		return fmt.Errorf("%s %s %s in the workload cluster: %w", doing, k.name, key, err)
+	}
+	e := &RefusedCopyError{Reason: ReasonRefused, Kind: k.name, Namespace: src.GetNamespace(), Name: src.GetName(),
+		NodeName: k.f.cfg.NodeName, Err: err}
+	k.report(src, ReasonRefused, err.Error(), e.Error())
+	return e
+}
+
+// wrote notes a successful write of the copy with the given content hash: the problems it had are over.
+func (k *kind[T]) wrote(key, hash string) {
 	k.mu.Lock()
 	k.applied[key] = hash
 	k.mu.Unlock()
-	return out, true, nil
+	k.clear(key, ReasonRefused, tenancy.ReasonWorkloadNamespaceForbidden)
 }
 
 // remove deletes exactly the copy cp (a UID precondition spares an object that took its name since).
@@ -285,57 +439,56 @@ func (k *kind[T]) remove(ctx context.Context, cp T) error {
 func (k *kind[T]) forget(key string) {
 	k.mu.Lock()
 	delete(k.applied, key)
-	delete(k.conflicts, key)
+	delete(k.reported, key)
 	k.mu.Unlock()
 }
 
 // conflict reports a foreign object holding the name of src's copy: an Event on src the first time, and
 // always a *ConflictError.
 func (k *kind[T]) conflict(src T, live T) error {
-	key := src.GetNamespace() + "/" + src.GetName()
 	e := &ConflictError{Reason: ReasonNameConflict, Kind: k.name, Namespace: src.GetNamespace(), Name: src.GetName(),
 		NodeName: k.f.cfg.NodeName}
-	k.mu.Lock()
-	reported, seen := k.conflicts[key]
-	report := !seen || reported != live.GetUID()
-	k.conflicts[key] = live.GetUID()
-	k.mu.Unlock()
-	if report && k.f.cfg.EventRecorder != nil {
-		k.f.cfg.EventRecorder.Event(src, corev1.EventTypeWarning, ReasonNameConflict, e.Error())
-	}
+	k.report(src, ReasonNameConflict, string(live.GetUID()), e.Error())
 	return e
 }
 
-func (k *kind[T]) resolved(key string) {
+// report records a Warning Event on src, unless the same problem (reason and signature) was the last one of
+// that reason reported for it.
+func (k *kind[T]) report(src T, reason, signature, message string) {
+	key := src.GetNamespace() + "/" + src.GetName()
 	k.mu.Lock()
-	delete(k.conflicts, key)
+	last, seen := k.reported[key][reason]
+	if !seen || last != signature {
+		if k.reported[key] == nil {
+			k.reported[key] = map[string]string{}
+		}
+		k.reported[key][reason] = signature
+	}
 	k.mu.Unlock()
+	if (!seen || last != signature) && k.f.cfg.EventRecorder != nil {
+		k.f.cfg.EventRecorder.Event(src, corev1.EventTypeWarning, reason, message)
+	}
 }
 
-// syncStatus publishes this node's copy's load-balancer list (own) on the management object src, and writes
-// src's status as the union of every node's published list when it differs. A status flotilla never wrote
-// is left alone while no node publishes anything, so flotilla does not fight a load-balancer controller of
-// the management cluster itself.
-func (k *kind[T]) syncStatus(ctx context.Context, src T, own []corev1.LoadBalancerIngress) error {
-	annotations := maps.Clone(src.GetAnnotations())
-	if annotations == nil {
-		annotations = map[string]string{}
+// clear forgets the problems of the given reasons reported for key: they are over, and their return is news.
+func (k *kind[T]) clear(key string, reasons ...string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, r := range reasons {
+		delete(k.reported[key], r)
 	}
-	value := EncodeLB(own)
-	current, published := annotations[k.f.lbKey]
-	if value != current || (value == "" && published) {
-		meta := map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())}
-		if value != "" {
-			meta["annotations"] = map[string]any{k.f.lbKey: value}
-			annotations[k.f.lbKey] = value
-		} else {
-			delete(annotations, k.f.lbKey)
-		}
-		if err := k.applyManagement(ctx, src, map[string]any{"metadata": meta}, k.f.lbManager, ""); err != nil {
-			return fmt.Errorf("publishing the load-balancer addresses of %s %s/%s: %w", k.name, src.GetNamespace(), src.GetName(), err)
-		}
+	if len(k.reported[key]) == 0 {
+		delete(k.reported, key)
 	}
-	union := UnionLB(annotations)
+}
+
+// syncStatus writes src's status as the union of every virtual node's published list when it differs. A
+// status flotilla never wrote is left alone while no node publishes anything for src, so flotilla does not
+// fight a load-balancer controller of the management cluster itself. Whatever the management object's
+// annotations say counts for nothing; the old annotation this node once published there is removed.
+func (k *kind[T]) syncStatus(ctx context.Context, src T) error {
+	k.dropLegacy(ctx, src)
+	union := k.f.lbs.union(LBKey(k.name, src.GetNamespace(), src.GetName()))
 	if sameLB(union, k.lb(src)) || (len(union) == 0 && !wroteStatus(src)) {
 		return nil
 	}
@@ -347,6 +500,39 @@ func (k *kind[T]) syncStatus(ctx context.Context, src T, own []corev1.LoadBalanc
 		return fmt.Errorf("writing the load-balancer status of %s %s/%s: %w", k.name, src.GetNamespace(), src.GetName(), err)
 	}
 	return nil
+}
+
+// dropLegacy removes the load-balancer annotation this node published on src before they moved to the
+// virtual nodes: an empty apply under its old field manager gives up the field, so an annotation of that
+// name that someone else wrote stays. Tried once per object and process; a failure only costs a stale
+// annotation that nothing reads.
+func (k *kind[T]) dropLegacy(ctx context.Context, src T) {
+	manager := legacyLBManager(k.f.cfg.NodeName)
+	if !managedBy(src, manager) {
+		return
+	}
+	key := src.GetNamespace() + "/" + src.GetName()
+	k.mu.Lock()
+	tried := k.legacyTried[key]
+	k.legacyTried[key] = true
+	k.mu.Unlock()
+	if tried {
+		return
+	}
+	body := map[string]any{"metadata": map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())}}
+	if err := k.applyManagement(ctx, src, body, manager, ""); err != nil {
+		logrus.WithField("key", key).Infof("follow %s: removing the old annotation %s: %v", k.name, legacyLBAnnotation(k.f.cfg.NodeName), err)
+	}
+}
+
+// managedBy says whether the field manager owns part of the object (outside subresources).
+func managedBy(obj metav1.Object, manager string) bool {
+	for _, m := range obj.GetManagedFields() {
+		if m.Manager == manager && m.Subresource == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // applyManagement server-side applies body (metadata and status parts) to the management object src.

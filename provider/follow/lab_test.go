@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -60,10 +64,34 @@ type fixture struct {
 	ctx    context.Context
 }
 
-// newFixture creates the management objects (ConfigMaps, Secrets, Services, pods bound to the test's
-// virtual node) and workload objects given, in the test's namespace, and starts the management informers as
-// cmd/flotilla does. It does not Run the followers.
+// fixtureOptions are what a test sets up besides the defaults.
+type fixtureOptions struct {
+	// management objects are created in the test's namespace (pods bound to the test's virtual node).
+	management []runtime.Object
+	// workload objects are created in the test's namespace of the workload cluster, which is then created
+	// first with workloadNamespace's labels.
+	workload []runtime.Object
+	// workloadNamespace, when set, are the labels of the test's namespace in the workload cluster, created
+	// before flotilla starts. With workload objects and no labels, the namespace is opened to flotilla
+	// (tenancy.LabelOpen), as a workload admin would.
+	workloadNamespace map[string]string
+	// gate, when set, wraps the tenancy gate flotilla uses.
+	gate func(NamespaceGate) NamespaceGate
+}
+
+// virtualNodeLabels are the labels of a virtual node that the virtual nodes' informer selects.
+func virtualNodeLabels(name string) map[string]string {
+	return map[string]string{"type": "virtual-kubelet", "flotilla.io/cluster": name}
+}
+
+// newFixture creates the management objects (ConfigMaps, Secrets, Services, Ingresses, pods bound to the
+// test's virtual node) and workload objects given, in the test's namespace, and starts the management
+// informers as cmd/flotilla does. It does not Run the followers.
 func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
+	return newFixtureWith(t, fixtureOptions{management: management, workload: workload})
+}
+
+func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	fx := &fixture{
@@ -78,13 +106,16 @@ func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
 
 	lab.Namespace(t, fx.management, fx.ns)
 	t.Cleanup(func() { lab.DeleteNamespace(fx.workload, fx.ns) })
-	lab.StandInNode(t, fx.management, fx.node, nil, nil)
-	fx.create(fx.management, management)
-	if len(workload) > 0 {
-		if _, err := fx.workload.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fx.ns}}, metav1.CreateOptions{}); err != nil {
+	lab.StandInNode(t, fx.management, fx.node, virtualNodeLabels(fx.node), nil)
+	fx.create(fx.management, o.management)
+	if len(o.workload) > 0 && o.workloadNamespace == nil {
+		o.workloadNamespace = map[string]string{tenancy.LabelOpen: "true"}
+	}
+	if o.workloadNamespace != nil {
+		if _, err := fx.workload.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fx.ns, Labels: o.workloadNamespace}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		fx.create(fx.workload, workload)
+		fx.create(fx.workload, o.workload)
 	}
 
 	broadcaster := record.NewBroadcaster()
@@ -95,11 +126,22 @@ func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
 	}
 	objects := informers.NewSharedInformerFactory(flotillaMgmt, 0)
 	podFactory := informers.NewSharedInformerFactoryWithOptions(flotillaMgmt, 0, nodeutil.PodInformerFilter(fx.node))
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(flotillaMgmt, 0,
+		informers.WithTransform(cachetrim.ManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = "flotilla.io/cluster,type=virtual-kubelet" }))
 	pods := podFactory.Core().V1().Pods()
+	var gate NamespaceGate = &tenancy.Namespaces{
+		Workload: flotillaWorkload, Management: objects.Core().V1().Namespaces().Lister(),
+		ManagementID: fx.owner["flotilla.io/management"], Level: tenancy.DefaultLevel,
+	}
+	if o.gate != nil {
+		gate = o.gate(gate)
+	}
 	f, err := New(Config{
 		NodeName: fx.node, OwnerLabels: fx.owner,
 		Management: flotillaMgmt, Workload: flotillaWorkload,
-		ManagementInformers: objects, Proxies: pods, EventRecorder: fx.events,
+		ManagementInformers: objects, Proxies: pods, VirtualNodes: nodeFactory.Core().V1().Nodes(),
+		Namespaces: gate, EventRecorder: fx.events,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,14 +151,27 @@ func newFixture(t *testing.T, management, workload []runtime.Object) *fixture {
 		cancel()
 		objects.Shutdown()
 		podFactory.Shutdown()
+		nodeFactory.Shutdown()
 		broadcaster.Shutdown()
 	})
 	objects.Start(ctx.Done())
 	podFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), f.referencesSynced...) {
+	nodeFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), slices.Concat(f.referencesSynced, []cache.InformerSynced{objects.Core().V1().Namespaces().Informer().HasSynced})...) {
 		t.Fatal("caches did not sync")
 	}
 	return fx
+}
+
+// run runs the followers until the test ends.
+func (fx *fixture) run() {
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(fx.ctx)
+	go func() { done <- fx.f.Run(ctx) }()
+	fx.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 // create makes the objects in the test's namespace; pods are bound to the test's virtual node.
@@ -134,6 +189,9 @@ func (fx *fixture) create(c kubernetes.Interface, objs []runtime.Object) {
 		case *corev1.Service:
 			o.Namespace = fx.ns
 			_, err = c.CoreV1().Services(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
+		case *networkingv1.Ingress:
+			o.Namespace = fx.ns
+			_, err = c.NetworkingV1().Ingresses(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})
 		case *corev1.Pod:
 			o.Namespace, o.Spec.NodeName = fx.ns, fx.node
 			_, err = c.CoreV1().Pods(fx.ns).Create(fx.ctx, o, metav1.CreateOptions{})

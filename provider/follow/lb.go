@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,27 +13,114 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
-// Load-balancer addresses come back through the management object. Each flotilla sees only its own workload
-// cluster, so each publishes its copy's status.loadBalancer.ingress in an annotation of its own on the
-// management object (LBAnnotation, written by server-side apply under a field manager of its own, so that
-// dropping it removes only its key), and every flotilla writes the management object's status as the union
-// of all those annotations (UnionLB) whenever it differs: all compute the same answer, so they converge.
+// Load-balancer addresses come back through the virtual nodes. Each flotilla sees only its own workload
+// cluster, so each publishes its copies' status.loadBalancer.ingress on its own virtual node, in the
+// annotation AnnotationLoadBalancers: a JSON object from LBKey ("<Kind>/<namespace>/<name>") to that copy's
+// list, holding only objects this node follows. A user who may edit a Service cannot write nodes, so cannot
+// forge an entry. Every flotilla writes the status of a management Service or Ingress as the union of that
+// object's entries over all virtual nodes (UnionLB) whenever it differs: all compute the same answer from
+// the same nodes, so they converge. An entry leaves the union when its node removes it (the copy went) or
+// the node is deleted.
 //
+// This file holds the pure part (encoding, union, what changed); publish.go keeps this node's annotation.
 // Both kinds' entries are held as corev1.LoadBalancerIngress; an Ingress's entries are the same fields
 // without ipMode.
 
-// LBAnnotationPrefix starts the annotation keys of the published load-balancer lists.
-const LBAnnotationPrefix = "lb.flotilla.io/"
+// AnnotationLoadBalancers on a virtual node holds the load-balancer addresses of the copies its flotilla
+// follows (Published, encoded by EncodePublished).
+const AnnotationLoadBalancers = "flotilla.io/load-balancers"
 
-// LBAnnotation is the annotation under which the flotilla of the given virtual node publishes its copy's
-// load-balancer ingress list (JSON). A node name too long for an annotation name is shortened with a digest.
-func LBAnnotation(nodeName string) string {
-	const maxName = 63
-	if len(nodeName) > maxName {
-		sum := sha256.Sum256([]byte(nodeName))
-		nodeName = strings.TrimRight(nodeName[:maxName-9], ".-_") + "-" + hex.EncodeToString(sum[:4])
+// Published is what one virtual node publishes: LBKey to the copy's canonical load-balancer list. An object
+// without addresses has no entry.
+type Published map[string][]corev1.LoadBalancerIngress
+
+// LBKey is the key of a management object's entry in Published.
+func LBKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
+
+// EncodePublished is the annotation value publishing p: canonical JSON (keys sorted, each list canonical,
+// empty lists left out), or "" when nothing is left (published as no annotation at all).
+func EncodePublished(p Published) string {
+	out := make(map[string][]corev1.LoadBalancerIngress, len(p))
+	for k, list := range p {
+		if list = CanonicalLB(list); len(list) > 0 {
+			out[k] = list
+		}
 	}
-	return LBAnnotationPrefix + nodeName
+	if len(out) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(out) // encoding/json writes map keys sorted
+	return string(b)
+}
+
+// DecodePublished reads a node's annotation value. A value that does not parse publishes nothing (a node is
+// written only by its flotilla, so that is a bug or a hand edit, which its flotilla overwrites); each list
+// comes back canonical, and empty ones are left out.
+func DecodePublished(value string) Published {
+	if value == "" {
+		return nil
+	}
+	var raw map[string][]corev1.LoadBalancerIngress
+	if json.Unmarshal([]byte(value), &raw) != nil {
+		return nil
+	}
+	p := Published{}
+	for k, list := range raw {
+		if list = CanonicalLB(list); len(list) > 0 {
+			p[k] = list
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+// UnionLB is the load-balancer list of the management object with the given key: the canonical union of its
+// entries over every node's Published.
+func UnionLB(nodes []Published, key string) []corev1.LoadBalancerIngress {
+	var all []corev1.LoadBalancerIngress
+	for _, p := range nodes {
+		all = append(all, p[key]...)
+	}
+	return CanonicalLB(all)
+}
+
+// ChangedKeys are the keys, sorted, whose entries differ between two versions of a node's Published: the
+// objects whose union may have changed. A node that comes or goes is a change from or to nil.
+func ChangedKeys(before, after Published) []string {
+	var keys []string
+	for k, list := range before {
+		if !sameLB(list, after[k]) {
+			keys = append(keys, k)
+		}
+	}
+	for k, list := range after {
+		if _, had := before[k]; !had && len(list) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// withEntry is p with key's entry set to list (removed when list is empty), p itself unchanged; changed says
+// whether the entry differs from p's.
+func withEntry(p Published, key string, list []corev1.LoadBalancerIngress) (out Published, changed bool) {
+	list = CanonicalLB(list)
+	if sameLB(p[key], list) {
+		return p, false
+	}
+	out = maps.Clone(p)
+	if out == nil {
+		out = Published{}
+	}
+	if len(list) == 0 {
+		delete(out, key)
+	} else {
+		out[key] = list
+	}
+	return out, true
 }
 
 // CanonicalLB is the list without repeats, sorted by IP, then hostname, then the rest, so the same set is
@@ -61,8 +149,7 @@ func CanonicalLB(list []corev1.LoadBalancerIngress) []corev1.LoadBalancerIngress
 	return out
 }
 
-// EncodeLB is the annotation value publishing a list: canonical JSON, or "" for an empty list (published
-// as no annotation at all).
+// EncodeLB is a list as canonical JSON, or "" for an empty list.
 func EncodeLB(list []corev1.LoadBalancerIngress) string {
 	list = CanonicalLB(list)
 	if len(list) == 0 {
@@ -70,22 +157,6 @@ func EncodeLB(list []corev1.LoadBalancerIngress) string {
 	}
 	b, _ := json.Marshal(list)
 	return string(b)
-}
-
-// UnionLB is the load-balancer ingress list of a management object with the given annotations: the
-// canonical union of every published list. A value that does not parse is skipped.
-func UnionLB(annotations map[string]string) []corev1.LoadBalancerIngress {
-	var all []corev1.LoadBalancerIngress
-	for k, v := range annotations {
-		if !strings.HasPrefix(k, LBAnnotationPrefix) {
-			continue
-		}
-		var list []corev1.LoadBalancerIngress
-		if json.Unmarshal([]byte(v), &list) == nil {
-			all = append(all, list...)
-		}
-	}
-	return CanonicalLB(all)
 }
 
 // sameLB says whether two lists hold the same entries, in whatever order.
@@ -121,4 +192,28 @@ func toIngressLB(list []corev1.LoadBalancerIngress) []networkingv1.IngressLoadBa
 		}
 	}
 	return out
+}
+
+// Before flotilla published on nodes, each node published its copy's list in an annotation of its own on the
+// management object (legacyLBAnnotation), which anyone who may edit the object could forge. Those
+// annotations count for nothing now; a flotilla removes the one it wrote itself (under legacyLBManager) when
+// it comes across it, and copies never carry any.
+
+// legacyLBAnnotationPrefix starts the old per-node annotations on management objects.
+const legacyLBAnnotationPrefix = "lb.flotilla.io/"
+
+// legacyLBAnnotation is the old annotation of the given node (a node name too long for an annotation name
+// was shortened with a digest).
+func legacyLBAnnotation(nodeName string) string {
+	const maxName = 63
+	if len(nodeName) > maxName {
+		sum := sha256.Sum256([]byte(nodeName))
+		nodeName = strings.TrimRight(nodeName[:maxName-9], ".-_") + "-" + hex.EncodeToString(sum[:4])
+	}
+	return legacyLBAnnotationPrefix + nodeName
+}
+
+// legacyLBManager is the field manager under which the given node wrote its old annotation.
+func legacyLBManager(nodeName string) string {
+	return "flotilla-lb-" + strings.TrimPrefix(legacyLBAnnotation(nodeName), legacyLBAnnotationPrefix)
 }

@@ -2,6 +2,7 @@ package follow
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -120,3 +121,96 @@ func objectKeys(pod *corev1.Pod) []string {
 }
 
 func refKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
+
+// referencePlan is what EnsureFor does about a proxy's references.
+type referencePlan struct {
+	// copy lists the objects (Kind and Name) to copy to the workload cluster before the delegate is created.
+	copy []Reference
+	// drop lists the objects (Kind and Name, Optional) every reference to which the delegate loses: optional
+	// ones the management cluster does not hold, and ServiceAccount token Secrets.
+	drop []Reference
+	// missing lists the optional references to objects the management cluster does not hold, each of which
+	// gets the kubelet's Event on the proxy.
+	missing []Reference
+}
+
+// planReferences decides what becomes of the references refs (as References lists them) of a proxy in
+// namespace, given the referenced objects the management cluster holds (by name; an absent name is an object
+// it does not hold). It returns a *MissingReferenceError for a mandatory reference to an object, or to a
+// key of one, that does not exist, and an *UnsupportedReferenceError for a mandatory reference to a
+// ServiceAccount token Secret; the first in References' order wins.
+func planReferences(namespace string, refs []Reference, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) (referencePlan, error) {
+	type object struct{ kind, name string }
+	var order []object
+	mandatory := map[object]bool{}
+	for _, r := range refs {
+		o := object{r.Kind, r.Name}
+		if _, seen := mandatory[o]; !seen {
+			order = append(order, o)
+		}
+		mandatory[o] = mandatory[o] || !r.Optional
+	}
+	var plan referencePlan
+	copied := map[object]bool{}
+	for _, o := range order {
+		var present, token bool
+		if o.kind == KindConfigMap {
+			_, present = configMaps[o.name]
+		} else {
+			s, ok := secrets[o.name]
+			present, token = ok, ok && !SecretFollows(s)
+		}
+		ref := Reference{Kind: o.kind, Name: o.name, Optional: true}
+		switch {
+		case !present && mandatory[o]:
+			return referencePlan{}, &MissingReferenceError{Reason: notFoundReason(o.kind, true, false), Kind: o.kind, Namespace: namespace, Name: o.name}
+		case token && mandatory[o]:
+			return referencePlan{}, &UnsupportedReferenceError{Reason: ReasonUnsupportedReference, Kind: o.kind, Namespace: namespace, Name: o.name,
+				Message: fmt.Sprintf("secret %q is a ServiceAccount token (type %s) of the management cluster; such Secrets never follow to a workload cluster, so a pod that needs it cannot run there (mark the reference optional to run without it)",
+					o.name, corev1.SecretTypeServiceAccountToken)}
+		case !present:
+			plan.drop = append(plan.drop, ref)
+			plan.missing = append(plan.missing, ref)
+		case token:
+			plan.drop = append(plan.drop, ref)
+		default:
+			plan.copy = append(plan.copy, Reference{Kind: o.kind, Name: o.name})
+			copied[o] = true
+		}
+	}
+	for _, r := range refs {
+		if r.Key == "" || r.Optional || !copied[object{r.Kind, r.Name}] {
+			continue
+		}
+		var has bool
+		if r.Kind == KindConfigMap {
+			cm := configMaps[r.Name]
+			_, inData := cm.Data[r.Key]
+			_, inBinary := cm.BinaryData[r.Key]
+			has = inData || inBinary
+		} else {
+			_, has = secrets[r.Name].Data[r.Key]
+		}
+		if !has {
+			return referencePlan{}, &MissingReferenceError{Reason: notFoundReason(r.Kind, true, true), Kind: r.Kind, Namespace: namespace, Name: r.Name, Key: r.Key}
+		}
+	}
+	return plan, nil
+}
+
+func notFoundReason(kind string, mandatory, key bool) string {
+	switch {
+	case kind == KindConfigMap && !mandatory:
+		return ReasonOptionalConfigMapNotFound
+	case kind == KindSecret && !mandatory:
+		return ReasonOptionalSecretNotFound
+	case kind == KindConfigMap && key:
+		return ReasonMandatoryConfigMapKeyNotFound
+	case kind == KindConfigMap:
+		return ReasonMandatoryConfigMapNotFound
+	case key:
+		return ReasonMandatorySecretKeyNotFound
+	default:
+		return ReasonMandatorySecretNotFound
+	}
+}

@@ -1,10 +1,13 @@
 package follow
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestReferences(t *testing.T) {
@@ -107,5 +110,121 @@ func TestObjectKeys(t *testing.T) {
 	want := []string{"ConfigMap/ns/cm", "Secret/ns/pull"}
 	if got := objectKeys(pod); !reflect.DeepEqual(got, want) {
 		t.Errorf("objectKeys = %v, want %v", got, want)
+	}
+}
+
+func TestPlanReferences(t *testing.T) {
+	cm := func(name string, keys ...string) *corev1.ConfigMap {
+		c := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}, Data: map[string]string{}}
+		for _, k := range keys {
+			c.Data[k] = "v"
+		}
+		return c
+	}
+	secret := func(name string, typ corev1.SecretType, keys ...string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}, Type: typ, Data: map[string][]byte{}}
+		for _, k := range keys {
+			s.Data[k] = []byte("v")
+		}
+		return s
+	}
+	binary := cm("bin")
+	binary.BinaryData = map[string][]byte{"blob": {1}}
+	cms := map[string]*corev1.ConfigMap{"app": cm("app", "a"), "bin": binary}
+	secrets := map[string]*corev1.Secret{
+		"creds": secret("creds", corev1.SecretTypeOpaque, "p"),
+		"token": secret("token", corev1.SecretTypeServiceAccountToken, "token"),
+	}
+	ref := func(kind, name, key string, optional bool) Reference {
+		return Reference{Kind: kind, Name: name, Key: key, Optional: optional}
+	}
+	obj := func(kind, name string) Reference { return Reference{Kind: kind, Name: name} }
+	dropped := func(kind, name string) Reference { return Reference{Kind: kind, Name: name, Optional: true} }
+	tests := []struct {
+		name       string
+		refs       []Reference
+		want       referencePlan
+		wantErr    error
+		wantReason string
+	}{
+		{name: "nothing referenced"},
+		{
+			name: "present objects are copied, once each",
+			refs: []Reference{ref(KindConfigMap, "app", "", false), ref(KindConfigMap, "app", "a", false), ref(KindSecret, "creds", "p", true)},
+			want: referencePlan{copy: []Reference{obj(KindConfigMap, "app"), obj(KindSecret, "creds")}},
+		},
+		{
+			name: "a key in binaryData counts",
+			refs: []Reference{ref(KindConfigMap, "bin", "blob", false)},
+			want: referencePlan{copy: []Reference{obj(KindConfigMap, "bin")}},
+		},
+		{
+			name: "missing optional objects are dropped, and get the kubelet's Event",
+			refs: []Reference{ref(KindConfigMap, "maybe", "", true), ref(KindSecret, "creds", "", false), ref(KindSecret, "pull", "", true), ref(KindSecret, "pull", "k", true)},
+			want: referencePlan{
+				copy:    []Reference{obj(KindSecret, "creds")},
+				drop:    []Reference{dropped(KindConfigMap, "maybe"), dropped(KindSecret, "pull")},
+				missing: []Reference{dropped(KindConfigMap, "maybe"), dropped(KindSecret, "pull")},
+			},
+		},
+		{
+			name: "an optional ServiceAccount token Secret is dropped without an Event, never copied",
+			refs: []Reference{ref(KindSecret, "token", "", true), ref(KindSecret, "token", "token", true)},
+			want: referencePlan{drop: []Reference{dropped(KindSecret, "token")}},
+		},
+		{
+			name:       "a mandatory ServiceAccount token Secret is unsupported",
+			refs:       []Reference{ref(KindConfigMap, "app", "", false), ref(KindSecret, "token", "", true), ref(KindSecret, "token", "token", false)},
+			wantErr:    &UnsupportedReferenceError{},
+			wantReason: ReasonUnsupportedReference,
+		},
+		{
+			name:       "a missing mandatory object blocks, even when another use is optional",
+			refs:       []Reference{ref(KindSecret, "gone", "", true), ref(KindSecret, "gone", "k", false)},
+			wantErr:    &MissingReferenceError{Reason: ReasonMandatorySecretNotFound, Kind: KindSecret, Namespace: "shop", Name: "gone"},
+			wantReason: ReasonMandatorySecretNotFound,
+		},
+		{
+			name:       "a missing mandatory key blocks",
+			refs:       []Reference{ref(KindConfigMap, "app", "b", false)},
+			wantErr:    &MissingReferenceError{Reason: ReasonMandatoryConfigMapKeyNotFound, Kind: KindConfigMap, Namespace: "shop", Name: "app", Key: "b"},
+			wantReason: ReasonMandatoryConfigMapKeyNotFound,
+		},
+		{
+			name: "a missing optional key does not",
+			refs: []Reference{ref(KindSecret, "creds", "other", true)},
+			want: referencePlan{copy: []Reference{obj(KindSecret, "creds")}},
+		},
+		{
+			name:       "the first problem in References' order wins",
+			refs:       []Reference{ref(KindConfigMap, "gone", "", false), ref(KindSecret, "token", "", false)},
+			wantErr:    &MissingReferenceError{Reason: ReasonMandatoryConfigMapNotFound, Kind: KindConfigMap, Namespace: "shop", Name: "gone"},
+			wantReason: ReasonMandatoryConfigMapNotFound,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := planReferences("shop", tt.refs, cms, secrets)
+			switch want := tt.wantErr.(type) {
+			case nil:
+				if err != nil {
+					t.Fatalf("planReferences: %v", err)
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("plan =\n  %+v\nwant\n  %+v", got, tt.want)
+				}
+			case *MissingReferenceError:
+				var missing *MissingReferenceError
+				if !errors.As(err, &missing) || !reflect.DeepEqual(missing, want) {
+					t.Errorf("error = %#v, want %#v", err, want)
+				}
+			case *UnsupportedReferenceError:
+				var unsupported *UnsupportedReferenceError
+				if !errors.As(err, &unsupported) || unsupported.Reason != tt.wantReason || unsupported.Name != "token" ||
+					!strings.Contains(unsupported.Error(), `secret "token"`) || !strings.Contains(unsupported.Error(), string(corev1.SecretTypeServiceAccountToken)) {
+					t.Errorf("error = %#v, want an unsupported token reference", err)
+				}
+			}
+		})
 	}
 }
