@@ -74,6 +74,9 @@ type Lab struct {
 	Management *Cluster            `json:"management"`
 	Workloads  []*Cluster          `json:"workloads"`
 	Flotillas  map[string]*process `json:"flotillas"`
+	// Webhook is `flotilla webhook`, registered with the management apiserver (see startWebhook); it runs
+	// when flotilla does.
+	Webhook *process `json:"webhook,omitempty"`
 	// FlotillaMetrics is the Prometheus endpoint of each workload cluster's flotilla.
 	FlotillaMetrics map[string]string `json:"flotillaMetrics"`
 
@@ -156,6 +159,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 		flotilla, err := buildFlotilla(binDir)
 		if err != nil {
+			return nil, err
+		}
+		// Before any flotilla, as in a management cluster set up by deploy/: pods of enabled namespaces get
+		// the virtual nodes' toleration from the moment there are virtual nodes.
+		if err := l.startWebhook(ctx, flotilla); err != nil {
 			return nil, err
 		}
 		for _, c := range l.Workloads {
@@ -247,6 +255,9 @@ func (l *Lab) tiers() [][]*process {
 		if p := l.Flotillas[c.Name]; p != nil {
 			flotillas = append(flotillas, p)
 		}
+	}
+	if l.Webhook != nil {
+		flotillas = append(flotillas, l.Webhook)
 	}
 	for _, c := range l.clusters() {
 		if c != nil {
