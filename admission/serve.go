@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +51,7 @@ func ServeListener(ctx context.Context, l net.Listener, certFile, keyFile string
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		ErrorLog:          log.New(logrus.StandardLogger().WriterLevel(logrus.WarnLevel), "", 0),
+		ErrorLog:          log.New(serverLog{}, "", 0),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(l, "", "") }()
@@ -114,4 +115,18 @@ func (s *servingCert) load() error {
 
 func (s *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.current.Load(), nil
+}
+
+// serverLog takes the HTTP server's own messages into logrus: failed TLS handshakes at debug level (a TCP
+// probe or a client that does not trust the certificate yet), anything else as a warning.
+type serverLog struct{}
+
+func (serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		logrus.Debug(msg)
+	} else {
+		logrus.Warn(msg)
+	}
+	return len(p), nil
 }
