@@ -117,13 +117,14 @@ func (s *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.current.Load(), nil
 }
 
-// serverLog takes the HTTP server's own messages into logrus: failed TLS handshakes at debug level (a TCP
-// probe or a client that does not trust the certificate yet), anything else as a warning.
+// serverLog takes the HTTP server's own messages into logrus: a TLS handshake cut short (a TCP probe, a port
+// check) at debug level, anything else as a warning, a client that does not trust the certificate (a wrong
+// caBundle) included.
 type serverLog struct{}
 
 func (serverLog) Write(p []byte) (int, error) {
 	msg := strings.TrimSpace(string(p))
-	if strings.Contains(msg, "TLS handshake error") {
+	if strings.Contains(msg, "TLS handshake error") && strings.HasSuffix(msg, ": EOF") {
 		logrus.Debug(msg)
 	} else {
 		logrus.Warn(msg)
