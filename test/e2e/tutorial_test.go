@@ -110,6 +110,16 @@ func TestTutorialAsWritten(t *testing.T) {
 		manifests = append(manifests, strings.ReplaceAll(tutorialDeployment, "$region", region))
 	}
 	manifests = append(manifests, tutorialServiceAndIngress)
+	// The lab opened every workload cluster's `default`, as their admins would.
+	for _, c := range shared.Workloads {
+		d, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Labels[tenancy.LabelOpen] != "true" {
+			t.Fatalf("%s: namespace default not opened to flotilla: labels %v", c.Name, d.Labels)
+		}
+	}
 
 	// Cleanup runs last to first: the objects go (and with them proxies and delegates) before `default`
 	// is unlabelled, and the drained node is uncordoned first.
