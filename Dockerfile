@@ -8,6 +8,7 @@ COPY cmd ./cmd
 COPY node ./node
 COPY internal ./internal
 COPY provider ./provider
+COPY tenancy ./tenancy
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/flotilla ./cmd/flotilla
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -52,6 +52,7 @@ func TestRootFlags(t *testing.T) {
 		MetricsAddr: "127.0.0.1:40000", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, FailoverAfter: node.DefaultFailoverAfter,
 		LeaderElectNamespace: "flotilla-system", LogLevel: "info", IngressClasses: map[string]string{},
+		PodSecurityLevel: "baseline",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)
@@ -61,14 +62,14 @@ func TestRootFlags(t *testing.T) {
 	code, stderr, got, _ = parsed(t, append(labArgs,
 		"--node-name", "vn", "--management-id=m-1", "--taint=false", "--leader-elect", "--leader-elect-namespace=ops",
 		"--failover-after=0", "--probe-interval=500ms", "--pod-workers=5", "--management-qps=1.5",
-		"--ingress-class-map", "public=alb, internal=nlb", "--exclude-labels=^gpu$", "--log-level=debug")...)
+		"--ingress-class-map", "public=alb, internal=nlb", "--exclude-labels=^gpu$", "--log-level=debug", "--pod-security-level=restricted")...)
 	if code != 0 || got == nil {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	if got.NodeName != "vn" || got.ManagementID != "m-1" || got.Taint || !got.LeaderElect || got.LeaderElectNamespace != "ops" ||
 		got.FailoverAfter != 0 || got.ProbeInterval != 500*time.Millisecond || got.PodWorkers != 5 || got.ManagementQPS != 1.5 ||
 		!cmp.Equal(got.IngressClasses, map[string]string{"public": "alb", "internal": "nlb"}) || got.ExcludeLabels != "^gpu$" ||
-		got.LogLevel != "debug" {
+		got.LogLevel != "debug" || got.PodSecurityLevel != "restricted" {
 		t.Errorf("options %+v", got)
 	}
 }
@@ -100,6 +101,7 @@ func TestBadCommandLines(t *testing.T) {
 		{"every problem at once", append(labArgs[:1:1], "--failover-after=-1s", "--exclude-labels=(", "--log-level=loud"),
 			[]string{"missing required flags: --workload-kubeconfig", "--failover-after: -1s is negative", "--exclude-labels:", "--log-level:"}},
 		{"a bad ingress class map", append(labArgs, "--ingress-class-map=public"), []string{`"public" is not from=to`}},
+		{"a bad Pod Security level", append(labArgs, "--pod-security-level=strict"), []string{`--pod-security-level: "strict" is not a Pod Security level`}},
 		{"an unknown flag", append(labArgs, "--no-such-flag"), []string{"unknown flag: --no-such-flag"}},
 		{"a single dash", []string{"-cluster-name=x"}, []string{"unknown shorthand flag"}},
 		{"an unknown command", []string{"join"}, []string{`unknown command "join"`}},

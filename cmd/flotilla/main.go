@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // options are the settings of the root command, which serves one workload cluster as a virtual node.
@@ -59,6 +60,8 @@ type options struct {
 	LogLevel             string
 	// IngressClasses maps management ingress classes to workload ones (--ingress-class-map a=b,c=d).
 	IngressClasses map[string]string
+	// PodSecurityLevel is the least Pod Security level enforced in the workload namespaces flotilla creates.
+	PodSecurityLevel string
 }
 
 // AddFlags binds the root command's flags to o, with their defaults.
@@ -92,6 +95,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	addLogLevelFlag(fs, &o.LogLevel)
 	o.IngressClasses = map[string]string{}
 	fs.Var(pairs{&o.IngressClasses}, "ingress-class-map", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
+	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", tenancy.DefaultLevel, "least Pod Security level (privileged, baseline, restricted) enforced in the workload namespaces flotilla creates; a management namespace's own stricter pod-security.kubernetes.io/enforce level wins")
 }
 
 // Validate reports every problem of the parsed flags at once.
@@ -116,6 +120,9 @@ func (o *options) Validate() []error {
 	}
 	if err := validLogLevel(o.LogLevel); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if _, err := tenancy.ParseLevel(o.PodSecurityLevel); err != nil {
+		errs = append(errs, fmt.Sprintf("--pod-security-level: %v", err))
 	}
 	return asErrors(errs)
 }

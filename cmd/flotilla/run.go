@@ -27,6 +27,7 @@ import (
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // informerResync is how often informers replay their caches to handlers: a safety net only, since
@@ -104,6 +105,21 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// Not trimmed of managedFields: the followers read them to tell whether flotilla wrote a status.
 	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()
+	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, a peer
+	// whose flotilla is lost is failed over (see node.Failover), and each publishes its copies'
+	// load-balancer addresses (see package follow).
+	virtualNodes := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTransform(cachetrim.ManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = node.LabelCluster + ",type=virtual-kubelet" }))
+	// The management namespaces: which take part in delegation, and the Pod Security level they ask for.
+	namespaceInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTransform(cachetrim.ManagedFields))
+	namespaces := &tenancy.Namespaces{
+		Workload:     workload,
+		Management:   namespaceInformers.Core().V1().Namespaces().Lister(),
+		ManagementID: o.ManagementID,
+		Level:        o.PodSecurityLevel,
+	}
 
 	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
 	followers, err := follow.New(follow.Config{
@@ -113,6 +129,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		Workload:            workload,
 		ManagementInformers: objectInformers,
 		Proxies:             pods,
+		VirtualNodes:        virtualNodes.Core().V1().Nodes(),
+		Namespaces:          namespaces,
 		EventRecorder:       recorder,
 		IngressClasses:      o.IngressClasses,
 	})
@@ -130,9 +148,26 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		HostIP:         o.InternalIP,
 		WorkloadConfig: workloadCfg,
 		References:     followers,
+		Namespaces:     namespaces,
 		Workers:        o.PodWorkers,
 	})
 	if err != nil {
+		return err
+	}
+	// Labelling a namespace flotilla.io/enabled=true delegates its waiting proxies.
+	if _, err := namespaceInformers.Core().V1().Namespaces().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if ns, ok := obj.(*corev1.Namespace); ok && tenancy.Enabled(ns) {
+				p.NamespaceChanged(ns.Name)
+			}
+		},
+		UpdateFunc: func(old, obj any) {
+			before, _ := old.(*corev1.Namespace)
+			if ns, ok := obj.(*corev1.Namespace); ok && tenancy.Enabled(ns) && !tenancy.Enabled(before) {
+				p.NamespaceChanged(ns.Name)
+			}
+		},
+	}); err != nil {
 		return err
 	}
 
@@ -184,11 +219,6 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
-	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, and a
-	// peer whose flotilla is lost is failed over (see node.Failover).
-	virtualNodes := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
-		informers.WithTransform(cachetrim.ManagedFields),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = node.LabelCluster + ",type=virtual-kubelet" }))
 	if _, err := virtualNodes.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil && key == o.NodeName {
@@ -215,6 +245,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	podInformers.Start(ctx.Done())
 	objectInformers.Start(ctx.Done())
 	virtualNodes.Start(ctx.Done())
+	namespaceInformers.Start(ctx.Done())
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
 	go failover.Run(ctx)
@@ -224,6 +255,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	podInformers.Shutdown()
 	objectInformers.Shutdown()
 	virtualNodes.Shutdown()
+	namespaceInformers.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
 }
