@@ -76,7 +76,8 @@ func SecretCopy(src *corev1.Secret, owner map[string]string) *corev1.Secret {
 // proxies' labels, so the workload cluster computes endpoints from them), without what the management
 // cluster allocated: cluster IPs (a headless Service stays headless), IP families, node ports and the
 // health-check node port. The workload cluster allocates its own. External IPs never follow (see
-// ExternalIPsNotice).
+// ExternalIPsNotice), and with them goes the external traffic policy of a Service that only they made
+// externally accessible (the apiserver defaults it there, and refuses it on a ClusterIP Service without them).
 func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
 	spec := src.Spec.DeepCopy()
 	if spec.ClusterIP != corev1.ClusterIPNone {
@@ -84,6 +85,9 @@ func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
 	}
 	spec.ClusterIPs = nil
 	spec.ExternalIPs = nil
+	if spec.Type != corev1.ServiceTypeNodePort && spec.Type != corev1.ServiceTypeLoadBalancer {
+		spec.ExternalTrafficPolicy = ""
+	}
 	spec.IPFamilies = nil
 	spec.HealthCheckNodePort = 0
 	for i := range spec.Ports {

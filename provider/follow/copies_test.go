@@ -68,10 +68,19 @@ func TestServiceCopy(t *testing.T) {
 				Ports: []corev1.ServicePort{{Port: 5432}}},
 		},
 		{
-			name: "external IPs never follow (CVE-2020-8554)",
-			spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.12",
-				Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"203.0.113.7"}},
-			want: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}},
+			name: "external IPs never follow (CVE-2020-8554), nor the traffic policy defaulted for them",
+			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.12",
+				Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"203.0.113.7"},
+				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster},
+			want: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}},
+		},
+		{
+			name: "a NodePort Service keeps its traffic policy without its external IPs",
+			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web"},
+				Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}, ExternalIPs: []string{"203.0.113.7"},
+				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
+			want: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web"},
+				Ports: []corev1.ServicePort{{Port: 80}}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
 		},
 		{
 			name: "LoadBalancer: node ports and health-check node port cleared, type and policies kept",

@@ -346,8 +346,7 @@ func TestServiceFollowsProxies(t *testing.T) {
 		t.Fatalf("the management cluster allocated nothing: %v, %v", m, err)
 	}
 	// A load-balancer controller of the management cluster serves "other".
-	realLB := []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}}
-	setStatus(t, fx.ctx, mgmtServices, "other", realLB)
+	realLB := setStatus(t, fx.ctx, mgmtServices, "other", []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}})
 	// Before publishing moved to the nodes, this node annotated the Service itself.
 	legacy := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","annotations":{"` + legacyLBAnnotation(fx.node) + `":"[{\"ip\":\"10.0.9.9\"}]"}}}`
 	if _, err := mgmtServices.Patch(fx.ctx, "web", types.ApplyPatchType, []byte(legacy), metav1.PatchOptions{FieldManager: legacyLBManager(fx.node)}); err != nil {
@@ -357,10 +356,10 @@ func TestServiceFollowsProxies(t *testing.T) {
 
 	services := fx.workload.CoreV1().Services(fx.ns)
 	var c *corev1.Service
-	lab.Poll(t, limit, "the Service copy", func() (bool, error) {
+	lab.Poll(t, limit, "the Service copy, kept by server-side apply", func() (bool, error) {
 		var err error
 		c, err = services.Get(fx.ctx, "web", metav1.GetOptions{})
-		return err == nil, nil
+		return err == nil && !createdFields(c), nil
 	})
 	// The workload cluster allocated its own cluster IP and node port: flotilla set neither.
 	if applied := appliedFields(c, FieldManager); applied == "" || !strings.Contains(applied, `"f:selector"`) ||
@@ -447,6 +446,13 @@ func TestExternalIPsDoNotFollow(t *testing.T) {
 		Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"203.0.113.7"}}}
 	fx := newFixture(t, []runtime.Object{svc, proxyPod("web-1", map[string]string{"app": "web"}, corev1.PodSpec{})}, nil)
 	fx.run()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for len(fx.events.fake.Events) > 0 {
+				t.Log(<-fx.events.fake.Events)
+			}
+		}
+	})
 	var c *corev1.Service
 	lab.Poll(t, limit, "the Service copy", func() (bool, error) {
 		var err error
@@ -556,17 +562,20 @@ func publish(t *testing.T, ctx context.Context, c kubernetes.Interface, node, va
 	}
 }
 
-// setStatus writes a Service's load-balancer status, as a load-balancer controller would.
-func setStatus(t *testing.T, ctx context.Context, services corev1client.ServiceInterface, name string, list []corev1.LoadBalancerIngress) {
+// setStatus writes a Service's load-balancer status, as a load-balancer controller would, and returns it as
+// stored (defaults set).
+func setStatus(t *testing.T, ctx context.Context, services corev1client.ServiceInterface, name string, list []corev1.LoadBalancerIngress) []corev1.LoadBalancerIngress {
 	t.Helper()
 	s, err := services.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Status.LoadBalancer.Ingress = list
-	if _, err := services.UpdateStatus(ctx, s, metav1.UpdateOptions{}); err != nil {
+	s, err = services.UpdateStatus(ctx, s, metav1.UpdateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return s.Status.LoadBalancer.Ingress
 }
 
 // expectStatus waits for a Service's load-balancer status (EncodeLB form).

@@ -380,13 +380,29 @@ func (k *kind[T]) apply(ctx context.Context, src T, built T, uid types.UID) (T, 
 }
 
 // adopt hands the fields of a copy that Create set (field manager FieldManager, operation Update) to
-// FieldManager's server-side apply, with the copy's resourceVersion as precondition.
+// FieldManager's server-side apply, with the copy's resourceVersion as precondition; a copy changed meanwhile
+// (a workload controller adding a finalizer, say) is read again, a few times, provided it is still the same
+// copy.
 func (k *kind[T]) adopt(ctx context.Context, cp T) (T, error) {
-	patch, err := csaupgrade.UpgradeManagedFieldsPatch(cp, sets.New(FieldManager), FieldManager)
-	if err != nil || patch == nil {
-		return cp, err
+	workload := k.workload(cp.GetNamespace())
+	for attempt := 0; ; attempt++ {
+		patch, err := csaupgrade.UpgradeManagedFieldsPatch(cp, sets.New(FieldManager), FieldManager)
+		if err != nil || patch == nil {
+			return cp, err
+		}
+		out, err := workload.Patch(ctx, cp.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+		if !apierrors.IsConflict(err) || attempt == 2 {
+			return out, err
+		}
+		live, gerr := workload.Get(ctx, cp.GetName(), metav1.GetOptions{})
+		if gerr != nil {
+			return cp, gerr
+		}
+		if live.GetUID() != cp.GetUID() {
+			return cp, err
+		}
+		cp = live
 	}
-	return k.workload(cp.GetNamespace()).Patch(ctx, cp.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 }
 
 // createdFields says whether FieldManager owns fields of obj through an Update (Create) rather than Apply.
