@@ -239,7 +239,13 @@ func optInCases() []hostileCase {
 				return h.createPod(ctx, h.pod("p", h.presetNode, func(p *corev1.Pod) { p.Spec.Tolerations = nil }))
 			},
 			want: hostileWant{outcome: notEnabled.outcome + ", written once", reason: notEnabled.reason, check: func(ctx context.Context, h *hostile) {
-				before := h.obs.pod(h.ns, "p")
+				// The contract asks for both: the status and one Warning Event. Once the status shows it,
+				// nothing writes the proxy again.
+				var before *corev1.Pod
+				h.sinceBinding(ctx, h.obs.pod(h.ns, "p"), "the reason in the proxy's status", func(context.Context) (bool, string) {
+					before = h.obs.pod(h.ns, "p")
+					return before.Status.Reason == tenancy.ReasonNamespaceNotEnabled, fmt.Sprintf("status reason %q", before.Status.Reason)
+				})
 				time.Sleep(5 * time.Second)
 				after := h.obs.pod(h.ns, "p")
 				if after.ResourceVersion != before.ResourceVersion {

@@ -945,8 +945,16 @@ func TestHostile(t *testing.T) {
 					return
 				}
 				if err != nil || !lab.NodeReady(n) {
+					why := fmt.Sprint(err)
+					if err == nil {
+						for _, cond := range n.Status.Conditions {
+							if cond.Type == corev1.NodeReady {
+								why = fmt.Sprintf("Ready=%s %s: %s (since %s)", cond.Status, cond.Reason, cond.Message, cond.LastTransitionTime.Format(time.TimeOnly))
+							}
+						}
+					}
 					notReadyMu.Lock()
-					notReady = append(notReady, fmt.Sprintf("%s at %s: %v", c.Name, time.Now().Format(time.TimeOnly), err))
+					notReady = append(notReady, fmt.Sprintf("%s at %s: %s", c.Name, time.Now().Format(time.TimeOnly), why))
 					notReadyMu.Unlock()
 				}
 			}
@@ -1027,7 +1035,7 @@ func TestHostile(t *testing.T) {
 	}
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-40s | %-7s | %s | %s\n", "case", "seconds", "result", "outcome (expected; observed)")
+	fmt.Fprintf(&table, "\n%-40s | %-11s | %-7s | %s | %s\n", "case", "cluster", "seconds", "result", "outcome (expected; observed)")
 	for _, h := range runs {
 		t.Run(h.c.name, func(t *testing.T) {
 			for _, f := range h.failures {
@@ -1042,7 +1050,7 @@ func TestHostile(t *testing.T) {
 		if len(observed) > 240 {
 			observed = observed[:240] + "..."
 		}
-		fmt.Fprintf(&table, "%-40s | %7.2f | %-6s | %s; %s\n", h.c.name, h.took.Seconds(), result, h.c.want.outcome, observed)
+		fmt.Fprintf(&table, "%-40s | %-11s | %7.2f | %-6s | %s; %s\n", h.c.name, h.target.Name, h.took.Seconds(), result, h.c.want.outcome, observed)
 	}
 	t.Log(table.String())
 }
