@@ -174,7 +174,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	virtualNode, err := node.NewController(node.Config{
 		NodeName:      o.NodeName,
 		ClusterName:   o.ClusterName,
-		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in parseFlags
+		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in options.Validate
 		Taint:         o.Taint,
 		InternalIP:    o.InternalIP,
 		KubeletPort:   int32(o.KubeletPort),
