@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // Labels every delegate carries besides the proxy's own (see DESIGN.md, "Names and labels"). Together they
@@ -38,7 +39,8 @@ const (
 	// decision (unreachable apiserver, timeout); flotilla retries with backoff.
 	ReasonDelegationFailed = "DelegationFailed"
 	// ReasonNameConflict: a pod of the same namespace and name that flotilla does not own already exists in
-	// the workload cluster; flotilla never touches it and retries with backoff.
+	// the workload cluster, or a ServiceAccount of the delegate's that flotilla did not create (besides
+	// default); flotilla never touches it and retries with backoff.
 	ReasonNameConflict = follow.ReasonNameConflict
 	// ReasonCreateContainerConfigError: a ConfigMap or Secret the pod requires does not exist in the
 	// management cluster, so none could follow the pod (the kubelet's reason for the same situation). The
@@ -50,6 +52,23 @@ const (
 	// ReasonFailedScheduling: the workload cluster's scheduler cannot place the delegate (the
 	// kube-scheduler's own event reason).
 	ReasonFailedScheduling = "FailedScheduling"
+
+	// Reasons of the tenancy contract (DESIGN.md, "Tenancy"): what keeps a proxy from being delegated at all.
+
+	// ReasonNamespaceNotEnabled: the proxy's management namespace does not carry flotilla.io/enabled=true, so
+	// nothing is created for it in the workload cluster. Shown once (status and one Warning Event) and not
+	// retried: labelling the namespace brings the proxy back (NamespaceChanged).
+	ReasonNamespaceNotEnabled = tenancy.ReasonNamespaceNotEnabled
+	// ReasonWorkloadNamespaceForbidden: the workload namespace of the proxy's namespace name is one flotilla
+	// may not use (a system namespace, another management cluster's, or someone's that its admin did not open
+	// with flotilla.io/open=true); flotilla retries with backoff, so opening it ends this.
+	ReasonWorkloadNamespaceForbidden = tenancy.ReasonWorkloadNamespaceForbidden
+	// ReasonUnsupportedReference: the pod names an object that does not follow it to the workload cluster (a
+	// PersistentVolumeClaim, an ephemeral volume, a volume plugin's Secret, a resource claim, or a
+	// ServiceAccount token Secret), where the name would resolve to whatever that cluster holds. A pod's
+	// volumes cannot change, so a refusal from its spec is not retried; one from package follow (a Secret's
+	// type) is, with backoff.
+	ReasonUnsupportedReference = "UnsupportedReference"
 )
 
 // OwnDelegates selects the workload pods that are delegates of the given virtual node of the given

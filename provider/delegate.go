@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider/follow"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,8 +64,9 @@ const (
 
 // buildDelegate is the pod that runs proxy in the workload cluster. keepPriorityClass says whether the
 // proxy's PriorityClass exists there: the workload's Priority admission rejects a pod naming a class it does
-// not know, so without one the delegate gets the workload cluster's default priority instead.
-func buildDelegate(proxy *corev1.Pod, o owner, keepPriorityClass bool) *corev1.Pod {
+// not know, so without one the delegate gets the workload cluster's default priority instead. drop lists the
+// optional ConfigMaps and Secrets the delegate must not name (see dropReferences).
+func buildDelegate(proxy *corev1.Pod, o owner, keepPriorityClass bool, drop []follow.Reference) *corev1.Pod {
 	// Only identity, labels and annotations cross over: uid, resourceVersion, ownerReferences (they name
 	// management objects), finalizers (no workload controller would remove them) and managedFields belong
 	// to the proxy, and the status is the workload cluster's to write.
@@ -101,7 +103,11 @@ func buildDelegate(proxy *corev1.Pod, o owner, keepPriorityClass bool) *corev1.P
 	s.NodeName = ""
 	s.Tolerations = slices.DeleteFunc(s.Tolerations, func(t corev1.Toleration) bool { return t.Key == node.TaintKey })
 	placeInWorkload(s, o.virtualNode())
+	// The management cluster's scheduler chose the cluster; the workload's default scheduler chooses the
+	// node. A scheduler name the workload cluster does not run would leave the delegate Pending without a word.
+	s.SchedulerName = ""
 	dropManagementToken(s)
+	dropReferences(s, drop)
 	// Priority, preemption policy and overhead are filled in by admission from the PriorityClass and
 	// RuntimeClass; the workload's admission rejects values that differ from what it would compute itself.
 	s.Priority = nil

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flotilla-io/flotilla/provider/follow"
 )
 
 var testOwner = owner{managementID: "mgmt-1", nodeName: "eu-west-3-1", clusterName: "eu-west-3-1"}
@@ -80,8 +82,7 @@ func TestBuildDelegate(t *testing.T) {
 				Tolerations: []corev1.Toleration{
 					{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: new(int64(300))},
 				},
-				NodeSelector:  map[string]string{"topology.kubernetes.io/region": "eu-west-3"},
-				SchedulerName: "default-scheduler",
+				NodeSelector: map[string]string{"topology.kubernetes.io/region": "eu-west-3"},
 			},
 		}
 	}
@@ -89,6 +90,7 @@ func TestBuildDelegate(t *testing.T) {
 		name              string
 		proxy             func(*corev1.Pod)
 		keepPriorityClass bool
+		drop              []follow.Reference
 		want              func(*corev1.Pod)
 	}{
 		{name: "bound proxy becomes a schedulable workload pod"},
@@ -124,9 +126,21 @@ func TestBuildDelegate(t *testing.T) {
 			},
 		},
 		{
-			name:  "a custom scheduler name is kept",
+			name:  "a custom scheduler name is dropped: the workload's default scheduler places the delegate",
 			proxy: func(p *corev1.Pod) { p.Spec.SchedulerName = "volcano" },
-			want:  func(d *corev1.Pod) { d.Spec.SchedulerName = "volcano" },
+		},
+		{
+			name: "optional references follow's verdict drops are gone",
+			proxy: func(p *corev1.Pod) {
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "extra", VolumeSource: corev1.VolumeSource{
+					ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing"}, Optional: new(true)}}})
+				p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {Name: "shadowed"}}
+			},
+			drop: []follow.Reference{{Kind: follow.KindConfigMap, Name: "missing", Optional: true}, {Kind: follow.KindSecret, Name: "shadowed", Optional: true}},
+			want: func(d *corev1.Pod) {
+				d.Spec.Volumes = append(d.Spec.Volumes, corev1.Volume{Name: "extra", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+				d.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -140,7 +154,7 @@ func TestBuildDelegate(t *testing.T) {
 			if tt.want != nil {
 				tt.want(want)
 			}
-			got := buildDelegate(proxy, testOwner, tt.keepPriorityClass)
+			got := buildDelegate(proxy, testOwner, tt.keepPriorityClass, tt.drop)
 			if !equality.Semantic.DeepEqual(got, want) {
 				t.Errorf("delegate differs (-want +got):\n%s", cmp.Diff(want, got))
 			}
@@ -154,7 +168,7 @@ func TestBuildDelegate(t *testing.T) {
 func TestWithProxyChanges(t *testing.T) {
 	// live is the delegate as the workload cluster holds it: admission added a token mount and a toleration.
 	live := func() *corev1.Pod {
-		d := buildDelegate(proxyPod(), testOwner, false)
+		d := buildDelegate(proxyPod(), testOwner, false, nil)
 		d.UID, d.ResourceVersion = "delegate-uid", "7"
 		d.Spec.NodeName = "eu-west-3-1-node-a"
 		d.Spec.Containers[0].VolumeMounts = append(d.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "kube-api-access-abcde"})
@@ -240,7 +254,7 @@ func TestWithProxyChanges(t *testing.T) {
 				tt.live(l)
 			}
 			before := l.DeepCopy()
-			got, changed := withProxyChanges(l, buildDelegate(proxy, testOwner, false))
+			got, changed := withProxyChanges(l, buildDelegate(proxy, testOwner, false, nil))
 			want := live()
 			if tt.want != nil {
 				tt.want(want)

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	flotillanode "github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -44,6 +45,9 @@ const workloadName = "eu-west-3-1"
 
 // limit bounds every wait for an eventual condition; generous, for a busy machine.
 const limit = 30 * time.Second
+
+// managementID is the management cluster's identity the tests' providers use.
+const managementID = "mgmt-1"
 
 func TestMain(m *testing.M) {
 	os.Exit(lab.RunWithLab(m, lab.Options{
@@ -62,7 +66,9 @@ type harness struct {
 	// flotillaMgmt is flotilla's identity in the management cluster, for what the pod controller would do.
 	flotillaMgmt kubernetes.Interface
 	proxies      corev1listers.PodLister
-	notified     chan *corev1.Pod
+	// namespaces is the provider's cache of management namespaces, as cmd/flotilla wires it.
+	namespaces corev1listers.NamespaceLister
+	notified   chan *corev1.Pod
 
 	workloadNamespace bool // created by setup
 	cacheRunning      bool // the provider's management pod cache runs
@@ -120,13 +126,30 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 			t.Fatal("the management pod cache did not sync")
 		}
 	}
+	// The management namespaces (the opt-in label), cached cluster-wide; it holds the test's namespace, made
+	// above, once synced.
+	nsFactory := informers.NewSharedInformerFactory(h.flotillaMgmt, 0)
+	namespaces := nsFactory.Core().V1().Namespaces()
+	namespaces.Informer()
+	h.namespaces = namespaces.Lister()
+	nsFactory.Start(ctx.Done())
+	t.Cleanup(func() {
+		cancel() // Shutdown waits for the informers, which stop with ctx
+		nsFactory.Shutdown()
+	})
+	if !cache.WaitForCacheSync(ctx.Done(), namespaces.Informer().HasSynced) {
+		t.Fatal("the management namespace cache did not sync")
+	}
 
 	p, err := New(Config{
-		NodeName: h.node, ClusterName: workloadName, ManagementID: "mgmt-1",
+		NodeName: h.node, ClusterName: workloadName, ManagementID: managementID,
 		Management: h.flotillaMgmt, Workload: flotillaWorkload,
 		ManagementPods: h.proxies,
-		EventRecorder:  recorder,
-		HostIP:         "10.0.0.7",
+		Namespaces: &tenancy.Namespaces{
+			Workload: flotillaWorkload, Management: h.namespaces, ManagementID: managementID, Level: tenancy.DefaultLevel,
+		},
+		EventRecorder: recorder,
+		HostIP:        "10.0.0.7",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -261,18 +284,20 @@ func (h *harness) controlledProxy() *corev1.Pod {
 	return proxy
 }
 
-// setUpWorkloadNamespace creates the test's namespace in the workload cluster with the ServiceAccount its
-// pods run as, for tests that put pods there before flotilla does.
+// setUpWorkloadNamespace creates the test's namespace in the workload cluster as an earlier flotilla would
+// have (labelled for this management cluster, Pod Security baseline), with the ServiceAccount its pods run
+// as, for tests that put pods there before flotilla does.
 func (h *harness) setUpWorkloadNamespace() {
 	h.t.Helper()
 	if h.workloadNamespace {
 		return
 	}
 	h.workloadNamespace = true
-	if _, err := h.workload.CoreV1().Namespaces().Create(h.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := h.workload.CoreV1().Namespaces().Create(h.ctx, tenancy.Desired(h.ns, managementID, tenancy.DefaultLevel), metav1.CreateOptions{}); err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.workload.CoreV1().ServiceAccounts(h.ns).Create(h.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{tenancy.LabelManagement: managementID}}}
+	if _, err := h.workload.CoreV1().ServiceAccounts(h.ns).Create(h.ctx, sa, metav1.CreateOptions{}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -282,7 +307,7 @@ func (h *harness) setUpWorkloadNamespace() {
 func (h *harness) createDelegate(proxy *corev1.Pod, mutate func(*corev1.Pod)) *corev1.Pod {
 	h.t.Helper()
 	h.setUpWorkloadNamespace()
-	d := buildDelegate(proxy, h.p.owner, false)
+	d := buildDelegate(proxy, h.p.owner, false, nil)
 	if mutate != nil {
 		mutate(d)
 	}

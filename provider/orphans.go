@@ -4,10 +4,22 @@ import (
 	"context"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
+
+// collect runs the periodic collectors: delegates whose proxy is gone, then the workload namespaces and
+// ServiceAccounts nothing uses any more (whose delegates the first may just have deleted).
+func (p *Provider) collect(ctx context.Context) {
+	p.collectOrphans(ctx)
+	p.collectTenancy(ctx)
+}
 
 // collectOrphans deletes this node's delegates whose proxy is gone: a delegate is kept only while a pod of
 // its namespace, name and parent UID is bound to this node. It catches what the pod controller and the
@@ -42,4 +54,114 @@ func (p *Provider) collectOrphans(ctx context.Context) {
 		}
 		log.G(ctx).Infof("deleted orphaned delegate %s/%s", d.Namespace, d.Name)
 	}
+}
+
+// virtualNodeLabel is the label every virtual node carries (node.BaseLabels), whichever flotilla serves it.
+const virtualNodeLabel, virtualNodeValue = "type", "virtual-kubelet"
+
+// collectTenancy deletes the workload namespaces and ServiceAccounts flotilla created for this management
+// cluster once nothing of it uses them (the rules: tenancy.NamespaceUnused, tenancy.UnusedServiceAccounts).
+// Every virtual node of the management cluster that shares this workload cluster runs it; the rules count the
+// uses of all of them, and a deletion carries the UID it was decided on. What it cannot rule out is a pod
+// bound and delegated between its reads and the deletion: that delegate goes with its namespace and its
+// proxy ends as one deleted in the workload cluster (its controller replaces it), and a create that finds the
+// namespace terminating is refused and retried. Opened namespaces and anything without this management
+// cluster's label are never deleted.
+func (p *Provider) collectTenancy(ctx context.Context) {
+	logger := log.G(ctx)
+	id := p.cfg.ManagementID
+	ours := labels.SelectorFromSet(labels.Set{tenancy.LabelManagement: id}).String()
+	namespaces, err := p.cfg.Workload.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: ours})
+	if err != nil {
+		logger.WithError(err).Warn("namespace collection: cannot list the workload namespaces flotilla created")
+		return
+	}
+	var virtual func(string) bool // read at most once per round, and only when a namespace may go
+	deleted := map[string]bool{}
+	for i := range namespaces.Items {
+		ns := &namespaces.Items[i]
+		if !tenancy.NamespaceCollectable(id, ns) {
+			continue // not one that may ever go: no need to read its uses
+		}
+		delegates, err := p.cfg.Workload.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{LabelSelector: ours})
+		if err != nil {
+			logger.WithError(err).Warnf("namespace collection: cannot list the pods of workload namespace %s", ns.Name)
+			continue
+		}
+		if len(delegates.Items) > 0 {
+			continue
+		}
+		bound, err := p.cfg.Management.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String(),
+		})
+		if err != nil {
+			logger.WithError(err).Warnf("namespace collection: cannot list the pods of management namespace %s", ns.Name)
+			continue
+		}
+		if virtual == nil {
+			if virtual, err = p.virtualNodes(ctx); err != nil {
+				logger.WithError(err).Warn("namespace collection: cannot list the virtual nodes")
+				return
+			}
+		}
+		if !tenancy.NamespaceUnused(id, ns, delegates.Items, bound.Items, virtual) {
+			continue
+		}
+		err = p.cfg.Workload.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(ns.UID))})
+		switch {
+		case err == nil:
+			deleted[ns.Name] = true
+			logger.Infof("deleted workload namespace %s: nothing of this management cluster uses it any more", ns.Name)
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			deleted[ns.Name] = true // gone already, or another namespace of that name now
+		default:
+			logger.WithError(err).Warnf("namespace collection: cannot delete workload namespace %s", ns.Name)
+		}
+	}
+
+	accounts, err := p.cfg.Workload.CoreV1().ServiceAccounts(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: ours})
+	if err != nil {
+		logger.WithError(err).Warn("ServiceAccount collection: cannot list the workload ServiceAccounts flotilla created")
+		return
+	}
+	byNamespace := map[string][]corev1.ServiceAccount{}
+	for _, sa := range accounts.Items {
+		// Those of a deleted namespace go with it; of the others, only those that may ever go need their
+		// namespace's pods read.
+		if !deleted[sa.Namespace] && tenancy.ServiceAccountCollectable(id, &sa) {
+			byNamespace[sa.Namespace] = append(byNamespace[sa.Namespace], sa)
+		}
+	}
+	for namespace, candidates := range byNamespace {
+		pods, err := p.cfg.Workload.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			logger.WithError(err).Warnf("ServiceAccount collection: cannot list the pods of workload namespace %s", namespace)
+			continue
+		}
+		for _, sa := range tenancy.UnusedServiceAccounts(id, candidates, pods.Items) {
+			err := p.cfg.Workload.CoreV1().ServiceAccounts(namespace).Delete(ctx, sa.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(sa.UID))})
+			switch {
+			case err == nil:
+				logger.Infof("deleted workload ServiceAccount %s/%s: no pod runs as it any more", namespace, sa.Name)
+			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			default:
+				logger.WithError(err).Warnf("ServiceAccount collection: cannot delete workload ServiceAccount %s/%s", namespace, sa.Name)
+			}
+		}
+	}
+}
+
+// virtualNodes reads which management nodes are virtual nodes (of any flotilla).
+func (p *Provider) virtualNodes(ctx context.Context) (func(string) bool, error) {
+	nodes, err := p.cfg.Management.CoreV1().Nodes().List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(labels.Set{virtualNodeLabel: virtualNodeValue}).String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[string]bool, len(nodes.Items))
+	for _, n := range nodes.Items {
+		names[n.Name] = true
+	}
+	return func(name string) bool { return names[name] }, nil
 }

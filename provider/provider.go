@@ -25,11 +25,17 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // ReferenceFollower is what the provider needs of package follow's Followers.
 type ReferenceFollower interface {
-	EnsureFor(ctx context.Context, proxy *corev1.Pod) error
+	// EnsureFor makes the ConfigMaps and Secrets the proxy references exist, and be current, in the workload
+	// cluster before its delegate is created. drop lists the optional references the delegate must not name
+	// (missing in the management cluster, or ServiceAccount token Secrets); err is one of package follow's
+	// typed errors (*MissingReferenceError, *ConflictError, *UnsupportedReferenceError) or the apiserver's.
+	EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []follow.Reference, err error)
 }
 
 // Config says which virtual node's pods to run and where.
@@ -45,6 +51,11 @@ type Config struct {
 	EventRecorder record.EventRecorder
 	// HostIP is the virtual node's InternalIP, shown as the proxies' hostIP; empty leaves hostIP unset.
 	HostIP string
+	// Namespaces (required) applies the tenancy rules for this management cluster in this workload cluster:
+	// which management namespaces take part (its Management lister must be started by the caller), and the
+	// workload namespaces and ServiceAccounts delegates may use. Its ManagementID must be ManagementID. The
+	// caller also calls NamespaceChanged from that namespace informer's add and update handlers.
+	Namespaces *tenancy.Namespaces
 	// References makes the ConfigMaps and Secrets a proxy references follow it to the workload cluster
 	// before its delegate is created (package follow); nil creates delegates without them.
 	References ReferenceFollower
@@ -62,7 +73,8 @@ const (
 	// resync re-reports every delegate's status now and then, so a status update the pod controller gave
 	// up on (management apiserver down for a while) is not lost for good.
 	resync = time.Minute
-	// orphanInterval is how often delegates whose proxy is gone are looked for.
+	// orphanInterval is how often delegates whose proxy is gone, and workload namespaces and ServiceAccounts
+	// nothing uses, are looked for.
 	orphanInterval = time.Minute
 	// Retries back off exponentially from retryBase to retryMax: a refusal often ends when someone lifts a
 	// quota or creates a ConfigMap, so retries stay frequent enough to notice within half a minute.
@@ -110,6 +122,12 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.Management == nil || cfg.Workload == nil || cfg.ManagementPods == nil || cfg.EventRecorder == nil {
 		return nil, errors.New("management and workload clients, the management pod lister and an event recorder are required")
+	}
+	if cfg.Namespaces == nil || cfg.Namespaces.Workload == nil || cfg.Namespaces.Management == nil {
+		return nil, errors.New("the tenancy rules (Namespaces, with a workload client and a management namespace lister) are required")
+	}
+	if cfg.Namespaces.ManagementID != cfg.ManagementID {
+		return nil, fmt.Errorf("the tenancy rules are for management identity %q, the provider for %q", cfg.Namespaces.ManagementID, cfg.ManagementID)
 	}
 	for _, v := range []string{cfg.NodeName, cfg.ManagementID} {
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
@@ -179,7 +197,7 @@ func (p *Provider) Run(ctx context.Context) error {
 	for range workers(p.cfg.Workers) {
 		wg.Go(func() { p.work(ctx, p.syncs, p.syncDelegate) })
 	}
-	wg.Go(func() { wait.UntilWithContext(ctx, p.collectOrphans, orphanInterval) })
+	wg.Go(func() { wait.UntilWithContext(ctx, p.collect, orphanInterval) })
 	// Statuses go to the pod controller's callback, which it registers when it starts.
 	select {
 	case <-p.notifyOn:
@@ -200,6 +218,21 @@ func (p *Provider) Resync() {
 	proxies, err := p.cfg.ManagementPods.List(labels.Everything())
 	if err != nil {
 		return // a lister reads memory and does not fail; the queues' own retries remain
+	}
+	for _, proxy := range proxies {
+		p.enqueue(proxy, p.syncs)
+	}
+}
+
+// NamespaceChanged looks again at every proxy of this node in the management namespace of that name. Call
+// it from the management namespace informer's add and update handlers: a proxy of a namespace that is not
+// enabled is not retried, and labelling the namespace flotilla.io/enabled=true is what delegates it. Removing
+// the label stops new delegations only: a proxy that has its delegate keeps it, and keeps being synced
+// (updates, deletion), so an opt-out is never an outage (DESIGN.md, "Tenancy").
+func (p *Provider) NamespaceChanged(name string) {
+	proxies, err := p.cfg.ManagementPods.Pods(name).List(labels.Everything())
+	if err != nil {
+		return // a lister reads memory and does not fail
 	}
 	for _, proxy := range proxies {
 		p.enqueue(proxy, p.syncs)

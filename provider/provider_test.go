@@ -28,7 +28,7 @@ func TestCreateDelegate(t *testing.T) {
 		t.Errorf("delegate labels %v, nodeName %q", d.Labels, d.Spec.NodeName)
 	}
 	ns, err := h.workload.CoreV1().Namespaces().Get(h.ctx, h.ns, metav1.GetOptions{})
-	if err != nil || ns.Labels[LabelManagement] != "mgmt-1" || ns.Labels[LabelNode] != h.node {
+	if err != nil || ns.Labels[LabelManagement] != "mgmt-1" || ns.Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
 		t.Errorf("namespace %v, %v", ns, err)
 	}
 	sa, err := h.workload.CoreV1().ServiceAccounts(h.ns).Get(h.ctx, "web", metav1.GetOptions{})

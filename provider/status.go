@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // problem is why a proxy has no delegate yet; the proxy shows it until a sync succeeds.
@@ -22,20 +23,40 @@ type problem struct {
 // referenceProblem is what a proxy shows when the ConfigMaps and Secrets it references could not be
 // made to follow it, and the Event that says so: the kubelet's CreateContainerConfigError for a missing
 // mandatory reference (with virtual-kubelet's event reason, which its e2e suite waits for), a name
-// conflict for a same-named object flotilla does not own, or else the workload apiserver's refusal.
+// conflict for a same-named object flotilla does not own, an unsupported reference (a ServiceAccount token
+// Secret, which never follows), a copy the workload apiserver refused, a tenancy refusal of the workload
+// namespace, or else what the workload apiserver's error makes.
 func referenceProblem(cluster string, err error) (problem, event) {
 	var missing *follow.MissingReferenceError
 	var conflict *follow.ConflictError
+	var unsupported *follow.UnsupportedReferenceError
+	var refusedCopy *follow.RefusedCopyError
 	switch {
 	case errors.As(err, &missing):
 		return problem{reason: ReasonCreateContainerConfigError, message: missing.Error()}, event{reason: missing.Reason, message: missing.Error()}
 	case errors.As(err, &conflict):
 		msg := fmt.Sprintf("%s in workload cluster %s", conflict.Error(), cluster)
 		return problem{reason: ReasonNameConflict, message: msg}, event{reason: ReasonNameConflict, message: msg}
+	case errors.As(err, &unsupported):
+		msg := fmt.Sprintf("%s (workload cluster %s)", unsupported.Error(), cluster)
+		return problem{reason: ReasonUnsupportedReference, message: msg}, event{reason: ReasonUnsupportedReference, message: msg}
+	case errors.As(err, &refusedCopy):
+		msg := fmt.Sprintf("%s (workload cluster %s)", refusedCopy.Error(), cluster)
+		return problem{reason: ReasonRefused, message: msg}, event{reason: ReasonRefused, message: msg}
 	default:
-		prob := refusal(cluster, err)
+		prob := tenancyProblem(cluster, err)
 		return prob, event{reason: prob.reason, message: prob.message}
 	}
+}
+
+// tenancyProblem is what a proxy shows when tenancy keeps flotilla from the workload namespace or
+// ServiceAccount its delegate needs (the RefusedError's reason, WorkloadNamespaceForbidden or NameConflict),
+// or else what the workload apiserver's error makes (refusal).
+func tenancyProblem(cluster string, err error) problem {
+	if refused, ok := tenancy.IsRefused(err); ok {
+		return problem{reason: refused.Reason, message: fmt.Sprintf("workload cluster %s: %s", cluster, refused.Message)}
+	}
+	return refusal(cluster, err)
 }
 
 // refusal is the problem an error of the workload apiserver makes: a refusal when the workload cluster

@@ -264,7 +264,7 @@ func TestRefusal(t *testing.T) {
 }
 
 func TestProxyView(t *testing.T) {
-	d := buildDelegate(proxyPod(), testOwner, false)
+	d := buildDelegate(proxyPod(), testOwner, false, nil)
 	d.UID, d.ResourceVersion = "delegate-uid", "9"
 	d.Spec.NodeName = "eu-west-3-1-node-a"
 	d.Status = corev1.PodStatus{Phase: corev1.PodRunning, HostIP: "172.18.0.3", HostIPs: []corev1.HostIP{{IP: "172.18.0.3"}}}

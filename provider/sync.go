@@ -10,6 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // syncDelegate makes the workload cluster agree with one proxy: it creates, adopts, updates or deletes the
@@ -26,6 +29,12 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 		// The workload cluster does not answer. A proxy that never started says so rather than wait
 		// mutely; one that runs keeps its last known status (the virtual node's Ready condition tells).
 		if proxy, perr := p.proxy(ctx, namespace, name); perr == nil && proxy != nil && proxy.Status.StartTime == nil {
+			if enabled, known := p.cfg.Namespaces.Lookup(namespace); known && !enabled {
+				// What the proxy will show once the cluster answers; retried all the same, since a delegate
+				// from before the namespace's opt-out may exist and must still follow its proxy.
+				p.show(key, proxy, notEnabled(namespace, p.cfg.ClusterName))
+				return err
+			}
 			return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
 		}
 		return err
@@ -100,17 +109,28 @@ func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
 	return err
 }
 
-// create creates the proxy's delegate, or adopts the one that already exists for it.
+// create creates the proxy's delegate, or adopts the one that already exists for it. Nothing is written to
+// the workload cluster for a proxy whose namespace is not enabled or whose spec names an object that does not
+// follow it; the rest of prepare's checks each write only what the delegate needs.
 func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) error {
-	desired, err := p.prepare(ctx, proxy)
-	if err != nil {
-		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+	enabled, known := p.cfg.Namespaces.Lookup(proxy.Namespace)
+	switch {
+	case !known:
+		// The pod's namespace exists: the namespace cache has not caught up (flotilla is starting).
+		return fmt.Errorf("management namespace %s is not in flotilla's cache yet", proxy.Namespace)
+	case !enabled:
+		// Not retried: NamespaceChanged brings the proxy back when the namespace is labelled.
+		p.show(key, proxy, notEnabled(proxy.Namespace, p.cfg.ClusterName))
+		return nil
 	}
-	if p.cfg.References != nil {
-		if err := p.cfg.References.EnsureFor(ctx, proxy); err != nil {
-			prob, ev := referenceProblem(p.cfg.ClusterName, err)
-			return p.fail(key, proxy, prob, ev)
-		}
+	if why, unsupported := unsupportedReference(&proxy.Spec, p.cfg.ClusterName); unsupported {
+		// Not retried: a pod's volumes and resource claims cannot change.
+		p.show(key, proxy, problem{reason: ReasonUnsupportedReference, message: why})
+		return nil
+	}
+	desired, err := p.prepare(ctx, key, proxy)
+	if err != nil {
+		return err
 	}
 	_, err = p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Create(ctx, desired, metav1.CreateOptions{})
 	switch {
@@ -137,46 +157,38 @@ func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) er
 	}
 }
 
-// prepare readies the workload cluster for the proxy's delegate and returns it. The namespace and ServiceAccount are created when
-// missing (the workload's admission mounts that ServiceAccount's token); the PriorityClass is kept only if
-// the workload cluster has it.
-func (p *Provider) prepare(ctx context.Context, proxy *corev1.Pod) (*corev1.Pod, error) {
-	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().Namespaces(), proxy.Namespace, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{Name: proxy.Namespace, Labels: p.owner.labels()},
-	}); err != nil {
-		return nil, err
+// notEnabled is what a proxy of a management namespace that does not take part shows.
+func notEnabled(namespace, cluster string) problem {
+	return problem{reason: ReasonNamespaceNotEnabled, message: fmt.Sprintf(
+		"namespace %s is not enabled for delegation, so this pod is not run in workload cluster %s; enable it with: kubectl label namespace %s %s=true",
+		namespace, cluster, namespace, tenancy.LabelEnabled)}
+}
+
+// prepare readies the workload cluster for the proxy's delegate and returns it: the workload namespace (one
+// flotilla may use, created when missing: tenancy), the ServiceAccount the delegate runs as (flotilla's,
+// created when missing, or the namespace's default; the workload's admission mounts its token), the
+// ConfigMaps and Secrets that follow the proxy (package follow, which also says which optional ones to
+// drop), and whether the PriorityClass exists there. A failure is shown on the proxy and returned, to retry.
+func (p *Provider) prepare(ctx context.Context, key string, proxy *corev1.Pod) (*corev1.Pod, error) {
+	if err := p.cfg.Namespaces.Ensure(ctx, proxy.Namespace); err != nil {
+		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err))
 	}
-	sa := proxy.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
+	if err := p.cfg.Namespaces.EnsureServiceAccount(ctx, proxy.Namespace, proxy.Spec.ServiceAccountName); err != nil {
+		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err))
 	}
-	if err := ensureExists(ctx, p.cfg.Workload.CoreV1().ServiceAccounts(proxy.Namespace), sa, &corev1.ServiceAccount{
-		ObjectMeta: metav1.ObjectMeta{Namespace: proxy.Namespace, Name: sa, Labels: p.owner.labels()},
-	}); err != nil {
-		return nil, err
+	var drop []follow.Reference
+	if p.cfg.References != nil {
+		var err error
+		if drop, err = p.cfg.References.EnsureFor(ctx, proxy); err != nil {
+			prob, ev := referenceProblem(p.cfg.ClusterName, err)
+			return nil, p.fail(key, proxy, prob, ev)
+		}
 	}
 	keep, err := p.priorityClassExists(ctx, proxy.Spec.PriorityClassName)
 	if err != nil {
-		return nil, err
+		return nil, p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
 	}
-	return buildDelegate(proxy, p.owner, keep), nil
-}
-
-// ensureExists creates obj unless an object of its name exists. Asking first means that once the object
-// exists, reading it is all flotilla needs to be allowed.
-func ensureExists[T any](ctx context.Context, client interface {
-	Get(context.Context, string, metav1.GetOptions) (T, error)
-	Create(context.Context, T, metav1.CreateOptions) (T, error)
-}, name string, obj T) error {
-	_, err := client.Get(ctx, name, metav1.GetOptions{})
-	if !apierrors.IsNotFound(err) {
-		return err
-	}
-	_, err = client.Create(ctx, obj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
+	return buildDelegate(proxy, p.owner, keep, drop), nil
 }
 
 // priorityClassExists reports whether the workload cluster has the PriorityClass. A flotilla not allowed
@@ -201,7 +213,7 @@ func (p *Provider) priorityClassExists(ctx context.Context, name string) (bool, 
 func (p *Provider) update(ctx context.Context, key string, proxy, live *corev1.Pod) error {
 	p.setProblem(key, nil) // the proxy has its delegate: whatever kept it from one is over
 	// Whether the PriorityClass is kept does not matter here: an existing pod's class cannot change.
-	desired := buildDelegate(proxy, p.owner, false)
+	desired := buildDelegate(proxy, p.owner, false, nil)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		updated, changed := withProxyChanges(live, desired)
 		if !changed {
@@ -231,19 +243,28 @@ func (p *Provider) update(ctx context.Context, key string, proxy, live *corev1.P
 // event is a Warning Event to record on a proxy.
 type event struct{ reason, message string }
 
-// fail shows prob on the proxy and returns it as an error so the key is retried with backoff. When prob is
-// new it is also recorded as Events: the given ones, or else one of prob's own reason.
+// fail shows prob on the proxy (see show) and returns it as an error so the key is retried with backoff.
 func (p *Provider) fail(key string, proxy *corev1.Pod, prob problem, events ...event) error {
-	if p.setProblem(key, &prob) {
+	p.show(key, proxy, prob, events...)
+	return errors.New(prob.message)
+}
+
+// show records prob as what keeps the proxy from a delegate. Only a new problem costs writes: the status
+// queue reports it, and it is recorded as Events (the given ones, or else one of prob's own reason) unless
+// the proxy already shows it (a flotilla that restarted finds it there). An unchanged problem writes nothing.
+func (p *Provider) show(key string, proxy *corev1.Pod, prob problem, events ...event) {
+	if !p.setProblem(key, &prob) {
+		return
+	}
+	if proxy.Status.Reason != prob.reason || proxy.Status.Message != prob.message {
 		if len(events) == 0 {
 			events = []event{{reason: prob.reason, message: prob.message}}
 		}
 		for _, e := range events {
 			p.cfg.EventRecorder.Event(proxy, corev1.EventTypeWarning, e.reason, e.message)
 		}
-		p.statuses.Add(key)
 	}
-	return errors.New(prob.message)
+	p.statuses.Add(key)
 }
 
 // setProblem records why key's proxy has no delegate (nil: nothing keeps it from one) and reports whether

@@ -16,10 +16,7 @@ import (
 // namespace's pods; virtual says whether a management node is a virtual node), since such a pod has, or is
 // about to get, a delegate there.
 func NamespaceUnused(managementID string, ns *corev1.Namespace, workloadPods, managementPods []corev1.Pod, virtual func(nodeName string) bool) bool {
-	if ns == nil || ns.DeletionTimestamp != nil {
-		return false
-	}
-	if access, _ := Decide(ns.Name, ns, managementID); access != Owned {
+	if !NamespaceCollectable(managementID, ns) {
 		return false
 	}
 	for i := range workloadPods {
@@ -33,6 +30,25 @@ func NamespaceUnused(managementID string, ns *corev1.Namespace, workloadPods, ma
 		}
 	}
 	return true
+}
+
+// NamespaceCollectable reports whether the workload namespace ns is one that clean-up may ever delete, once
+// unused: flotilla created it for this management cluster, it is no system namespace, the workload admin has
+// not opened it, and it is not being deleted already.
+func NamespaceCollectable(managementID string, ns *corev1.Namespace) bool {
+	if ns == nil || ns.DeletionTimestamp != nil {
+		return false
+	}
+	access, _ := Decide(ns.Name, ns, managementID)
+	return access == Owned
+}
+
+// ServiceAccountCollectable reports whether the workload ServiceAccount sa is one that clean-up may ever
+// delete, once unused: flotilla created it for this management cluster, it is not the namespace's default
+// one, and it is not being deleted already.
+func ServiceAccountCollectable(managementID string, sa *corev1.ServiceAccount) bool {
+	return managementID != "" && sa.Labels[LabelManagement] == managementID && sa.Name != DefaultServiceAccount &&
+		sa.DeletionTimestamp == nil
 }
 
 // UnusedServiceAccounts are the ServiceAccounts among accounts (of one workload namespace) that may be
@@ -49,8 +65,7 @@ func UnusedServiceAccounts(managementID string, accounts []corev1.ServiceAccount
 	}
 	var unused []corev1.ServiceAccount
 	for _, sa := range accounts {
-		if managementID == "" || sa.Labels[LabelManagement] != managementID || sa.Name == DefaultServiceAccount ||
-			sa.DeletionTimestamp != nil || used[sa.Namespace+"/"+sa.Name] {
+		if !ServiceAccountCollectable(managementID, &sa) || used[sa.Namespace+"/"+sa.Name] {
 			continue
 		}
 		unused = append(unused, sa)
