@@ -1,12 +1,14 @@
 // Package provider runs the pods the management cluster binds to a virtual node: each proxy pod becomes a
 // delegate pod in the workload cluster, and the delegate's status comes back onto the proxy.
 //
-// The rules (what a delegate looks like, what status a proxy shows) are pure functions in delegate.go,
-// placement.go and status.go, each with a table test; package follow makes the ConfigMaps and Secrets a
-// proxy references exist in the workload cluster (EnsureFor) before its delegate is created. The Provider
-// applies them: virtual-kubelet's pod controller calls its PodLifecycleHandler methods (lifecycle.go), two
-// rate-limited work queues create and update delegates (sync.go) and report their status (notify.go), and a
-// collector removes delegates whose proxy is gone (orphans.go).
+// The rules (what a delegate looks like, what it may reference, what status a proxy shows) are pure
+// functions in delegate.go, references.go, placement.go and status.go, each with a table test; package
+// tenancy decides which proxies may be delegated at all and into which workload namespaces, as which
+// ServiceAccount; package follow makes the ConfigMaps and Secrets a proxy references exist in the workload
+// cluster (EnsureFor) before its delegate is created. The Provider applies them: virtual-kubelet's pod
+// controller calls its PodLifecycleHandler methods (lifecycle.go), two rate-limited work queues create and
+// update delegates (sync.go) and report their status (notify.go), and a collector removes delegates whose
+// proxy is gone and the workload namespaces and ServiceAccounts nothing uses any more (orphans.go).
 package provider
 
 import (

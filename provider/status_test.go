@@ -2,6 +2,7 @@ package provider
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 func TestProxyStatus(t *testing.T) {
@@ -260,6 +264,90 @@ func TestRefusal(t *testing.T) {
 				t.Errorf("message %q should name the cluster and carry %q", got.message, want)
 			}
 		})
+	}
+}
+
+func TestReferenceProblem(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "app", errors.New("exceeded quota"))
+	tests := []struct {
+		name                  string
+		err                   error
+		wantReason, wantEvent string
+		wantParts             []string
+	}{
+		{name: "a missing mandatory Secret is the kubelet's CreateContainerConfigError",
+			err:        &follow.MissingReferenceError{Reason: follow.ReasonMandatorySecretNotFound, Kind: follow.KindSecret, Namespace: "shop", Name: "creds"},
+			wantReason: ReasonCreateContainerConfigError, wantEvent: follow.ReasonMandatorySecretNotFound, wantParts: []string{`secret "creds" not found`}},
+		{name: "a copy's name taken",
+			err:        &follow.ConflictError{Reason: follow.ReasonNameConflict, Kind: follow.KindConfigMap, Namespace: "shop", Name: "app", NodeName: "eu-west-3-1"},
+			wantReason: ReasonNameConflict, wantEvent: ReasonNameConflict, wantParts: []string{"configmap shop/app", "workload cluster eu-west-3-1"}},
+		{name: "a ServiceAccount token Secret never follows",
+			err:        fmt.Errorf("ensuring: %w", &follow.UnsupportedReferenceError{Reason: follow.ReasonUnsupportedReference, Kind: follow.KindSecret, Namespace: "shop", Name: "token", Message: "secret token is a ServiceAccount token"}),
+			wantReason: ReasonUnsupportedReference, wantEvent: ReasonUnsupportedReference, wantParts: []string{"secret token is a ServiceAccount token", "workload cluster eu-west-3-1"}},
+		{name: "a copy the workload cluster refused",
+			err:        &follow.RefusedCopyError{Reason: follow.ReasonRefused, Kind: follow.KindConfigMap, Namespace: "shop", Name: "app", NodeName: "eu-west-3-1", Err: forbidden},
+			wantReason: ReasonRefused, wantEvent: ReasonRefused, wantParts: []string{"configmap shop/app", "exceeded quota"}},
+		{name: "a workload namespace tenancy forbids",
+			err:        &tenancy.RefusedError{Reason: tenancy.ReasonWorkloadNamespaceForbidden, Message: "namespace shop belongs to another management cluster (mgmt-2)"},
+			wantReason: ReasonWorkloadNamespaceForbidden, wantEvent: ReasonWorkloadNamespaceForbidden, wantParts: []string{"workload cluster eu-west-3-1: namespace shop belongs"}},
+		{name: "anything else is what the apiserver's error makes",
+			err:        errors.New("connection refused"),
+			wantReason: ReasonDelegationFailed, wantEvent: ReasonDelegationFailed, wantParts: []string{"connection refused", "eu-west-3-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prob, ev := referenceProblem("eu-west-3-1", tt.err)
+			if prob.reason != tt.wantReason || ev.reason != tt.wantEvent {
+				t.Errorf("reasons %q (event %q), want %q (event %q)", prob.reason, ev.reason, tt.wantReason, tt.wantEvent)
+			}
+			for _, part := range tt.wantParts {
+				if !strings.Contains(prob.message, part) || !strings.Contains(ev.message, part) {
+					t.Errorf("message %q (event %q) does not say %q", prob.message, ev.message, part)
+				}
+			}
+		})
+	}
+}
+
+func TestTenancyProblem(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantReason string
+		wantParts  []string
+	}{
+		{"a foreign ServiceAccount", fmt.Errorf("preparing: %w", &tenancy.RefusedError{Reason: tenancy.ReasonNameConflict, Message: "ServiceAccount shop/web exists"}),
+			ReasonNameConflict, []string{"workload cluster eu-west-3-1: ServiceAccount shop/web exists"}},
+		{"a forbidden workload namespace", &tenancy.RefusedError{Reason: tenancy.ReasonWorkloadNamespaceForbidden, Message: "namespace kube-system holds"},
+			ReasonWorkloadNamespaceForbidden, []string{"workload cluster eu-west-3-1: namespace kube-system holds"}},
+		{"an apiserver's refusal", apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "shop", errors.New("denied by policy")),
+			ReasonRefused, []string{"denied by policy"}},
+		{"a failure", errors.New("i/o timeout"), ReasonDelegationFailed, []string{"i/o timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tenancyProblem("eu-west-3-1", tt.err)
+			if got.reason != tt.wantReason {
+				t.Errorf("reason = %q, want %q", got.reason, tt.wantReason)
+			}
+			for _, part := range tt.wantParts {
+				if !strings.Contains(got.message, part) {
+					t.Errorf("message %q does not say %q", got.message, part)
+				}
+			}
+		})
+	}
+}
+
+func TestNotEnabled(t *testing.T) {
+	got := notEnabled("shop", "eu-west-3-1")
+	if got.reason != ReasonNamespaceNotEnabled {
+		t.Errorf("reason %q", got.reason)
+	}
+	for _, part := range []string{"namespace shop is not enabled", "workload cluster eu-west-3-1", "kubectl label namespace shop flotilla.io/enabled=true"} {
+		if !strings.Contains(got.message, part) {
+			t.Errorf("message %q does not say %q", got.message, part)
+		}
 	}
 }
 
