@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
@@ -364,5 +366,52 @@ func TestCollectTenancy(t *testing.T) {
 		if got := err == nil; got != want {
 			t.Errorf("ServiceAccount %s kept = %v (%v), want %v", sa, got, err, want)
 		}
+	}
+}
+
+// dropping is a ReferenceFollower that copies nothing and drops the given references, as package follow does
+// for optional references the management cluster does not hold.
+type dropping []follow.Reference
+
+func (d dropping) EnsureFor(context.Context, *corev1.Pod) ([]follow.Reference, error) { return d, nil }
+
+// TestDroppedReferencesDoNotResolve: a workload Secret of the name of an optional Secret the management
+// cluster does not hold is never what the delegate gets, and the workload apiserver accepts what is left.
+func TestDroppedReferencesDoNotResolve(t *testing.T) {
+	h := newHarness(t)
+	h.p.cfg.References = dropping{{Kind: follow.KindSecret, Name: "shadow", Optional: true}}
+	h.setUpWorkloadNamespace()
+	if _, err := h.workload.CoreV1().Secrets(h.ns).Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shadow"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := h.newProxy("web-1")
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "plain", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "shadow", Optional: new(true)}}},
+		{Name: "projected", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "shadow"}, Optional: new(true)}},
+		}}}},
+	}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "plain", MountPath: "/plain"}, {Name: "projected", MountPath: "/projected"}}
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "shadow"}, Key: "token", Optional: new(true)}}}}
+	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "shadow"}}
+	proxy := h.bind(pod)
+	if err := h.sync(proxy); err != nil {
+		t.Fatal(err)
+	}
+	d := h.workloadPod(h.ns, "web-1")
+	if d == nil {
+		t.Fatal("no delegate")
+	}
+	for _, v := range d.Spec.Volumes {
+		switch {
+		case v.Name == "plain" && v.EmptyDir == nil:
+			t.Errorf("volume plain is %+v, want an emptyDir", v.VolumeSource)
+		case v.Name == "projected" && (v.Projected == nil || len(v.Projected.Sources) != 0):
+			t.Errorf("volume projected is %+v, want no sources", v.VolumeSource)
+		}
+	}
+	if len(d.Spec.Containers[0].Env) != 0 || len(d.Spec.ImagePullSecrets) != 0 {
+		t.Errorf("env %v, image pull secrets %v", d.Spec.Containers[0].Env, d.Spec.ImagePullSecrets)
 	}
 }
