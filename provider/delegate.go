@@ -20,8 +20,9 @@ type owner struct {
 	clusterName  string
 }
 
-// labels mark what flotilla creates in the workload cluster (namespaces, ServiceAccounts, copies) as this
-// virtual node's.
+// labels mark a workload pod as this virtual node's (with its parent's UID, a delegate). Namespaces and
+// ServiceAccounts carry only the management cluster's label (package tenancy): every virtual node of the
+// management cluster shares them.
 func (o owner) labels() map[string]string {
 	return OwnerLabels(o.managementID, o.nodeName)
 }
