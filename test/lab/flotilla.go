@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -152,20 +153,44 @@ func (l *Lab) waitVirtualNodes(ctx context.Context) error {
 }
 
 // WaitVirtualNodeReady waits until the virtual node of a workload cluster is Ready in the management
-// cluster.
+// cluster, served by the lab's own flotilla of that cluster (its InternalIP), and has stayed so for
+// settleReady: a node status left Ready by a flotilla that just stopped (a replica, the previous process)
+// is not taken for the new one's, which first reports NotReady until it has probed its cluster.
 func (l *Lab) WaitVirtualNodeReady(ctx context.Context, name string) error {
 	p := l.Flotillas[name]
+	var readySince time.Time
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		if p != nil && !p.running() {
 			return false, fmt.Errorf("flotilla for %s exited", name)
 		}
 		n, err := l.Management.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		return err == nil && NodeReady(n), nil
+		if err != nil || !NodeReady(n) || (p != nil && !hasInternalIP(n, p.flag("--internal-ip"))) {
+			readySince = time.Time{}
+			return false, nil
+		}
+		if readySince.IsZero() {
+			readySince = time.Now()
+		}
+		return time.Since(readySince) >= settleReady, nil
 	})
 	if err != nil {
 		return fmt.Errorf("virtual node %s not Ready: %w; see %s", name, err, p.LogFile)
 	}
 	return nil
+}
+
+// settleReady is how long a virtual node must stay Ready before WaitVirtualNodeReady trusts it: longer than
+// a flotilla's first probe of its cluster (every 2 s).
+const settleReady = 3 * time.Second
+
+// hasInternalIP says whether the node reports ip as its InternalIP.
+func hasInternalIP(n *corev1.Node, ip string) bool {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP && a.Address == ip {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) flotilla(name string) (*process, error) {

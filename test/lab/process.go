@@ -32,6 +32,16 @@ type process struct {
 // attached processes (tests) die with the process that started them (Pdeathsig), so a test binary that
 // crashes leaves nothing behind. Detached processes (make lab) outlive the command that started them;
 // each gets a session of its own so a terminal's Ctrl-C does not reach it.
+// flag is the value the process was started with for a --name=value argument, "" if none.
+func (p *process) flag(name string) string {
+	for _, a := range p.Args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 func (p *process) start(attached bool) error {
 	if err := os.MkdirAll(filepath.Dir(p.LogFile), 0o755); err != nil {
 		return err
