@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -483,6 +484,17 @@ func (h *hostile) createNamespace(ctx context.Context) {
 	h.must(ctx, 30*time.Second, "the default ServiceAccount of "+h.ns, func(ctx context.Context) (bool, string) {
 		_, err := mc.CoreV1().ServiceAccounts(h.ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
+	})
+	// The RBAC authorizer learns of the binding from its informer, a moment after the create returned.
+	h.must(ctx, 30*time.Second, hostileUser+" allowed to create pods in "+h.ns, func(ctx context.Context) (bool, string) {
+		review, err := h.alice.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: h.ns, Verb: "create", Resource: "pods"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return review.Status.Allowed, review.Status.Reason
 	})
 }
 
