@@ -17,6 +17,11 @@ const (
 	// LabelCluster names the workload cluster a virtual node stands for.
 	LabelCluster = "flotilla.io/cluster"
 
+	// LabelType with value TypeVirtualKubelet is on every virtual node (BaseLabels), whichever flotilla serves
+	// it, so it selects them all.
+	LabelType          = "type"
+	TypeVirtualKubelet = "virtual-kubelet"
+
 	// TaintKey and TaintValue make up the NoSchedule taint a virtual node carries when Config.Taint is set, so
 	// that only pods that opt in (by tolerating it) are sent to a workload cluster.
 	TaintKey   = "virtual-kubelet.io/provider"
@@ -61,7 +66,7 @@ var DefaultExcludeLabels = regexp.MustCompile(`^(` +
 // label copied from the workload cluster.
 func BaseLabels(nodeName, clusterName string) map[string]string {
 	return map[string]string{
-		"type":               "virtual-kubelet",
+		LabelType:            TypeVirtualKubelet,
 		"kubernetes.io/role": "cluster",
 		LabelCluster:         clusterName,
 		corev1.LabelHostname: nodeName,

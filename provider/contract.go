@@ -42,8 +42,9 @@ const (
 	ReasonDelegationFailed = "DelegationFailed"
 	// ReasonNameConflict: a pod of the same namespace and name that flotilla does not own already exists in
 	// the workload cluster, or a ServiceAccount of the delegate's that flotilla did not create (besides
-	// default); flotilla never touches it and retries with backoff.
-	ReasonNameConflict = follow.ReasonNameConflict
+	// default); flotilla never touches it and retries with backoff. Package tenancy defines it once (see
+	// there); follow's conflicts on copies give the same reason.
+	ReasonNameConflict = tenancy.ReasonNameConflict
 	// ReasonCreateContainerConfigError: a ConfigMap or Secret the pod requires does not exist in the
 	// management cluster, so none could follow the pod (the kubelet's reason for the same situation). The
 	// Event names which one, with the reasons of package follow.
@@ -69,8 +70,8 @@ const (
 	// PersistentVolumeClaim, an ephemeral volume, a volume plugin's Secret, a resource claim, or a
 	// ServiceAccount token Secret), where the name would resolve to whatever that cluster holds. A pod's
 	// volumes cannot change, so a refusal from its spec is not retried; one from package follow (a Secret's
-	// type) is, with backoff.
-	ReasonUnsupportedReference = "UnsupportedReference"
+	// type) is, with backoff. Package follow's reason for the latter, so both are one.
+	ReasonUnsupportedReference = follow.ReasonUnsupportedReference
 )
 
 // OwnDelegates selects the workload pods that are delegates of the given virtual node of the given

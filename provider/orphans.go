@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
@@ -18,7 +20,7 @@ import (
 // ServiceAccounts nothing uses any more (whose delegates the first may just have deleted).
 func (p *Provider) collect(ctx context.Context) {
 	p.collectOrphans(ctx)
-	p.collectTenancy(ctx)
+	p.collectTenancy(ctx, time.Now())
 }
 
 // collectOrphans deletes this node's delegates whose proxy is gone: a delegate is kept only while a pod of
@@ -56,18 +58,18 @@ func (p *Provider) collectOrphans(ctx context.Context) {
 	}
 }
 
-// virtualNodeLabel is the label every virtual node carries (node.BaseLabels), whichever flotilla serves it.
-const virtualNodeLabel, virtualNodeValue = "type", "virtual-kubelet"
-
 // collectTenancy deletes the workload namespaces and ServiceAccounts flotilla created for this management
-// cluster once nothing of it uses them (the rules: tenancy.NamespaceUnused, tenancy.UnusedServiceAccounts).
-// Every virtual node of the management cluster that shares this workload cluster runs it; the rules count the
-// uses of all of them, and a deletion carries the UID it was decided on. What it cannot rule out is a pod
-// bound and delegated between its reads and the deletion: that delegate goes with its namespace and its
-// proxy ends as one deleted in the workload cluster (its controller replaces it), and a create that finds the
-// namespace terminating is refused and retried. Opened namespaces and anything without this management
-// cluster's label are never deleted.
-func (p *Provider) collectTenancy(ctx context.Context) {
+// cluster once nothing uses them (the rules, at now: tenancy.NamespaceUnused, tenancy.UnusedServiceAccounts).
+// Every virtual node of the management cluster that shares this workload cluster runs it; the rules count
+// every use, whoever made it, and a deletion carries the UID it was decided on. The rules are monotone, so
+// the uses are read one after the other, each only while the rule, asked with what was read so far, still
+// lets the object go. The rules keep what is younger than tenancy.CollectionGrace, so what a sync has just
+// created for a delegate it is about to make stays. What they cannot rule out is a pod bound and delegated
+// between the reads and the deletion: that delegate goes with its namespace and its proxy ends as one
+// deleted in the workload cluster (its controller replaces it), and a create that finds the namespace
+// terminating is refused and retried. Opened namespaces and anything without this management cluster's label
+// are never deleted.
+func (p *Provider) collectTenancy(ctx context.Context, now time.Time) {
 	logger := log.G(ctx)
 	id := p.cfg.ManagementID
 	ours := labels.SelectorFromSet(labels.Set{tenancy.LabelManagement: id}).String()
@@ -80,16 +82,17 @@ func (p *Provider) collectTenancy(ctx context.Context) {
 	deleted := map[string]bool{}
 	for i := range namespaces.Items {
 		ns := &namespaces.Items[i]
-		if !tenancy.NamespaceCollectable(id, ns) {
-			continue // not one that may ever go: no need to read its uses
+		if !tenancy.NamespaceUnused(id, ns, nil, nil, nil, now) {
+			continue // kept whatever uses it: read none
 		}
-		delegates, err := p.cfg.Workload.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{LabelSelector: ours})
+		// Anyone's pod keeps it, so one is as good as all.
+		pods, err := p.cfg.Workload.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{Limit: 1})
 		if err != nil {
 			logger.WithError(err).Warnf("namespace collection: cannot list the pods of workload namespace %s", ns.Name)
 			continue
 		}
-		if len(delegates.Items) > 0 {
-			continue
+		if !tenancy.NamespaceUnused(id, ns, pods.Items, nil, nil, now) {
+			continue // kept: no need to read the management side
 		}
 		bound, err := p.cfg.Management.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String(),
@@ -104,14 +107,14 @@ func (p *Provider) collectTenancy(ctx context.Context) {
 				return
 			}
 		}
-		if !tenancy.NamespaceUnused(id, ns, delegates.Items, bound.Items, virtual) {
+		if !tenancy.NamespaceUnused(id, ns, pods.Items, bound.Items, virtual, now) {
 			continue
 		}
 		err = p.cfg.Workload.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(ns.UID))})
 		switch {
 		case err == nil:
 			deleted[ns.Name] = true
-			logger.Infof("deleted workload namespace %s: nothing of this management cluster uses it any more", ns.Name)
+			logger.Infof("deleted workload namespace %s: nothing uses it any more", ns.Name)
 		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 			deleted[ns.Name] = true // gone already, or another namespace of that name now
 		default:
@@ -126,19 +129,21 @@ func (p *Provider) collectTenancy(ctx context.Context) {
 	}
 	byNamespace := map[string][]corev1.ServiceAccount{}
 	for _, sa := range accounts.Items {
-		// Those of a deleted namespace go with it; of the others, only those that may ever go need their
-		// namespace's pods read.
-		if !deleted[sa.Namespace] && tenancy.ServiceAccountCollectable(id, &sa) {
+		if !deleted[sa.Namespace] { // those of a deleted namespace go with it
 			byNamespace[sa.Namespace] = append(byNamespace[sa.Namespace], sa)
 		}
 	}
-	for namespace, candidates := range byNamespace {
+	for namespace, all := range byNamespace {
+		candidates := tenancy.UnusedServiceAccounts(id, all, nil, now)
+		if len(candidates) == 0 {
+			continue // all kept whatever runs as them: no need to read the pods
+		}
 		pods, err := p.cfg.Workload.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			logger.WithError(err).Warnf("ServiceAccount collection: cannot list the pods of workload namespace %s", namespace)
 			continue
 		}
-		for _, sa := range tenancy.UnusedServiceAccounts(id, candidates, pods.Items) {
+		for _, sa := range tenancy.UnusedServiceAccounts(id, candidates, pods.Items, now) {
 			err := p.cfg.Workload.CoreV1().ServiceAccounts(namespace).Delete(ctx, sa.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(sa.UID))})
 			switch {
 			case err == nil:
@@ -154,7 +159,7 @@ func (p *Provider) collectTenancy(ctx context.Context) {
 // virtualNodes reads which management nodes are virtual nodes (of any flotilla).
 func (p *Provider) virtualNodes(ctx context.Context) (func(string) bool, error) {
 	nodes, err := p.cfg.Management.CoreV1().Nodes().List(ctx, metav1.ListOptions{
-		LabelSelector: labels.SelectorFromSet(labels.Set{virtualNodeLabel: virtualNodeValue}).String(),
+		LabelSelector: labels.SelectorFromSet(labels.Set{node.LabelType: node.TypeVirtualKubelet}).String(),
 	})
 	if err != nil {
 		return nil, err

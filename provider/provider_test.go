@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -64,8 +65,12 @@ func TestNameConflictLeavesForeignPodAlone(t *testing.T) {
 			h := newHarness(t)
 			proxy := h.bind(h.newProxy("web-1"))
 			foreign := h.createForeignPod("web-1", labels(proxy))
-			if err := h.sync(proxy); err == nil {
+			err := h.sync(proxy)
+			if err == nil {
 				t.Error("a conflict should be retried")
+			}
+			if !apierrors.IsAlreadyExists(err) {
+				t.Errorf("the error does not keep the workload apiserver's AlreadyExists: %#v", err)
 			}
 			// Nothing else changes the foreign pod (no scheduler serves it): any write by flotilla would
 			// show in its resourceVersion.

@@ -20,6 +20,40 @@ type problem struct {
 	message string
 }
 
+// problemError is a problem as the error that retries its proxy's key: it reads as the problem's message,
+// what the proxy shows, and keeps the error the problem was made of (the apiserver's, a tenancy refusal, one
+// of package follow's) in its chain, for errors.Is and errors.As.
+type problemError struct {
+	prob  problem
+	cause error
+}
+
+func (e *problemError) Error() string { return e.prob.message }
+func (e *problemError) Unwrap() error { return e.cause }
+
+// admissible says what keeps a proxy from being delegated at all, before anything is written to the workload
+// cluster: its management namespace does not take part (enabled is false), or its spec names an object that
+// does not follow pods (unsupportedReference); nil when neither. The namespace comes first: nothing of a
+// namespace that does not take part is looked at. Neither is retried: labelling the namespace brings its
+// proxies back (NamespaceChanged), and a pod's volumes and resource claims cannot change.
+func admissible(proxy *corev1.Pod, enabled bool, cluster string) *problem {
+	if !enabled {
+		prob := notEnabled(proxy.Namespace, cluster)
+		return &prob
+	}
+	if why, unsupported := unsupportedReference(&proxy.Spec, cluster); unsupported {
+		return &problem{reason: ReasonUnsupportedReference, message: why}
+	}
+	return nil
+}
+
+// notEnabled is what a proxy of a management namespace that does not take part shows.
+func notEnabled(namespace, cluster string) problem {
+	return problem{reason: ReasonNamespaceNotEnabled, message: fmt.Sprintf(
+		"namespace %s is not enabled for delegation, so this pod is not run in workload cluster %s; enable it with: kubectl label namespace %s %s=true",
+		namespace, cluster, namespace, tenancy.LabelEnabled)}
+}
+
 // referenceProblem is what a proxy shows when the ConfigMaps and Secrets it references could not be
 // made to follow it, and the Event that says so: the kubelet's CreateContainerConfigError for a missing
 // mandatory reference (with virtual-kubelet's event reason, which its e2e suite waits for), a name

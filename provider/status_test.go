@@ -351,6 +351,84 @@ func TestNotEnabled(t *testing.T) {
 	}
 }
 
+func TestAdmissible(t *testing.T) {
+	withVolume := func(v corev1.VolumeSource) *corev1.Pod {
+		p := proxyPod()
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: v})
+		return p
+	}
+	claim := corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-web-1"}}
+	tests := []struct {
+		name       string
+		proxy      *corev1.Pod
+		enabled    bool
+		wantReason string // empty: admissible
+		wantParts  []string
+	}{
+		{name: "a plain pod of an enabled namespace is delegated", proxy: proxyPod(), enabled: true},
+		{name: "optional references that follow are fine",
+			proxy: withVolume(corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}}), enabled: true},
+		{name: "a pod of a namespace that is not enabled is not",
+			proxy: proxyPod(), wantReason: ReasonNamespaceNotEnabled,
+			wantParts: []string{"namespace shop is not enabled", "kubectl label namespace shop flotilla.io/enabled=true", "eu-west-3-1"}},
+		{name: "a PersistentVolumeClaim does not follow",
+			proxy: withVolume(claim), enabled: true, wantReason: ReasonUnsupportedReference,
+			wantParts: []string{`volume "data" refers to PersistentVolumeClaim "data-web-1"`, "workload cluster eu-west-3-1"}},
+		{name: "the namespace comes first: nothing of a namespace that does not take part is looked at",
+			proxy: withVolume(claim), wantReason: ReasonNamespaceNotEnabled, wantParts: []string{"namespace shop is not enabled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := tt.proxy.DeepCopy()
+			got := admissible(tt.proxy, tt.enabled, "eu-west-3-1")
+			switch {
+			case tt.wantReason == "" && got != nil:
+				t.Fatalf("refused: %+v", *got)
+			case tt.wantReason == "":
+			case got == nil:
+				t.Fatalf("admitted, want %s", tt.wantReason)
+			case got.reason != tt.wantReason:
+				t.Errorf("reason %q, want %q (%s)", got.reason, tt.wantReason, got.message)
+			}
+			for _, part := range tt.wantParts {
+				if !strings.Contains(got.message, part) {
+					t.Errorf("message %q does not say %q", got.message, part)
+				}
+			}
+			if !equality.Semantic.DeepEqual(tt.proxy, before) {
+				t.Error("the proxy was modified")
+			}
+		})
+	}
+}
+
+// TestProblemError: the error that retries a proxy's key reads as what the proxy shows and keeps the error
+// the problem was made of.
+func TestProblemError(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "web-1", errors.New("violates PodSecurity"))
+	refused := &tenancy.RefusedError{Reason: tenancy.ReasonNameConflict, Message: "ServiceAccount shop/web exists"}
+	for _, tt := range []struct {
+		name  string
+		prob  problem
+		cause error
+		is    func(error) bool
+	}{
+		{name: "an apiserver's refusal", prob: refusal("eu-west-3-1", forbidden), cause: forbidden, is: apierrors.IsForbidden},
+		{name: "a tenancy refusal", prob: tenancyProblem("eu-west-3-1", refused), cause: fmt.Errorf("ensuring: %w", refused),
+			is: func(err error) bool { r, ok := tenancy.IsRefused(err); return ok && r == refused }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error = &problemError{prob: tt.prob, cause: tt.cause}
+			if err.Error() != tt.prob.message {
+				t.Errorf("reads %q, want the proxy's message %q", err.Error(), tt.prob.message)
+			}
+			if !errors.Is(err, tt.cause) || !tt.is(err) {
+				t.Errorf("the cause is not in the chain of %#v", err)
+			}
+		})
+	}
+}
+
 func TestProxyView(t *testing.T) {
 	d := buildDelegate(proxyPod(), testOwner, false, nil)
 	d.UID, d.ResourceVersion = "delegate-uid", "9"

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,7 +11,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/flotilla-io/flotilla/provider/follow"
-	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // syncDelegate makes the workload cluster agree with one proxy: it creates, adopts, updates or deletes the
@@ -35,7 +33,7 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 				p.show(key, proxy, notEnabled(namespace, p.cfg.ClusterName))
 				return err
 			}
-			return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+			return p.fail(key, proxy, refusal(p.cfg.ClusterName, err), err)
 		}
 		return err
 	}
@@ -110,23 +108,17 @@ func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
 }
 
 // create creates the proxy's delegate, or adopts the one that already exists for it. Nothing is written to
-// the workload cluster for a proxy whose namespace is not enabled or whose spec names an object that does not
-// follow it; the rest of prepare's checks each write only what the delegate needs.
+// the workload cluster for a proxy admissible refuses (its namespace is not enabled, or its spec names an
+// object that does not follow it); the rest of prepare's checks each write only what the delegate needs.
 func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) error {
 	enabled, known := p.cfg.Namespaces.Lookup(proxy.Namespace)
-	switch {
-	case !known:
+	if !known {
 		// The pod's namespace exists: the namespace cache has not caught up (flotilla is starting).
 		return fmt.Errorf("management namespace %s is not in flotilla's cache yet", proxy.Namespace)
-	case !enabled:
-		// Not retried: NamespaceChanged brings the proxy back when the namespace is labelled.
-		p.show(key, proxy, notEnabled(proxy.Namespace, p.cfg.ClusterName))
-		return nil
 	}
-	if why, unsupported := unsupportedReference(&proxy.Spec, p.cfg.ClusterName); unsupported {
-		// Not retried: a pod's volumes and resource claims cannot change.
-		p.show(key, proxy, problem{reason: ReasonUnsupportedReference, message: why})
-		return nil
+	if prob := admissible(proxy, enabled, p.cfg.ClusterName); prob != nil {
+		p.show(key, proxy, *prob)
+		return nil // not retried (see admissible)
 	}
 	desired, err := p.prepare(ctx, key, proxy)
 	if err != nil {
@@ -139,29 +131,22 @@ func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) er
 		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeNormal, ReasonDelegated, "Delegated to workload cluster %s", p.cfg.ClusterName)
 		return nil
 	case apierrors.IsAlreadyExists(err):
-		live, err := p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Get(ctx, proxy.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
+		live, getErr := p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Get(ctx, proxy.Name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
 		}
 		if !p.owner.owns(live) {
 			return p.fail(key, proxy, problem{
 				reason: ReasonNameConflict,
 				message: fmt.Sprintf("a pod %s/%s that flotilla does not own already exists in workload cluster %s; it is left alone",
 					proxy.Namespace, proxy.Name, p.cfg.ClusterName),
-			})
+			}, err)
 		}
 		// Ours, and the cache had not seen it yet (or flotilla restarted mid-create): carry on with it.
 		return p.reconcile(ctx, key, proxy, live)
 	default:
-		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+		return p.fail(key, proxy, refusal(p.cfg.ClusterName, err), err)
 	}
-}
-
-// notEnabled is what a proxy of a management namespace that does not take part shows.
-func notEnabled(namespace, cluster string) problem {
-	return problem{reason: ReasonNamespaceNotEnabled, message: fmt.Sprintf(
-		"namespace %s is not enabled for delegation, so this pod is not run in workload cluster %s; enable it with: kubectl label namespace %s %s=true",
-		namespace, cluster, namespace, tenancy.LabelEnabled)}
 }
 
 // prepare readies the workload cluster for the proxy's delegate and returns it: the workload namespace (one
@@ -171,22 +156,22 @@ func notEnabled(namespace, cluster string) problem {
 // drop), and whether the PriorityClass exists there. A failure is shown on the proxy and returned, to retry.
 func (p *Provider) prepare(ctx context.Context, key string, proxy *corev1.Pod) (*corev1.Pod, error) {
 	if err := p.cfg.Namespaces.Ensure(ctx, proxy.Namespace); err != nil {
-		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err))
+		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err), err)
 	}
 	if err := p.cfg.Namespaces.EnsureServiceAccount(ctx, proxy.Namespace, proxy.Spec.ServiceAccountName); err != nil {
-		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err))
+		return nil, p.fail(key, proxy, tenancyProblem(p.cfg.ClusterName, err), err)
 	}
 	var drop []follow.Reference
 	if p.cfg.References != nil {
 		var err error
 		if drop, err = p.cfg.References.EnsureFor(ctx, proxy); err != nil {
 			prob, ev := referenceProblem(p.cfg.ClusterName, err)
-			return nil, p.fail(key, proxy, prob, ev)
+			return nil, p.fail(key, proxy, prob, err, ev)
 		}
 	}
 	keep, err := p.priorityClassExists(ctx, proxy.Spec.PriorityClassName)
 	if err != nil {
-		return nil, p.fail(key, proxy, refusal(p.cfg.ClusterName, err))
+		return nil, p.fail(key, proxy, refusal(p.cfg.ClusterName, err), err)
 	}
 	return buildDelegate(proxy, p.owner, keep, drop), nil
 }
@@ -243,10 +228,11 @@ func (p *Provider) update(ctx context.Context, key string, proxy, live *corev1.P
 // event is a Warning Event to record on a proxy.
 type event struct{ reason, message string }
 
-// fail shows prob on the proxy (see show) and returns it as an error so the key is retried with backoff.
-func (p *Provider) fail(key string, proxy *corev1.Pod, prob problem, events ...event) error {
+// fail shows prob on the proxy (see show) and returns it as an error so the key is retried with backoff: a
+// *problemError that reads as prob's message and keeps cause, the error prob was made of, in its chain.
+func (p *Provider) fail(key string, proxy *corev1.Pod, prob problem, cause error, events ...event) error {
 	p.show(key, proxy, prob, events...)
-	return errors.New(prob.message)
+	return &problemError{prob: prob, cause: cause}
 }
 
 // show records prob as what keeps the proxy from a delegate. Only a new problem costs writes: the status

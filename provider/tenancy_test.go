@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -243,7 +244,8 @@ func TestPodSecurity(t *testing.T) {
 		pod := h.newProxy("web-1")
 		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: new(true)}
 		proxy := h.bind(pod) // the management namespace enforces nothing
-		if err := h.sync(proxy); err == nil {
+		err := h.sync(proxy)
+		if err == nil {
 			t.Error("a refusal should be retried")
 		}
 		ns := h.workloadNS(h.ns)
@@ -257,6 +259,9 @@ func TestPodSecurity(t *testing.T) {
 			t.Errorf("proxy status %+v", s)
 		}
 		t.Logf("the proxy reads: %s", s.Message)
+		if !apierrors.IsForbidden(err) || err.Error() != s.Message {
+			t.Errorf("the error %q should read as the proxy's message and keep the apiserver's Forbidden: %#v", err, err)
+		}
 		if h.workloadPod(h.ns, "web-1") != nil {
 			t.Error("a privileged delegate exists")
 		}
@@ -271,8 +276,12 @@ func TestForeignServiceAccountIsNameConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := h.bind(h.newProxy("web-1"))
-	if err := h.sync(proxy); err == nil {
+	err = h.sync(proxy)
+	if err == nil {
 		t.Error("a conflict should be retried")
+	}
+	if refused, ok := tenancy.IsRefused(err); !ok || refused.Reason != tenancy.ReasonNameConflict {
+		t.Errorf("the error does not keep tenancy's refusal: %#v", err)
 	}
 	h.expectEvent("web-1", ReasonNameConflict, "ServiceAccount "+h.ns+"/web")
 	if s := h.status(proxy); s.Reason != ReasonNameConflict || !strings.Contains(s.Message, "workload cluster eu-west-3-1") {
@@ -303,7 +312,8 @@ func TestUnsupportedReferenceIsRefused(t *testing.T) {
 }
 
 // TestCollectTenancy: the collector deletes the workload namespaces and ServiceAccounts flotilla created
-// for this management cluster once nothing of it uses them, and nothing else.
+// for this management cluster once nothing uses them and they are older than tenancy.CollectionGrace, and
+// nothing else.
 func TestCollectTenancy(t *testing.T) {
 	h := newHarness(t)
 	ours := map[string]string{tenancy.LabelManagement: managementID}
@@ -329,6 +339,19 @@ func TestCollectTenancy(t *testing.T) {
 	if _, err := h.workload.CoreV1().Pods(busy.Name).Create(h.ctx, delegate, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Someone's pod in a namespace flotilla created: it would go with the namespace.
+	foreign := h.createWorkloadNamespace(name("foreign"), ours)
+	h.poll("the default ServiceAccount of "+foreign.Name, func() (bool, error) {
+		_, err := h.workload.CoreV1().ServiceAccounts(foreign.Name).Get(h.ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	stranger := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: foreign.Name, Name: "stranger"},
+		Spec:       corev1.PodSpec{SchedulerName: "nobody", Containers: []corev1.Container{{Name: "x", Image: "x"}}},
+	}
+	if _, err := h.workload.CoreV1().Pods(foreign.Name).Create(h.ctx, stranger, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// ServiceAccounts in the opened namespace: flotilla's, one a pod runs as, someone else's.
 	for _, sa := range []*corev1.ServiceAccount{
 		{ObjectMeta: metav1.ObjectMeta{Name: "idle", Labels: ours}},
@@ -347,14 +370,23 @@ func TestCollectTenancy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h.p.collectTenancy(h.ctx)
+	// Everything was just created: a sync may be about to create the delegate that uses it.
+	h.p.collectTenancy(h.ctx, time.Now())
+	if ns := h.workloadNS(unused.Name); ns == nil || ns.DeletionTimestamp != nil {
+		t.Errorf("namespace %s deleted within the grace period", unused.Name)
+	}
+	if _, err := h.workload.CoreV1().ServiceAccounts(opened.Name).Get(h.ctx, "idle", metav1.GetOptions{}); err != nil {
+		t.Errorf("ServiceAccount idle deleted within the grace period: %v", err)
+	}
 
+	// Once the grace period is over.
+	h.p.collectTenancy(h.ctx, time.Now().Add(tenancy.CollectionGrace))
 	for _, tc := range []struct {
 		ns   *corev1.Namespace
 		kept bool
 	}{
 		{ns: h.workloadNS(h.ns), kept: true}, {ns: unused}, {ns: opened, kept: true}, {ns: others, kept: true},
-		{ns: unlabelled, kept: true}, {ns: busy, kept: true},
+		{ns: unlabelled, kept: true}, {ns: busy, kept: true}, {ns: foreign, kept: true},
 	} {
 		now := h.workloadNS(tc.ns.Name)
 		if kept := now != nil && now.DeletionTimestamp == nil; kept != tc.kept {

@@ -1,7 +1,9 @@
 // Package tenancy holds delegation's trust boundary: which management namespaces take part (the opt-in
-// label), which workload namespaces and ServiceAccounts flotilla may use, and the Pod Security level of the
-// namespaces it creates. The rules are pure functions in this file, each pinned by a table test; workload.go
-// applies them against a workload cluster.
+// label), which workload namespaces and ServiceAccounts flotilla may use, the Pod Security level of the
+// namespaces it creates, and when clean-up may delete the namespaces and ServiceAccounts it created. The
+// rules are pure functions, each pinned by a table test: rules.go (labels, reasons, opt-in, Pod Security
+// level, namespace access, ServiceAccount use) and cleanup.go (what clean-up may delete); workload.go applies
+// them against a workload cluster.
 package tenancy
 
 import (
@@ -31,7 +33,9 @@ const (
 	// may not use (a system namespace, or one that exists without being flotilla's or opened to it).
 	ReasonWorkloadNamespaceForbidden = "WorkloadNamespaceForbidden"
 	// ReasonNameConflict: a ServiceAccount of the delegate's name exists in the workload namespace and is
-	// not flotilla's (the same reason package follow gives for copies).
+	// not flotilla's. It is also the reason for a copy or a delegate whose name someone else's object holds:
+	// this is the one definition. Package provider aliases it, and package follow, which imports tenancy
+	// already, can too; tenancy, the pure rules, imports neither, so no cycle arises.
 	ReasonNameConflict = "NameConflict"
 )
 
