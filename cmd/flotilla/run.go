@@ -102,8 +102,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// Proxy pods are the pods bound to the virtual node; ConfigMaps, Secrets and Services are what
 	// virtual-kubelet's pod controller and the followers read.
 	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
-	// Not trimmed of managedFields: the followers read them to tell whether flotilla wrote a status.
-	objectInformers := informers.NewSharedInformerFactory(management, informerResync)
+	objectInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
+		informers.WithTransform(cachetrim.ManagedFields))
 	pods := podInformers.Core().V1().Pods()
 	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, a peer
 	// whose flotilla is lost is failed over (see node.Failover), and each publishes its copies'
@@ -154,18 +154,25 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
-	// Labelling a namespace flotilla.io/enabled=true delegates its waiting proxies.
+	// Labelling a namespace flotilla.io/enabled=true delegates its waiting proxies, and what they need follows
+	// them; removing the label takes away what only proxies without a delegate needed.
 	if _, err := namespaceInformers.Core().V1().Namespaces().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if ns, ok := obj.(*corev1.Namespace); ok && tenancy.Enabled(ns) {
 				p.NamespaceChanged(ns.Name)
+				followers.NamespaceChanged(ns.Name)
 			}
 		},
 		UpdateFunc: func(old, obj any) {
 			before, _ := old.(*corev1.Namespace)
-			if ns, ok := obj.(*corev1.Namespace); ok && tenancy.Enabled(ns) && !tenancy.Enabled(before) {
+			ns, ok := obj.(*corev1.Namespace)
+			if !ok || tenancy.Enabled(ns) == tenancy.Enabled(before) {
+				return
+			}
+			if tenancy.Enabled(ns) {
 				p.NamespaceChanged(ns.Name)
 			}
+			followers.NamespaceChanged(ns.Name)
 		},
 	}); err != nil {
 		return err

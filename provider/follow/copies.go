@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // This file says what the workload copy of each followed kind looks like: pure functions of the management
@@ -72,14 +74,20 @@ func SecretCopy(src *corev1.Secret, owner map[string]string) *corev1.Secret {
 	}
 }
 
-// ServiceCopy is the workload copy of a Service: the same spec, selector included (delegates carry their
-// proxies' labels, so the workload cluster computes endpoints from them), without what the management
-// cluster allocated: cluster IPs (a headless Service stays headless), IP families, node ports and the
-// health-check node port. The workload cluster allocates its own. External IPs never follow (see
+// ServiceCopy is the workload copy of a Service: the same spec, without what the management cluster
+// allocated: cluster IPs (a headless Service stays headless), IP families, node ports and the health-check
+// node port. The workload cluster allocates its own. Delegates carry their proxies' labels, so the workload
+// cluster computes endpoints from the selector; a selector also gets the owner's management label
+// (tenancy.LabelManagement, which delegates carry too), so that in a workload namespace its admin opened the
+// copy selects flotilla's delegates only, never the admin's own pods of the same labels. A Service without a
+// selector stays without (its endpoints are someone's to write). External IPs never follow (see
 // ExternalIPsNotice), and with them goes the external traffic policy of a Service that only they made
 // externally accessible (the apiserver defaults it there, and refuses it on a ClusterIP Service without them).
 func ServiceCopy(src *corev1.Service, owner map[string]string) *corev1.Service {
 	spec := src.Spec.DeepCopy()
+	if id, ok := owner[tenancy.LabelManagement]; ok && len(spec.Selector) > 0 {
+		spec.Selector[tenancy.LabelManagement] = id
+	}
 	if spec.ClusterIP != corev1.ClusterIPNone {
 		spec.ClusterIP = ""
 	}

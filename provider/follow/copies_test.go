@@ -54,7 +54,7 @@ func TestServiceCopy(t *testing.T) {
 				SessionAffinity: corev1.ServiceAffinityNone,
 			},
 			want: corev1.ServiceSpec{
-				Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"},
+				Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web", "flotilla.io/management": "m1"},
 				IPFamilyPolicy:  &single,
 				Ports:           []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
 				SessionAffinity: corev1.ServiceAffinityNone,
@@ -64,7 +64,7 @@ func TestServiceCopy(t *testing.T) {
 			name: "headless stays headless",
 			spec: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}, ClusterIP: corev1.ClusterIPNone, ClusterIPs: []string{corev1.ClusterIPNone},
 				Ports: []corev1.ServicePort{{Port: 5432}}},
-			want: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}, ClusterIP: corev1.ClusterIPNone,
+			want: corev1.ServiceSpec{Selector: map[string]string{"app": "db", "flotilla.io/management": "m1"}, ClusterIP: corev1.ClusterIPNone,
 				Ports: []corev1.ServicePort{{Port: 5432}}},
 		},
 		{
@@ -72,14 +72,14 @@ func TestServiceCopy(t *testing.T) {
 			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.12",
 				Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"203.0.113.7"},
 				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster},
-			want: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}},
+			want: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web", "flotilla.io/management": "m1"}, Ports: []corev1.ServicePort{{Port: 80}}},
 		},
 		{
 			name: "a NodePort Service keeps its traffic policy without its external IPs",
 			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web"},
 				Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}, ExternalIPs: []string{"203.0.113.7"},
 				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
-			want: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web"},
+			want: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web", "flotilla.io/management": "m1"},
 				Ports: []corev1.ServicePort{{Port: 80}}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
 		},
 		{
@@ -91,11 +91,21 @@ func TestServiceCopy(t *testing.T) {
 				LoadBalancerSourceRanges: []string{"10.0.0.0/8"},
 			},
 			want: corev1.ServiceSpec{
-				Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web"},
+				Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web", "flotilla.io/management": "m1"},
 				Ports:                    []corev1.ServicePort{{Port: 80}, {Port: 443}},
 				ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
 				LoadBalancerSourceRanges: []string{"10.0.0.0/8"},
 			},
+		},
+		{
+			name: "a Service without a selector stays without (its endpoints are someone else's to write)",
+			spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.13", Ports: []corev1.ServicePort{{Port: 80}}},
+			want: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80}}},
+		},
+		{
+			name: "a selector naming the management label selects this management cluster's delegates all the same",
+			spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web", "flotilla.io/management": "other"}, Ports: []corev1.ServicePort{{Port: 80}}},
+			want: corev1.ServiceSpec{Selector: map[string]string{"app": "web", "flotilla.io/management": "m1"}, Ports: []corev1.ServicePort{{Port: 80}}},
 		},
 	}
 	for _, tt := range tests {

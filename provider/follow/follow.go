@@ -1,20 +1,29 @@
 // Package follow makes the Services, Ingresses, ConfigMaps and Secrets that a virtual node's proxy pods need
 // follow them to the node's workload cluster, and brings the load-balancer addresses of the copies back.
 //
+// Only proxies that count bring anything along: those of a management namespace enabled for delegation
+// (Config.Namespaces), and those that already have a delegate (status.startTime, see delegated), so that a pod
+// of any other namespace bound to the node anyway (a preset nodeName) has nothing copied and no workload
+// namespace made for it, and removing the label is never an outage (NamespaceChanged).
+//
 //   - ConfigMaps and Secrets a proxy references (References) are copied before its delegate is created
 //     (EnsureFor), kept current, and removed once no proxy of this node references them. EnsureFor tells the
 //     provider which optional references the delegate must lose, so that none resolves to a workload object
 //     of the same name. ServiceAccount token Secrets never follow.
-//   - A Service whose selector matches a proxy of this node is copied (ServiceCopy, without externalIPs) and
-//     removed once none matches; an Ingress that routes to such a Service is copied too (IngressCopy), and
-//     the Secrets its TLS entries name follow with it.
+//   - A Service whose selector matches a proxy of this node is copied (ServiceCopy: without externalIPs,
+//     selecting only this management cluster's delegates) and removed once none matches; an Ingress that
+//     routes to such a Service is copied too (IngressCopy), and the Secrets its TLS entries name follow
+//     with it.
 //   - The load-balancer addresses of Service and Ingress copies are published on this node's virtual node
 //     (AnnotationLoadBalancers, publish.go), and the status of the management object is written as the
-//     union over all virtual nodes (lb.go). Nothing a user can write on the management object counts.
+//     union over all virtual nodes (lb.go), for objects some node publishes for, or published for earlier in
+//     this process's life. Nothing a user can write on the management object counts (annotations,
+//     managedFields).
 //
 // A copy goes only into a workload namespace the tenancy gate allows (Config.Namespaces). It is created with
 // Create, so an object someone else made meanwhile is never written over, and afterwards kept by server-side
-// apply under FieldManager with its UID as precondition. Copies carry the owner's labels
+// apply under FieldManager with its UID as precondition (an object that took a copy's name since is a
+// NameConflict, left alone). Copies carry the owner's labels
 // (Config.OwnerLabels); an object without them is never changed or deleted. What keeps a copy from the
 // workload cluster (a foreign object of its name, a forbidden namespace, the apiserver's refusal) is a
 // Warning Event on the management object, once per distinct problem, and for ConfigMaps and Secrets the
@@ -45,6 +54,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // Reasons of the errors EnsureFor returns and of the Events flotilla records; the first six are the
@@ -127,11 +137,26 @@ func (e *RefusedCopyError) Error() string {
 
 func (e *RefusedCopyError) Unwrap() error { return e.Err }
 
-// NamespaceGate decides whether copies may go into a workload namespace: Ensure creates it when missing
-// (labelled for this management cluster) and returns a *tenancy.RefusedError for one flotilla may not use
-// (see docs/DESIGN.md, "Tenancy"). *tenancy.Namespaces is one.
+// NamespaceGate is the tenancy gate (see docs/DESIGN.md, "Tenancy"); *tenancy.Namespaces is one.
+//
+// Enabled says whether a management namespace takes part in delegation (flotilla.io/enabled=true): a proxy
+// counts for what follows (the objects it references, the Services selecting it and what those bring along)
+// only when its namespace is enabled or it already has a delegate (see delegated), so nothing follows a pod of
+// a namespace that never opted in, and an opt-out is never an outage. Ensure decides whether copies may go
+// into a workload namespace: it creates it when missing (labelled for this management cluster) and returns a
+// *tenancy.RefusedError for one flotilla may not use.
+//
+// A gate that also has Lookup(namespace string) (enabled, known bool), as *tenancy.Namespaces does, lets the
+// followers hold off on a namespace its cache does not know yet (flotilla is starting) instead of taking it
+// for not enabled and removing copies that are still needed.
 type NamespaceGate interface {
 	Ensure(ctx context.Context, namespace string) error
+	Enabled(namespace string) bool
+}
+
+// namespaceLookup is the optional part of a NamespaceGate.
+type namespaceLookup interface {
+	Lookup(namespace string) (enabled, known bool)
 }
 
 // Config is what New needs.
@@ -144,7 +169,8 @@ type Config struct {
 	OwnerLabels          map[string]string
 	Management, Workload kubernetes.Interface
 	// ManagementInformers is the cluster-wide factory the caller starts after New; New registers the
-	// ConfigMap, Secret, Service and Ingress informers on it. Their objects must keep managedFields.
+	// ConfigMap, Secret, Service and Ingress informers on it. Their managedFields may be trimmed (nothing
+	// here reads them: whoever may edit an object can forge them).
 	ManagementInformers informers.SharedInformerFactory
 	// Proxies is the informer of the management pods bound to this virtual node, not started yet: New adds
 	// an index and event handlers.
@@ -154,8 +180,10 @@ type Config struct {
 	// New: New adds event handlers. Every node's AnnotationLoadBalancers is read from it; managedFields may
 	// be trimmed. Required.
 	VirtualNodes corev1informers.NodeInformer
-	// Namespaces is the gate every new copy passes: a *tenancy.Namespaces for this management cluster and
-	// workload cluster (the one the provider uses for delegates). Required.
+	// Namespaces is the tenancy gate: which proxies count (their namespace is enabled), and which workload
+	// namespaces every new copy may go into. A *tenancy.Namespaces for this management cluster and workload
+	// cluster (the one the provider uses for delegates), whose namespace informer calls NamespaceChanged.
+	// Required.
 	Namespaces NamespaceGate
 	// EventRecorder records on management objects (conflicts, refusals, missing optional references).
 	EventRecorder record.EventRecorder
@@ -233,12 +261,12 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK = newKind[*corev1.Service](f, "Service")
 	f.ingresses = newKind[*networkingv1.Ingress](f, "Ingress")
 
-	// ConfigMaps: wanted while a proxy of this node references them.
+	// ConfigMaps: wanted while a proxy of this node that counts (see counts) references them.
 	cms, cmCopies := m.Core().V1().ConfigMaps(), w.Core().V1().ConfigMaps()
 	f.configMaps.source = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cms.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.copy = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cmCopies.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.workload = func(ns string) client[*corev1.ConfigMap] { return cfg.Workload.CoreV1().ConfigMaps(ns) }
-	f.configMaps.named = func(ns, name string) bool { return f.referenced(KindConfigMap, ns, name) }
+	f.configMaps.named = func(ns, name string) bool { return f.named(KindConfigMap, ns, name) }
 	f.configMaps.wanted = func(src *corev1.ConfigMap) bool { return f.referenced(KindConfigMap, src.Namespace, src.Name) }
 	f.configMaps.build = func(src *corev1.ConfigMap) *corev1.ConfigMap { return ConfigMapCopy(src, cfg.OwnerLabels) }
 	f.configMaps.recreateOnInvalid = true
@@ -249,7 +277,7 @@ func New(cfg Config) (*Followers, error) {
 	f.secrets.source = listerOf(func(ns, n string) (*corev1.Secret, error) { return secrets.Lister().Secrets(ns).Get(n) })
 	f.secrets.copy = listerOf(func(ns, n string) (*corev1.Secret, error) { return secretCopies.Lister().Secrets(ns).Get(n) })
 	f.secrets.workload = func(ns string) client[*corev1.Secret] { return cfg.Workload.CoreV1().Secrets(ns) }
-	f.secrets.named = func(ns, name string) bool { return f.referenced(KindSecret, ns, name) || f.namedForTLS(ns, name) }
+	f.secrets.named = func(ns, name string) bool { return f.named(KindSecret, ns, name) || f.namedForTLS(ns, name) }
 	f.secrets.follows = SecretFollows
 	f.secrets.wanted = func(src *corev1.Secret) bool {
 		return f.referenced(KindSecret, src.Namespace, src.Name) || f.tlsWanted(src.Namespace, src.Name)
@@ -336,10 +364,10 @@ func New(cfg Config) (*Followers, error) {
 			return nil, fmt.Errorf("follow: %w", err)
 		}
 	}
-	f.configMaps.stores = []cache.Store{cms.Informer().GetStore(), cmCopies.Informer().GetStore()}
-	f.secrets.stores = []cache.Store{secrets.Informer().GetStore(), secretCopies.Informer().GetStore()}
-	f.serviceK.stores = []cache.Store{svcs.Informer().GetStore(), svcCopies.Informer().GetStore()}
-	f.ingresses.stores = []cache.Store{ings.Informer().GetStore(), ingCopies.Informer().GetStore()}
+	f.configMaps.stores = []cache.Indexer{cms.Informer().GetIndexer(), cmCopies.Informer().GetIndexer()}
+	f.secrets.stores = []cache.Indexer{secrets.Informer().GetIndexer(), secretCopies.Informer().GetIndexer()}
+	f.serviceK.stores = []cache.Indexer{svcs.Informer().GetIndexer(), svcCopies.Informer().GetIndexer()}
+	f.ingresses.stores = []cache.Indexer{ings.Informer().GetIndexer(), ingCopies.Informer().GetIndexer()}
 	mgmtSynced := []cache.InformerSynced{proxySynced, cms.Informer().HasSynced, secrets.Informer().HasSynced,
 		svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced}
 	f.referencesSynced = mgmtSynced[:3]
@@ -371,6 +399,17 @@ func (f *Followers) Resync() {
 	f.secrets.resync()
 	f.serviceK.resync()
 	f.ingresses.resync()
+}
+
+// NamespaceChanged looks again at every object of every kind in the management namespace of that name, and
+// at this node's copies in the workload namespace of that name: call it when the namespace becomes enabled
+// (its proxies now count, so what they need follows them) and when it stops being enabled (what only proxies
+// without a delegate needed goes), from the same namespace informer the gate reads.
+func (f *Followers) NamespaceChanged(name string) {
+	f.configMaps.resyncNamespace(name)
+	f.secrets.resyncNamespace(name)
+	f.serviceK.resyncNamespace(name)
+	f.ingresses.resyncNamespace(name)
 }
 
 // Run starts the workload informers and, once every cache has synced, the workers; it blocks until ctx
@@ -410,7 +449,8 @@ func (f *Followers) Run(ctx context.Context) error {
 //   - a *MissingReferenceError when a mandatory reference (an object, or a key of an env valueFrom
 //     reference) does not exist in the management cluster;
 //   - an *UnsupportedReferenceError for a mandatory reference to a ServiceAccount token Secret;
-//   - a *tenancy.RefusedError (from Config.Namespaces) when the workload namespace may not be used;
+//   - a *tenancy.RefusedError when the proxy's namespace is not enabled (and it has no delegate yet), or
+//     (from Config.Namespaces) when the workload namespace may not be used;
 //   - a *ConflictError when an object this node does not own holds a copy's name in the workload cluster;
 //   - a *RefusedCopyError when the workload apiserver refuses a copy;
 //   - otherwise the error of a request that failed, which time may cure.
@@ -418,6 +458,12 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 	refs := References(&proxy.Spec)
 	if len(refs) == 0 {
 		return nil, nil
+	}
+	if !f.counts(proxy) {
+		// The provider never asks for one; checked here as well, so that no caller can have copies made
+		// for a namespace that did not opt in.
+		return nil, &tenancy.RefusedError{Reason: tenancy.ReasonNamespaceNotEnabled,
+			Message: fmt.Sprintf("namespace %s is not enabled for delegation (label %s=true)", proxy.Namespace, tenancy.LabelEnabled)}
 	}
 	// Not waiting here: a cache that cannot sync (a missing list permission, say) would hold the caller's
 	// worker for good, and the proxy would wait without a word. The caller retries with backoff and shows
@@ -491,14 +537,58 @@ func (f *Followers) enqueueLB(key string) {
 	}
 }
 
-// referenced says whether a proxy of this node references the object.
-func (f *Followers) referenced(kind, ns, name string) bool {
+// named says whether any proxy of this node references the object, whether it counts or not: its changes
+// are worth a look.
+func (f *Followers) named(kind, ns, name string) bool {
 	keys, err := f.proxies.GetIndexer().IndexKeys(indexReferences, refKey(kind, ns, name))
 	return err == nil && len(keys) > 0
 }
 
-// serviceWanted says whether the Service's selector matches a serving proxy of this node. It looks at the
-// proxies of the Service's namespace only, and stops at the first match.
+// referenced says whether a proxy of this node that counts references the object.
+func (f *Followers) referenced(kind, ns, name string) bool {
+	pods, _ := f.proxies.GetIndexer().ByIndex(indexReferences, refKey(kind, ns, name))
+	for _, obj := range pods {
+		if pod, ok := obj.(*corev1.Pod); ok && f.counts(pod) {
+			return true
+		}
+	}
+	return false
+}
+
+// counts says whether a proxy counts for what follows to the workload cluster: its namespace is enabled, or
+// it already has a delegate (delegated), which keeps following it whatever the namespace says now (an
+// opt-out stops new delegations only). A pod of any other namespace that ends up bound to this node (a
+// preset nodeName, a DaemonSet tolerating everything) brings nothing along.
+func (f *Followers) counts(pod *corev1.Pod) bool {
+	return delegated(pod) || f.cfg.Namespaces.Enabled(pod.Namespace)
+}
+
+// delegated says whether a proxy has (or had) a delegate, from its status.startTime. That is a robust sign:
+// a pod is created without one (the apiserver resets the status of a new pod), only the node's kubelet may
+// write it afterwards (pods/status, which neither edit nor admin grants), and flotilla sets it from its
+// delegate's once the workload kubelet has taken the delegate up, and keeps it for the pod's life (the
+// provider tells a lost delegate by it too). The phase is not: flotilla writes Failed or Succeeded on a
+// deleted proxy that never had a delegate. What this misses is a delegate no workload kubelet has taken up
+// yet (unscheduled): after an opt-out, it waits for the copies it lost as for any missing object; it never
+// ran, so nothing stops.
+func delegated(pod *corev1.Pod) bool {
+	return pod.Status.StartTime != nil
+}
+
+// namespaceKnown says whether the tenancy gate knows the management namespace (with a gate that cannot tell,
+// always). A namespace that holds an object exists, so not knowing it means the gate's cache has not caught up
+// yet, and whether its proxies count cannot be told.
+func (f *Followers) namespaceKnown(ns string) bool {
+	l, ok := f.cfg.Namespaces.(namespaceLookup)
+	if !ok {
+		return true
+	}
+	_, known := l.Lookup(ns)
+	return known
+}
+
+// serviceWanted says whether the Service's selector matches a serving proxy of this node that counts. It
+// looks at the proxies of the Service's namespace only, and stops at the first match.
 func (f *Followers) serviceWanted(svc *corev1.Service) bool {
 	if len(svc.Spec.Selector) == 0 {
 		return false
@@ -506,7 +596,7 @@ func (f *Followers) serviceWanted(svc *corev1.Service) bool {
 	selector := labels.SelectorFromValidatedSet(svc.Spec.Selector)
 	pods, _ := f.proxies.GetIndexer().ByIndex(cache.NamespaceIndex, svc.Namespace)
 	for _, obj := range pods {
-		if pod, ok := obj.(*corev1.Pod); ok && serving(pod) && selector.Matches(labels.Set(pod.Labels)) {
+		if pod, ok := obj.(*corev1.Pod); ok && serving(pod) && selector.Matches(labels.Set(pod.Labels)) && f.counts(pod) {
 			return true
 		}
 	}
@@ -628,9 +718,19 @@ func (f *Followers) queueServicesSelecting(ns string, sets ...labels.Set) {
 }
 
 // proxyEvents re-evaluates what a proxy change can affect: the objects it references (when it comes and
-// goes) and the Services of its namespace that select it (when it comes, goes, is relabelled, ends, or
-// starts terminating).
+// goes, and when it gets a delegate, which makes it count whatever its namespace says) and the Services of
+// its namespace that select it (when it comes, goes, is relabelled, ends, starts terminating, or gets a
+// delegate).
 func (f *Followers) proxyEvents() cache.ResourceEventHandler {
+	references := func(pod *corev1.Pod) {
+		for _, r := range References(&pod.Spec) {
+			if r.Kind == KindConfigMap {
+				f.configMaps.enqueueKey(pod.Namespace, r.Name)
+			} else {
+				f.secrets.enqueueKey(pod.Namespace, r.Name)
+			}
+		}
+	}
 	comeOrGo := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -639,13 +739,7 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 		if !ok {
 			return
 		}
-		for _, r := range References(&pod.Spec) {
-			if r.Kind == KindConfigMap {
-				f.configMaps.enqueueKey(pod.Namespace, r.Name)
-			} else {
-				f.secrets.enqueueKey(pod.Namespace, r.Name)
-			}
-		}
+		references(pod)
 		f.queueServicesSelecting(pod.Namespace, labels.Set(pod.Labels))
 	}
 	return cache.ResourceEventHandlerFuncs{
@@ -653,7 +747,13 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*corev1.Pod)
 			pod, ok2 := newObj.(*corev1.Pod)
-			if ok1 && ok2 && (!maps.Equal(old.Labels, pod.Labels) || serving(old) != serving(pod)) {
+			if !ok1 || !ok2 {
+				return
+			}
+			if delegated(old) != delegated(pod) {
+				references(pod)
+			}
+			if !maps.Equal(old.Labels, pod.Labels) || serving(old) != serving(pod) || delegated(old) != delegated(pod) {
 				f.queueServicesSelecting(pod.Namespace, labels.Set(old.Labels), labels.Set(pod.Labels))
 			}
 		},

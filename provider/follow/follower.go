@@ -65,7 +65,7 @@ type kind[T object] struct {
 	source     lister[T]              // the management cache
 	copy       lister[T]              // the workload cache of this node's copies
 	synced     []cache.InformerSynced // what must be synced before the queue is worked
-	stores     []cache.Store          // the management and workload caches of this kind, for resync
+	stores     []cache.Indexer        // the management and the workload cache of this kind, in that order, for resyncs
 	workload   func(namespace string) client[T]
 	management func(namespace string) client[T]
 	// named says whether something of this node names the management object of that key, so that its
@@ -134,6 +134,21 @@ func (k *kind[T]) resync() {
 	}
 }
 
+// resyncNamespace queues the objects of this kind that either cluster's cache holds in the namespace; of the
+// management objects of a kind that filters its events (named), only those something of this node names.
+func (k *kind[T]) resyncNamespace(namespace string) {
+	for i, store := range k.stores {
+		objs, _ := store.ByIndex(cache.NamespaceIndex, namespace)
+		for _, obj := range objs {
+			m, ok := obj.(metav1.Object)
+			if !ok || (i == 0 && k.named != nil && !k.named(m.GetNamespace(), m.GetName())) {
+				continue
+			}
+			k.queue.Add(m.GetNamespace() + "/" + m.GetName())
+		}
+	}
+}
+
 // copyEvents are the handlers of the workload informer of this kind: a copy changed (its status), went
 // (deleted by someone), or was there when flotilla started (and may be an orphan).
 func (k *kind[T]) copyEvents() cache.ResourceEventHandler {
@@ -175,7 +190,9 @@ func (k *kind[T]) work(ctx context.Context) {
 		case ctx.Err() != nil:
 		case decision(err):
 			// Reported as an Event already; only a change somewhere ends it, and a change of what flotilla
-			// watches queues the key anyway. Looked at again now and then for what it does not watch.
+			// watches queues the key anyway. Looked at again now and then for what it does not watch. A
+			// failure that came with it (publishing load-balancer addresses, say) is not a decision: the key
+			// then backs off as for any failure.
 			logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
 			k.queue.Forget(key)
 			k.queue.AddAfter(key, decisionRetry)
@@ -191,13 +208,28 @@ func (k *kind[T]) work(ctx context.Context) {
 // namespace, the workload apiserver's refusal) waits before it is tried again.
 const decisionRetry = 30 * time.Second
 
-// decision says whether err is a decision against a copy rather than a failure that time may cure.
+// decision says whether err is a decision against a copy rather than a failure that time may cure. Errors
+// joined together (errors.Join) are a decision only when each of them is one.
 func decision(err error) bool {
-	var conflict *ConflictError
-	var refused *RefusedCopyError
-	var unsupported *UnsupportedReferenceError
-	_, forbidden := tenancy.IsRefused(err)
-	return errors.As(err, &conflict) || errors.As(err, &refused) || errors.As(err, &unsupported) || forbidden
+	for err != nil {
+		switch e := err.(type) {
+		case *ConflictError, *RefusedCopyError, *UnsupportedReferenceError, *tenancy.RefusedError:
+			return true
+		case interface{ Unwrap() []error }:
+			parts := e.Unwrap()
+			for _, p := range parts {
+				if !decision(p) {
+					return false
+				}
+			}
+			return len(parts) > 0
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // sync brings the workload copy of one management object, and for kinds whose status comes back this node's
@@ -208,6 +240,10 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	src, haveSource := k.source(namespace, name)
+	if haveSource && !k.f.namespaceKnown(namespace) {
+		// Whether the namespace's proxies count is not known yet: neither copy nor remove anything.
+		return fmt.Errorf("management namespace %s is not in flotilla's cache yet", namespace)
+	}
 	cp, haveCopy := k.copy(namespace, name)
 	want := haveSource && src.GetDeletionTimestamp() == nil && k.wanted(src) && (k.follows == nil || k.follows(src))
 	switch {
@@ -296,6 +332,25 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	}
 	k.clear(key, ReasonNameConflict)
 	out, err := k.apply(ctx, src, built, cp.GetUID())
+	if apierrors.IsInvalid(err) || apierrors.IsConflict(err) {
+		// Either the uid precondition failed (Invalid: an object of another uid holds the name, and
+		// metadata.uid cannot change; Conflict: no object holds it) or the copy itself is invalid. The live
+		// object tells which.
+		live, gerr := workload.Get(ctx, src.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr):
+			return cp, false, fmt.Errorf("%s %s went from the workload cluster while it was being applied; it is created anew", k.name, key)
+		case gerr != nil:
+			return cp, haveCopy, errors.Join(err, gerr)
+		case !k.f.owns(live):
+			return cp, false, k.conflict(src, live)
+		case live.GetUID() != cp.GetUID():
+			// Another copy of this node took the name since this one was cached (a concurrent sync created
+			// it anew): that one is kept current instead.
+			cp = live
+			out, err = k.apply(ctx, src, built, live.GetUID())
+		}
+	}
 	if apierrors.IsInvalid(err) && k.recreateOnInvalid {
 		// An immutable ConfigMap or Secret whose source changed: the copy goes, and the next sync creates it
 		// anew.
@@ -359,9 +414,9 @@ func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, b
 }
 
 // apply server-side applies built over the copy with the given UID (a precondition: an object that took the
-// copy's name since makes it fail with a conflict). When the copy still shows fields set by Create (adopt
-// failed after its creation), they are handed over and the apply repeated, so that fields the source lost are
-// removed.
+// copy's name since makes it fail as Invalid, metadata.uid being immutable; a copy that is gone, as a
+// Conflict). When the copy still shows fields set by Create (adopt failed after its creation), they are
+// handed over and the apply repeated, so that fields the source lost are removed.
 func (k *kind[T]) apply(ctx context.Context, src T, built T, uid types.UID) (T, error) {
 	body, _, err := applyBody(built, uid)
 	if err != nil {
@@ -498,33 +553,44 @@ func (k *kind[T]) clear(key string, reasons ...string) {
 	}
 }
 
-// syncStatus writes src's status as the union of every virtual node's published list when it differs. A
-// status flotilla never wrote is left alone while no node publishes anything for src, so flotilla does not
-// fight a load-balancer controller of the management cluster itself. Whatever the management object's
-// annotations say counts for nothing; the old annotation this node once published there is removed.
+// syncStatus writes src's status as the union of every virtual node's published list when it differs. While
+// no node publishes anything for src, its status is flotilla's to clear only if some node published for it
+// earlier in this process's life (as node events showed it); otherwise it is left alone, so flotilla does not
+// fight a load-balancer controller of the management cluster itself. That is decided from what this process
+// saw on the virtual nodes, which only flotillas write, never from anything on the management object
+// (annotations, managedFields), which whoever may edit it can forge. The old annotation this node once
+// published there is removed.
 func (k *kind[T]) syncStatus(ctx context.Context, src T) error {
 	k.dropLegacy(ctx, src)
-	union := k.f.lbs.union(LBKey(k.name, src.GetNamespace(), src.GetName()))
-	if sameLB(union, k.lb(src)) || (len(union) == 0 && !wroteStatus(src)) {
+	lbKey := LBKey(k.name, src.GetNamespace(), src.GetName())
+	mark, wasPublished := k.f.lbs.published(lbKey) // read before the union: a later mark is news
+	union := k.f.lbs.union(lbKey)
+	if len(union) == 0 && !wasPublished {
 		return nil
 	}
-	body := map[string]any{
-		"metadata": map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())},
-		"status":   k.lbStatus(union),
+	if !sameLB(union, k.lb(src)) {
+		body := map[string]any{
+			"metadata": map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())},
+			"status":   k.lbStatus(union),
+		}
+		if err := k.applyManagement(ctx, src, body, FieldManager, "status"); err != nil {
+			return fmt.Errorf("writing the load-balancer status of %s %s/%s: %w", k.name, src.GetNamespace(), src.GetName(), err)
+		}
 	}
-	if err := k.applyManagement(ctx, src, body, FieldManager, "status"); err != nil {
-		return fmt.Errorf("writing the load-balancer status of %s %s/%s: %w", k.name, src.GetNamespace(), src.GetName(), err)
+	if len(union) == 0 {
+		// Cleared: from now on the status is flotilla's again only once a node publishes for src.
+		k.f.lbs.forgetPublished(lbKey, mark)
 	}
 	return nil
 }
 
 // dropLegacy removes the load-balancer annotation this node published on src before they moved to the
 // virtual nodes: an empty apply under its old field manager gives up the field, so an annotation of that
-// name that someone else wrote stays. Tried once per object and process; a failure only costs a stale
-// annotation that nothing reads.
+// name that someone else wrote stays. Tried once per object that carries it and process; a failure only
+// costs a stale annotation that nothing reads.
 func (k *kind[T]) dropLegacy(ctx context.Context, src T) {
 	manager := legacyLBManager(k.f.cfg.NodeName)
-	if !managedBy(src, manager) {
+	if _, has := src.GetAnnotations()[legacyLBAnnotation(k.f.cfg.NodeName)]; !has {
 		return
 	}
 	key := src.GetNamespace() + "/" + src.GetName()
@@ -541,16 +607,6 @@ func (k *kind[T]) dropLegacy(ctx context.Context, src T) {
 	}
 }
 
-// managedBy says whether the field manager owns part of the object (outside subresources).
-func managedBy(obj metav1.Object, manager string) bool {
-	for _, m := range obj.GetManagedFields() {
-		if m.Manager == manager && m.Subresource == "" {
-			return true
-		}
-	}
-	return false
-}
-
 // applyManagement server-side applies body (metadata and status parts) to the management object src.
 func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]any, manager, subresource string) error {
 	gvk := typeOf(src)
@@ -565,17 +621,23 @@ func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]an
 	}
 	_, err = k.management(src.GetNamespace()).Patch(ctx, src.GetName(), types.ApplyPatchType, data,
 		metav1.PatchOptions{FieldManager: manager, Force: new(true)}, sub...)
-	// With Force, a conflict can only be the uid precondition.
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+	// With Force, a failed uid precondition is all that makes it Invalid on metadata.uid (another object
+	// holds the name) or a Conflict (none does).
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || uidMismatch(err) {
 		return nil // the object is gone (or replaced); its events bring the next sync
 	}
 	return err
 }
 
-// wroteStatus says whether flotilla's field manager owns part of the object's status.
-func wroteStatus(obj metav1.Object) bool {
-	for _, m := range obj.GetManagedFields() {
-		if m.Manager == FieldManager && m.Subresource == "status" {
+// uidMismatch says whether err is the apiserver's refusal of a write whose metadata.uid is not the stored
+// object's (a uid precondition in a server-side apply body).
+func uidMismatch(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	for _, c := range status.Status().Details.Causes {
+		if c.Field == "metadata.uid" {
 			return true
 		}
 	}
@@ -602,8 +664,10 @@ func typeOf(obj runtime.Object) apiType {
 // its content, which the body carries as AnnotationSourceHash. Status and the empty creation timestamp are
 // left out: they are not flotilla's to set.
 //
-// A uid, when given, goes into the body after hashing: the apply then fails with a conflict unless the
-// object still is the copy flotilla saw, so an object that took the copy's name since is never applied over.
+// A uid, when given, goes into the body after hashing: the apply then fails unless the object still is the
+// copy flotilla saw, so an object that took the copy's name since is never applied over. The apiserver
+// (v0.35) answers 422 Invalid ("metadata.uid: field is immutable") when another object holds the name, and
+// 409 Conflict only when none does.
 func applyBody(obj runtime.Object, uid types.UID) (body []byte, hash string, err error) {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {

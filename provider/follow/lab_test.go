@@ -2,6 +2,7 @@ package follow
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -77,6 +79,8 @@ type fixtureOptions struct {
 	workloadNamespace map[string]string
 	// gate, when set, wraps the tenancy gate flotilla uses.
 	gate func(NamespaceGate) NamespaceGate
+	// notEnabled: the test's management namespace does not carry flotilla.io/enabled=true.
+	notEnabled bool
 }
 
 // virtualNodeLabels are the labels of a virtual node that the virtual nodes' informer selects.
@@ -105,6 +109,9 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	flotillaWorkload := flotillaClient(t, shared.Workload(workloadName).FlotillaKubeconfig, fx.writes)
 
 	lab.Namespace(t, fx.management, fx.ns)
+	if o.notEnabled {
+		fx.setEnabled(false)
+	}
 	t.Cleanup(func() { lab.DeleteNamespace(fx.workload, fx.ns) })
 	lab.StandInNode(t, fx.management, fx.node, virtualNodeLabels(fx.node), nil)
 	fx.create(fx.management, o.management)
@@ -124,6 +131,7 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		real: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "flotilla", Host: fx.node}),
 		fake: record.NewFakeRecorder(100),
 	}
+	// Not trimmed of managedFields, unlike flotilla's own: what a user forges there must not matter.
 	objects := informers.NewSharedInformerFactory(flotillaMgmt, 0)
 	podFactory := informers.NewSharedInformerFactoryWithOptions(flotillaMgmt, 0, nodeutil.PodInformerFilter(fx.node))
 	nodeFactory := informers.NewSharedInformerFactoryWithOptions(flotillaMgmt, 0,
@@ -147,6 +155,17 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	fx.f = f
+	// As cmd/flotilla does: a namespace that becomes enabled, or stops being enabled, is looked at again.
+	if _, err := objects.Core().V1().Namespaces().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, obj any) {
+			before, _ := old.(*corev1.Namespace)
+			if ns, ok := obj.(*corev1.Namespace); ok && tenancy.Enabled(ns) != tenancy.Enabled(before) {
+				f.NamespaceChanged(ns.Name)
+			}
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		objects.Shutdown()
@@ -172,6 +191,20 @@ func (fx *fixture) run() {
 		cancel()
 		<-done
 	})
+}
+
+// setEnabled labels the test's management namespace flotilla.io/enabled=true, or removes the label, as a
+// management admin would.
+func (fx *fixture) setEnabled(enabled bool) {
+	fx.t.Helper()
+	value := "null"
+	if enabled {
+		value = `"true"`
+	}
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%s}}}`, tenancy.LabelEnabled, value)
+	if _, err := fx.management.CoreV1().Namespaces().Patch(fx.ctx, fx.ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		fx.t.Fatal(err)
+	}
 }
 
 // create makes the objects in the test's namespace; pods are bound to the test's virtual node.

@@ -36,11 +36,15 @@ type publisher struct {
 	started bool      // entries were read from the node once the caches had synced
 	entries Published // this node's entries as this flotilla wants them
 	written string    // the annotation value this flotilla last wrote or found
+	// seen holds the keys whose entries some virtual node's events showed coming, changing or going in this
+	// process's life (see published), each with the number of the last such event.
+	seen  map[string]uint64
+	marks uint64
 }
 
 func newPublisher(node string, nodes corev1listers.NodeLister, client corev1client.NodeInterface) *publisher {
 	return &publisher{
-		node: node, nodes: nodes, client: client,
+		node: node, nodes: nodes, client: client, seen: map[string]uint64{},
 		republish: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "follow-publish"}),
@@ -164,6 +168,7 @@ func (p *publisher) nodeEvents(enqueue func(key string)) cache.ResourceEventHand
 	}
 	changed := func(before, after Published) {
 		for _, key := range ChangedKeys(before, after) {
+			p.mark(key)
 			enqueue(key)
 		}
 	}
@@ -190,6 +195,34 @@ func (p *publisher) nodeEvents(enqueue func(key string)) cache.ResourceEventHand
 				changed(before, nil)
 			}
 		},
+	}
+}
+
+// mark notes that a node published an entry for key, or changed or removed one, as a node event showed.
+func (p *publisher) mark(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marks++
+	p.seen[key] = p.marks
+}
+
+// published says whether some node published for key in this process's life, since the status flotilla
+// wrote last was cleared (forgetPublished): then the status of the object is flotilla's to keep, down to
+// clearing it once no node publishes for it. mark identifies the event that last said so.
+func (p *publisher) published(key string) (mark uint64, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mark, ok = p.seen[key]
+	return mark, ok
+}
+
+// forgetPublished forgets key once the status flotilla wrote for it was cleared, unless an event marked it
+// again since mark (published's).
+func (p *publisher) forgetPublished(key string, mark uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen[key] == mark {
+		delete(p.seen, key)
 	}
 }
 

@@ -266,6 +266,50 @@ func optInCases() []hostileCase {
 			}},
 		},
 		{
+			name: "preset-node-name-not-enabled-with-objects", disabled: true,
+			// The same pod past the scheduler, with what follows a pod of an enabled namespace: a ConfigMap and
+			// a Secret it references, and a LoadBalancer Service selecting it. Nothing of it may reach any
+			// workload cluster, not even her namespace.
+			act: func(ctx context.Context, h *hostile) error {
+				if _, err := h.alice.CoreV1().ConfigMaps(h.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-config"},
+					Data: map[string]string{"MODE": "hers"}}, metav1.CreateOptions{}); err != nil {
+					h.Fatalf("creating her ConfigMap: %v", err)
+				}
+				if _, err := h.alice.CoreV1().Secrets(h.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "web-creds"},
+					Data: map[string][]byte{"password": []byte("hers")}}, metav1.CreateOptions{}); err != nil {
+					h.Fatalf("creating her Secret: %v", err)
+				}
+				if _, err := h.alice.CoreV1().Services(h.ns).Create(ctx, h.service("web", nil), metav1.CreateOptions{}); err != nil {
+					h.Fatalf("creating her Service: %v", err)
+				}
+				return h.createPod(ctx, h.pod("p", h.presetNode, withVolume(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "web-creds"}}),
+					func(p *corev1.Pod) {
+						p.Spec.Tolerations = nil
+						p.Labels["app"] = "web"
+						p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
+							LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}}
+					}))
+			},
+			want: hostileWant{outcome: notEnabled.outcome + ", nothing in any workload cluster", reason: notEnabled.reason,
+				check: func(ctx context.Context, h *hostile) {
+					// As long as copies take to appear for an enabled namespace, and then some; the sweep then
+					// looks at every workload cluster again.
+					_, appeared, why := poll(ctx, hostileReasonLimit, func(ctx context.Context) (bool, string) {
+						for _, c := range shared.Workloads {
+							ns, err := c.Client.CoreV1().Namespaces().Get(ctx, h.ns, metav1.GetOptions{})
+							if err == nil {
+								return true, fmt.Sprintf("namespace %s in %s (labels %v)", h.ns, c.Name, ns.Labels)
+							}
+						}
+						return false, "no namespace " + h.ns + " in any workload cluster"
+					})
+					if appeared {
+						h.Errorf("for a namespace that is not enabled: %s", why)
+					}
+					h.observe(0, "%s", why)
+				}},
+		},
+		{
 			name: "tolerate-everything-not-enabled", disabled: true,
 			// The management scheduler's route: a privileged hostNetwork pod tolerating every taint.
 			act: func(ctx context.Context, h *hostile) error {
