@@ -50,6 +50,10 @@ type Config struct {
 	// whenever that changes. Work that failed while it did not can then be retried at once rather than
 	// after its backoff.
 	Reachability func(reachable bool)
+	// ReadyChanged, if set, is told the virtual node's Ready condition whenever its status or reason changes,
+	// once it rests on an observation (see Controller.Ready), as the node carrying it is handed to
+	// virtual-kubelet. It must not block.
+	ReadyChanged func(ready corev1.NodeCondition)
 	// OwnPods selects the workload pods that are this node's own delegates: their proxies already hold their
 	// share of the virtual node, so they are not subtracted from allocatable. nil selects none.
 	OwnPods labels.Selector
@@ -101,6 +105,7 @@ type Controller struct {
 	version  string
 	current  *corev1.Node       // the last derived node
 	observed bool               // current's Ready condition rests on an observation (see Ready)
+	told     string             // the Ready status and reason last given to cfg.ReadyChanged
 	notify   func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
 	sent     *corev1.Node       // the last node handed to notify; nil makes the next derivation send
 }
@@ -330,10 +335,21 @@ func (c *Controller) sync(ctx context.Context) {
 		return
 	}
 
+	var tell *corev1.NodeCondition // told outside the lock (only this loop calls sync, so in order)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		c.mu.Unlock()
+		if tell != nil {
+			c.cfg.ReadyChanged(*tell)
+		}
+	}()
 	c.current = desiredNode(c.cfg, c.host, obs, c.current.Status.Conditions, time.Now())
 	c.observed = obs.probed && (obs.probeErr != nil || obs.synced)
+	if ready, _ := nodeReady(c.current); c.observed && c.cfg.ReadyChanged != nil {
+		if told := string(ready.Status) + "/" + ready.Reason; told != c.told {
+			c.told, tell = told, &ready
+		}
+	}
 	if c.notify == nil || equality.Semantic.DeepEqual(c.current, c.sent) {
 		return
 	}

@@ -252,6 +252,68 @@ func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {
 	}
 }
 
+// TestControllerToldReadyChanges: the Ready condition's changes of status or reason are told once each, in
+// order, only once they rest on an observation: nothing before the first probe, nothing for a change of
+// message alone (another probe error, another count of Ready nodes).
+func TestControllerToldReadyChanges(t *testing.T) {
+	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"), *wnode("b"))
+	var told readyChanges
+	h.c.cfg.ReadyChanged = told.record
+	h.notify()
+	h.run(t)
+	h.await(t, "unreachable", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	h.api.fail(errors.New("connection refused")) // another message, the same reason
+	time.Sleep(200 * time.Millisecond)
+	h.api.fail(nil)
+	h.await(t, "Ready", cpuIs("8"))
+	setReady(t, h, "a", corev1.ConditionFalse) // 1 of 2 nodes Ready: another message, still Ready
+	h.await(t, "Ready with one node", cpuIs("4"))
+	setReady(t, h, "b", corev1.ConditionFalse)
+	h.await(t, "no Ready nodes", readyIs(corev1.ConditionFalse, ReasonNoReadyNodes))
+	setReady(t, h, "b", corev1.ConditionTrue)
+	h.await(t, "Ready again", cpuIs("4"))
+	want := []string{"False/" + ReasonClusterUnreachable, "True/" + ReasonClusterReady, "False/" + ReasonNoReadyNodes, "True/" + ReasonClusterReady}
+	if got := told.get(); !slices.Equal(got, want) {
+		t.Errorf("told %v, want %v", got, want)
+	}
+}
+
+// setReady sets the Ready condition of the fake workload node name.
+func setReady(t *testing.T, h *harness, name string, status corev1.ConditionStatus) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := h.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == corev1.NodeReady {
+			n.Status.Conditions[i].Status = status
+		}
+	}
+	if _, err := h.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyChanges records what a Controller tells of its Ready condition, as status/reason.
+type readyChanges struct {
+	mu   sync.Mutex
+	told []string
+}
+
+func (r *readyChanges) record(c corev1.NodeCondition) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.told = append(r.told, string(c.Status)+"/"+c.Reason)
+}
+
+func (r *readyChanges) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.told)
+}
+
 // reachability records what a Controller says of its cluster's reachability.
 type reachability struct {
 	mu   sync.Mutex

@@ -52,6 +52,13 @@ const (
 	// ReasonDeletedInWorkloadCluster: a delegate that had started was deleted (or evicted) in the workload
 	// cluster by someone other than flotilla; its proxy ends.
 	ReasonDeletedInWorkloadCluster = "DeletedInWorkloadCluster"
+	// ReasonClusterNotReady: the virtual node is not Ready (its workload cluster does not answer, or has no
+	// Ready node), so a Running proxy's delegate is in a state nobody can see. The proxy stays Running (nothing
+	// says its containers stopped) but its PodReady and ContainersReady conditions are False with this
+	// reason, and a message naming the cluster, the node's reason and the delegate's last known status, so
+	// that Services, rollouts and disruption budgets stop counting it. Once the node is Ready again the proxy
+	// shows its delegate's status again.
+	ReasonClusterNotReady = "ClusterNotReady"
 	// ReasonFailedScheduling: the workload cluster's scheduler cannot place the delegate (the
 	// kube-scheduler's own event reason).
 	ReasonFailedScheduling = "FailedScheduling"

@@ -19,13 +19,20 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	if err != nil {
 		return nil
 	}
-	d, err := p.delegate(ctx, namespace, name)
-	if err != nil {
-		if p.problemOf(key) == nil {
+	env := statusEnv{cluster: p.cfg.ClusterName, hostIP: p.cfg.HostIP, now: time.Now(), clusterNotReady: p.clusterReadiness()}
+	var d *corev1.Pod
+	if env.clusterNotReady != "" && !p.informer.HasSynced() {
+		// Asking a workload apiserver that does not answer would hold this worker for its client's timeout;
+		// the proxy shows the lost cluster without its delegate.
+		env.delegateUnknown = true
+	} else if d, err = p.delegate(ctx, namespace, name); err != nil {
+		if env.clusterNotReady == "" && p.problemOf(key) == nil {
 			return err
 		}
-		// A problem is recorded (the workload cluster does not answer, say): the proxy has no delegate
-		// flotilla knows of, and shows the problem.
+		// The workload cluster does not answer. While the virtual node says so, nothing is known of the
+		// delegate; otherwise a problem is recorded, and the proxy, with no delegate flotilla knows of,
+		// shows it.
+		env.delegateUnknown = env.clusterNotReady != ""
 		d = nil
 	}
 	proxy, err := p.cfg.ManagementPods.Pods(namespace).Get(name)
@@ -43,7 +50,7 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	if d != nil && parentUID(d) != proxy.UID {
 		d = nil // an earlier pod's delegate says nothing about this one
 	}
-	status := proxyStatus(proxy, d, p.problemOf(key), statusEnv{cluster: p.cfg.ClusterName, hostIP: p.cfg.HostIP, now: time.Now()})
+	status := proxyStatus(proxy, d, p.problemOf(key), env)
 	if status == nil || equality.Semantic.DeepEqual(*status, proxy.Status) {
 		return nil
 	}

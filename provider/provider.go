@@ -104,8 +104,11 @@ type Provider struct {
 
 	mu       sync.Mutex
 	problems map[string]problem // why a proxy has no delegate, by key
-	notify   func(*corev1.Pod)  // the pod controller's status callback
-	notifyOn chan struct{}      // closed once notify is set
+	// clusterNotReady is the virtual node's Ready reason while it is not Ready, "" while it is (or before
+	// anyone said otherwise); see SetClusterReady.
+	clusterNotReady string
+	notify          func(*corev1.Pod) // the pod controller's status callback
+	notifyOn        chan struct{}     // closed once notify is set
 }
 
 func workers(n int) int {
@@ -222,6 +225,43 @@ func (p *Provider) Resync() {
 	for _, proxy := range proxies {
 		p.enqueue(proxy, p.syncs)
 	}
+}
+
+// SetClusterReady tells the provider the virtual node's Ready condition whenever its status or reason
+// changes (package node's Config.ReadyChanged). While it is not True, the delegates' cached statuses are only
+// their last known ones: every Running proxy shows PodReady and ContainersReady False (ReasonClusterNotReady)
+// until it is True again, when they show their delegates' status again. It only queues the proxies' statuses,
+// so it never blocks its caller.
+func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
+	notReady := ""
+	if ready.Status != corev1.ConditionTrue {
+		notReady = ready.Reason
+		if notReady == "" {
+			notReady = string(ready.Status)
+		}
+	}
+	p.mu.Lock()
+	changed := notReady != p.clusterNotReady
+	p.clusterNotReady = notReady
+	p.mu.Unlock()
+	if !changed {
+		return
+	}
+	proxies, err := p.cfg.ManagementPods.List(labels.Everything())
+	if err != nil {
+		return // a lister reads memory and does not fail
+	}
+	for _, proxy := range proxies {
+		p.enqueue(proxy, p.statuses)
+	}
+}
+
+// clusterReadiness is what SetClusterReady was last told: the virtual node's Ready reason while it is not
+// Ready, "" while it is.
+func (p *Provider) clusterReadiness() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.clusterNotReady
 }
 
 // NamespaceChanged looks again at every proxy of this node in the management namespace of that name. Call

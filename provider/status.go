@@ -108,6 +108,13 @@ type statusEnv struct {
 	cluster string    // the workload cluster's name, for messages
 	hostIP  string    // the virtual node's InternalIP
 	now     time.Time // when containers flotilla can no longer see are declared terminated
+	// clusterNotReady is the reason of the virtual node's Ready condition while it is not True (its workload
+	// apiserver does not answer, or none of its nodes is Ready), empty while it is: what flotilla knows of a
+	// delegate is then its last known status, not its current one.
+	clusterNotReady string
+	// delegateUnknown says the delegate could not be read at all (the workload cluster does not answer and
+	// the delegate cache has not synced): a nil delegate then means "not known", never "gone".
+	delegateUnknown bool
 }
 
 // proxyStatus is the status a proxy should show. delegate is the proxy's own delegate (nil when there is
@@ -118,7 +125,20 @@ func proxyStatus(proxy, delegate *corev1.Pod, prob *problem, env statusEnv) *cor
 	case isTerminal(&proxy.Status):
 		return nil // a terminal status is final, and the apiserver refuses to revive terminated containers
 	case delegate != nil:
-		return delegatedStatus(&proxy.Status, &delegate.Status, env.hostIP)
+		s := delegatedStatus(&proxy.Status, &delegate.Status, env.hostIP)
+		if env.clusterNotReady != "" && s.Phase == corev1.PodRunning {
+			return clusterNotReadyStatus(&proxy.Status, s, env)
+		}
+		return s
+	case env.delegateUnknown:
+		// Nothing is known of the delegate: it may well run, so the proxy is neither ended nor terminated.
+		switch {
+		case env.clusterNotReady != "" && proxy.Status.Phase == corev1.PodRunning:
+			return clusterNotReadyStatus(&proxy.Status, &proxy.Status, env)
+		case prob != nil:
+			return waitingStatus(proxy, *prob, env.hostIP)
+		}
+		return nil
 	case proxy.DeletionTimestamp != nil:
 		// The delegate is gone and so are its containers: say so, as the kubelet does before the pod goes.
 		return terminatedStatus(&proxy.Status, env.now)
@@ -128,6 +148,36 @@ func proxyStatus(proxy, delegate *corev1.Pod, prob *problem, env statusEnv) *cor
 		return waitingStatus(proxy, *prob, env.hostIP)
 	}
 	return nil
+}
+
+// clusterNotReadyStatus is a Running proxy's status while its virtual node is not Ready: the delegate's last
+// known status (last), still Running, since nothing says its containers stopped, but with PodReady and
+// ContainersReady False (reason ClusterNotReady), as the node lifecycle controller marks the pods of a node
+// it lost, so that EndpointSlices, rollouts and disruption budgets stop counting the pod. Each condition is
+// set once per outage: one the proxy already shows with this reason is kept as it is (its message and
+// transition time), so that re-reporting an unchanged proxy writes nothing.
+func clusterNotReadyStatus(proxy, last *corev1.PodStatus, env statusEnv) *corev1.PodStatus {
+	s := last.DeepCopy()
+	s.Phase = corev1.PodRunning
+	was := "Running, not Ready"
+	if c := findCondition(last.Conditions, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
+		was = "Running and Ready"
+	}
+	message := fmt.Sprintf("workload cluster %s is not Ready (%s), so the delegate pod's state is unknown; its last known status was %s",
+		env.cluster, env.clusterNotReady, was)
+	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
+		if c := findCondition(proxy.Conditions, t); c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReasonClusterNotReady {
+			setCondition(s, *c)
+			continue
+		}
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: ReasonClusterNotReady, Message: message,
+			LastTransitionTime: metav1.NewTime(env.now).Rfc3339Copy()}
+		if have := findCondition(s.Conditions, t); have != nil {
+			c.ObservedGeneration = have.ObservedGeneration
+		}
+		setCondition(s, c)
+	}
+	return s
 }
 
 // lost reports whether the delegate of a live proxy disappeared after it had started: someone else deleted

@@ -82,6 +82,8 @@ func TestProxyStatus(t *testing.T) {
 		proxy    *corev1.Pod
 		delegate *corev1.Pod
 		problem  *problem
+		down     string // the virtual node's Ready reason while it is not Ready (env.clusterNotReady)
+		unknown  bool   // the delegate could not be read (env.delegateUnknown)
 		want     *corev1.PodStatus
 	}{
 		{name: "nothing to say while the delegate is being created", proxy: pending()},
@@ -188,10 +190,141 @@ func TestProxyStatus(t *testing.T) {
 				return &s
 			}(),
 		},
+		// The cluster is lost: the virtual node is not Ready.
+		{
+			name:     "while the cluster is not Ready a Running proxy stays Running but is not Ready, naming the cluster",
+			proxy:    running(),
+			delegate: delegate(),
+			down:     "ClusterUnreachable",
+			want: func() *corev1.PodStatus {
+				s := proxyStatus(running(), delegate(), nil, env)
+				s.Conditions[0] = clusterNotReady(corev1.PodReady, "ClusterUnreachable", "Running and Ready")
+				s.Conditions[1] = clusterNotReady(corev1.ContainersReady, "ClusterUnreachable", "Running and Ready")
+				return s
+			}(),
+		},
+		{
+			name:  "a delegate that was not Ready is said to have been so",
+			proxy: running(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status.Conditions[0].Status, d.Status.Conditions[1].Status = corev1.ConditionFalse, corev1.ConditionFalse
+				return d
+			}(),
+			down: "NoReadyNodes",
+			want: func() *corev1.PodStatus {
+				s := proxyStatus(running(), delegate(), nil, env)
+				s.Conditions[0] = clusterNotReady(corev1.PodReady, "NoReadyNodes", "Running, not Ready")
+				s.Conditions[1] = clusterNotReady(corev1.ContainersReady, "NoReadyNodes", "Running, not Ready")
+				return s
+			}(),
+		},
+		{
+			name:    "a delegate nobody can read leaves the proxy's own status, not Ready",
+			proxy:   running(),
+			down:    "ClusterUnreachable",
+			unknown: true,
+			want: func() *corev1.PodStatus {
+				s := running().Status
+				s.Conditions = []corev1.PodCondition{scheduled,
+					clusterNotReady(corev1.PodReady, "ClusterUnreachable", "Running and Ready"),
+					clusterNotReady(corev1.ContainersReady, "ClusterUnreachable", "Running and Ready")}
+				return &s
+			}(),
+		},
+		{
+			name: "a proxy that already shows the lost cluster keeps its conditions as they are",
+			proxy: func() *corev1.Pod {
+				p := running()
+				p.Status.Conditions[1] = clusterNotReady(corev1.PodReady, "NoReadyNodes", "Running and Ready")
+				p.Status.Conditions[1].LastTransitionTime = started
+				p.Status.Conditions[2] = clusterNotReady(corev1.ContainersReady, "NoReadyNodes", "Running and Ready")
+				p.Status.Conditions[2].LastTransitionTime = started
+				return p
+			}(),
+			down:    "ClusterUnreachable",
+			unknown: true,
+			want: func() *corev1.PodStatus {
+				s := running().Status
+				s.Conditions[1] = clusterNotReady(corev1.PodReady, "NoReadyNodes", "Running and Ready")
+				s.Conditions[1].LastTransitionTime = started
+				s.Conditions[2] = clusterNotReady(corev1.ContainersReady, "NoReadyNodes", "Running and Ready")
+				s.Conditions[2].LastTransitionTime = started
+				return &s
+			}(),
+		},
+		{
+			name:     "a Pending proxy whose delegate last ran shows it Running, not Ready",
+			proxy:    pending(),
+			delegate: delegate(),
+			down:     "ClusterUnreachable",
+			want: func() *corev1.PodStatus {
+				s := proxyStatus(pending(), delegate(), nil, env)
+				s.Conditions[0] = clusterNotReady(corev1.PodReady, "ClusterUnreachable", "Running and Ready")
+				s.Conditions[1] = clusterNotReady(corev1.ContainersReady, "ClusterUnreachable", "Running and Ready")
+				return s
+			}(),
+		},
+		{
+			name:  "a delegate not yet Running is shown as it was",
+			proxy: pending(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}}
+				return d
+			}(),
+			down: "ClusterUnreachable",
+			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Conditions: []corev1.PodCondition{scheduled}, HostIP: "10.0.0.7", HostIPs: host},
+		},
+		{
+			name:     "a terminal proxy stays final while the cluster is not Ready",
+			proxy:    func() *corev1.Pod { p := running(); p.Status.Phase = corev1.PodFailed; return p }(),
+			delegate: delegate(),
+			down:     "ClusterUnreachable",
+		},
+		{
+			name:  "a delegate known to be gone ends its proxy even while the cluster has no Ready node",
+			proxy: running(),
+			down:  "NoReadyNodes",
+			want:  proxyStatus(running(), nil, nil, env),
+		},
+		{
+			name:    "an unreadable delegate is never taken for a lost one",
+			proxy:   func() *corev1.Pod { p := running(); p.Status.Phase = corev1.PodPending; return p }(),
+			down:    "ClusterUnreachable",
+			unknown: true,
+		},
+		{
+			name:    "an unreadable delegate is never taken for a stopped one",
+			proxy:   func() *corev1.Pod { p := deleting(running()); p.Status.Phase = corev1.PodPending; return p }(),
+			down:    "ClusterUnreachable",
+			unknown: true,
+		},
+		{
+			name:    "with the delegate unreadable, a recorded problem still shows",
+			proxy:   pending(),
+			problem: &problem{reason: ReasonDelegationFailed, message: "delegating to workload cluster eu-west-3-1 failed: timeout"},
+			down:    "ClusterUnreachable",
+			unknown: true,
+			want:    proxyStatus(pending(), nil, &problem{reason: ReasonDelegationFailed, message: "delegating to workload cluster eu-west-3-1 failed: timeout"}, env),
+		},
+		{
+			name: "once the cluster is Ready again the proxy shows its delegate's status",
+			proxy: func() *corev1.Pod {
+				p := running()
+				p.Status = *proxyStatus(running(), delegate(), nil, downEnv(env))
+				return p
+			}(),
+			delegate: delegate(),
+			want:     proxyStatus(running(), delegate(), nil, env),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tt.proxy.DeepCopy()
+			env := env
+			env.clusterNotReady, env.delegateUnknown = tt.down, tt.unknown
 			got := proxyStatus(tt.proxy, tt.delegate, tt.problem, env)
 			if !equality.Semantic.DeepEqual(got, tt.want) {
 				t.Errorf("status differs (-want +got):\n%s", cmp.Diff(tt.want, got))
@@ -203,12 +336,28 @@ func TestProxyStatus(t *testing.T) {
 			if got != nil && !isTerminal(&tt.proxy.Status) {
 				again := tt.proxy.DeepCopy()
 				again.Status = *got
-				if next := proxyStatus(again, tt.delegate, tt.problem, statusEnv{cluster: env.cluster, hostIP: env.hostIP, now: now.Add(time.Minute)}); next != nil && !equality.Semantic.DeepEqual(next, got) {
+				later := env
+				later.now = now.Add(time.Minute)
+				if next := proxyStatus(again, tt.delegate, tt.problem, later); next != nil && !equality.Semantic.DeepEqual(next, got) {
 					t.Errorf("status not stable (-first +second):\n%s", cmp.Diff(got, next))
 				}
 			}
 		})
 	}
+}
+
+// clusterNotReady is the condition of type t a Running proxy shows while its cluster is not Ready (reason
+// the virtual node's), stamped at TestProxyStatus's now.
+func clusterNotReady(t corev1.PodConditionType, reason, was string) corev1.PodCondition {
+	return corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: ReasonClusterNotReady,
+		Message:            "workload cluster eu-west-3-1 is not Ready (" + reason + "), so the delegate pod's state is unknown; its last known status was " + was,
+		LastTransitionTime: metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
+}
+
+// downEnv is env while the cluster does not answer.
+func downEnv(env statusEnv) statusEnv {
+	env.clusterNotReady = "ClusterUnreachable"
+	return env
 }
 
 func TestNewSchedulingFailure(t *testing.T) {

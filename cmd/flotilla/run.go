@@ -196,6 +196,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 				followers.Resync()
 			}
 		},
+		// While the node is not Ready, its Running proxies are not Ready either.
+		ReadyChanged: p.SetClusterReady,
 	}, workload, workloadCfg.Host)
 	if err != nil {
 		return err
