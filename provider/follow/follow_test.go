@@ -245,6 +245,11 @@ func TestEnsureFor(t *testing.T) {
 		if _, err := fx.workload.CoreV1().ResourceQuotas(fx.ns).Create(fx.ctx, quota, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// Quota admission enforces a quota once the quota controller has computed its status.
+		lab.Poll(t, 30*time.Second, "the quota's status", func() (bool, error) {
+			q, err := fx.workload.CoreV1().ResourceQuotas(fx.ns).Get(fx.ctx, quota.Name, metav1.GetOptions{})
+			return err == nil && q.Status.Hard != nil, err
+		})
 		_, err := fx.f.EnsureFor(fx.ctx, fx.bind(proxyPod("p", nil, envFrom("app", false))))
 		var refused *RefusedCopyError
 		if !errors.As(err, &refused) || refused.Reason != ReasonRefused || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "quota") {
