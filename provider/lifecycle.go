@@ -17,6 +17,11 @@ import (
 // with backoff and shown on the proxy by the delegate queue (sync.go).
 func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
 	p.enqueue(pod, p.syncs)
+	if p.clusterReadiness() != "" {
+		// The cluster's state was reported before this proxy reached the pod cache (flotilla starting while
+		// its cluster is down): the status queue shows it the lost cluster too.
+		p.enqueue(pod, p.statuses)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -143,7 +144,18 @@ func (p *Provider) collectTenancy(ctx context.Context, now time.Time) {
 			logger.WithError(err).Warnf("ServiceAccount collection: cannot list the pods of workload namespace %s", namespace)
 			continue
 		}
-		for _, sa := range tenancy.UnusedServiceAccounts(id, candidates, pods.Items, now) {
+		if candidates = tenancy.UnusedServiceAccounts(id, candidates, pods.Items, now); len(candidates) == 0 {
+			continue
+		}
+		// A proxy bound to a virtual node that waits for its delegate (a missing ConfigMap, a quota) keeps its
+		// ServiceAccount too: otherwise every retry would create it anew, and one collected between its
+		// creation and the delegate's would refuse the delegate once.
+		waiting, err := p.boundProxies(ctx, namespace, &virtual)
+		if err != nil {
+			logger.WithError(err).Warnf("ServiceAccount collection: cannot list the bound pods of management namespace %s", namespace)
+			continue
+		}
+		for _, sa := range tenancy.UnusedServiceAccounts(id, candidates, waiting, now) {
 			err := p.cfg.Workload.CoreV1().ServiceAccounts(namespace).Delete(ctx, sa.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(sa.UID))})
 			switch {
 			case err == nil:
@@ -154,6 +166,23 @@ func (p *Provider) collectTenancy(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+}
+
+// boundProxies are the pods of the management namespace bound to a virtual node (of any flotilla); virtual
+// caches which nodes are virtual for the round.
+func (p *Provider) boundProxies(ctx context.Context, namespace string, virtual *func(string) bool) ([]corev1.Pod, error) {
+	bound, err := p.cfg.Management.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if *virtual == nil {
+		if *virtual, err = p.virtualNodes(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return slices.DeleteFunc(bound.Items, func(pod corev1.Pod) bool { return !(*virtual)(pod.Spec.NodeName) }), nil
 }
 
 // virtualNodes reads which management nodes are virtual nodes (of any flotilla).
