@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/lab"
 )
 
 // testContext is a context that ends with the test, or after limit.
@@ -63,4 +65,23 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func(ctx co
 		t.Fatalf("%s: not within %s (last: %s)", what, limit, reason)
 	}
 	return time.Since(start)
+}
+
+// freeze stops a workload cluster's apiserver (SIGSTOP) and returns what resumes it; resuming twice is
+// resuming once, and the test's end resumes it in any case.
+func freeze(t *testing.T, c *lab.Cluster) (resume func()) {
+	t.Helper()
+	if err := c.FreezeAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := c.ResumeAPIServer(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	return resume
 }

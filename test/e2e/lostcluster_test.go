@@ -61,18 +61,7 @@ func TestProxiesShowLostCluster(t *testing.T) {
 	}
 	eventually(t, rollout, "the patient pod Running and Ready on "+lost, readyIs(corev1.ConditionTrue, ""))
 
-	if err := c.FreezeAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := c.ResumeAPIServer(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	resume := freeze(t, c)
 	t.Cleanup(func() {
 		resume()
 		_ = shared.WaitVirtualNodeReady(context.Background(), lost)

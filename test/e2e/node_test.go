@@ -127,19 +127,7 @@ func TestCordonedWorkloadNodeLeavesCapacity(t *testing.T) {
 func TestFrozenWorkloadAPIServer(t *testing.T) {
 	c := shared.Workload("us-west-2-1")
 	mgmt := shared.Management.Client.CoreV1().Nodes()
-	if err := c.FreezeAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := c.ResumeAPIServer(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := freeze(t, c)
 
 	took := eventually(t, nodeUpdate, c.Name+" NotReady", func(ctx context.Context) (bool, string) {
 		n, err := mgmt.Get(ctx, c.Name, metav1.GetOptions{})
