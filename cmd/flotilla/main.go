@@ -231,22 +231,30 @@ func newCommand(r runners) *cobra.Command {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validated(o.Validate()); err != nil {
-				return err
-			}
+		RunE: runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error {
 			o.Complete()
-			setupLogging(o.LogLevel)
-			if err := r.serve(cmd.Context(), o); err != nil {
-				return failure{err}
-			}
-			return nil
-		},
+			return r.serve(ctx, o)
+		}),
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	o.AddFlags(root.Flags())
 	root.AddCommand(newWebhookCommand(r.webhook))
 	return root
+}
+
+// runValidated is a command's RunE: the flags' problems all at once (exit 2), then logging at the chosen
+// level, then run, whose error is a failure while running (exit 1).
+func runValidated(validate func() []error, logLevel *string, run func(context.Context) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := validated(validate()); err != nil {
+			return err
+		}
+		setupLogging(*logLevel)
+		if err := run(cmd.Context()); err != nil {
+			return failure{err}
+		}
+		return nil
+	}
 }
 
 // execute runs the command line args and returns the process's exit status: 0, 1 when the command failed

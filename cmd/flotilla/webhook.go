@@ -59,16 +59,7 @@ func newWebhookCommand(serve func(context.Context, *webhookOptions) error) *cobr
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validated(o.Validate()); err != nil {
-				return err
-			}
-			setupLogging(o.LogLevel)
-			if err := serve(cmd.Context(), o); err != nil {
-				return failure{err}
-			}
-			return nil
-		},
+		RunE:          runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error { return serve(ctx, o) }),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
