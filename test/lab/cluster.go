@@ -108,6 +108,8 @@ type controlPlane struct {
 	etcdURL    string
 	kwokStages []string
 	attached   bool
+	// certificateLifetime is Options.CertificateLifetime.
+	certificateLifetime time.Duration
 }
 
 // newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
@@ -182,7 +184,10 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 			"--tls-cert-file=" + serving.CertFile,
 			"--tls-private-key-file=" + serving.KeyFile,
 			"--client-ca-file=" + ca.CertFile(),
-			"--authorization-mode=RBAC",
+			// As kubeadm, EKS and GKE clusters run: nodes are confined to their own Node, pods and the
+			// objects those pods reference by the Node authorizer and NodeRestriction admission.
+			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
 			"--service-account-issuer=https://kubernetes.default.svc",
 			"--service-account-key-file=" + saPublic,
 			"--service-account-signing-key-file=" + saPrivate,
@@ -213,17 +218,24 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		Name: name + "/kube-scheduler", Path: cp.bins["kube-scheduler"], LogFile: filepath.Join(logs, "kube-scheduler.log"),
 		Args: common(filepath.Join(dir, "scheduler.kubeconfig"), schedPort),
 	}
+	kcmArgs := append(common(filepath.Join(dir, "controller-manager.kubeconfig"), kcmPort),
+		"--cluster-name="+name,
+		"--service-account-private-key-file="+saPrivate,
+		"--root-ca-file="+ca.CertFile(),
+		"--use-service-account-credentials=true",
+		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+		// The lab's nodes live on one machine: notice a silent node sooner than the 40 s default.
+		"--node-monitor-grace-period=20s",
+		// Approved CertificateSigningRequests are signed by the lab's CA, which every apiserver trusts.
+		"--cluster-signing-cert-file="+ca.CertFile(),
+		"--cluster-signing-key-file="+ca.KeyFile(),
+	)
+	if cp.certificateLifetime > 0 {
+		kcmArgs = append(kcmArgs, "--cluster-signing-duration="+cp.certificateLifetime.String())
+	}
 	c.ControllerManager = &process{
 		Name: name + "/kube-controller-manager", Path: cp.bins["kube-controller-manager"], LogFile: filepath.Join(logs, "kube-controller-manager.log"),
-		Args: append(common(filepath.Join(dir, "controller-manager.kubeconfig"), kcmPort),
-			"--cluster-name="+name,
-			"--service-account-private-key-file="+saPrivate,
-			"--root-ca-file="+ca.CertFile(),
-			"--use-service-account-credentials=true",
-			"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-			// The lab's nodes live on one machine: notice a silent node sooner than the 40 s default.
-			"--node-monitor-grace-period=20s",
-		),
+		Args: kcmArgs,
 	}
 	if !c.IsManagement() {
 		c.Kwok = &process{

@@ -62,6 +62,10 @@ type Options struct {
 	// only that node answers `kubectl get --raw /api/v1/nodes/<name>/proxy/...`; one lab per machine can
 	// ask for it. Others serve on loopback addresses, which logs, exec and port-forward accept.
 	ProxyableKubelet string
+	// CertificateLifetime is how long the certificates the controller-managers sign from
+	// CertificateSigningRequests last (--cluster-signing-duration); zero keeps kube-controller-manager's
+	// default of a year. Tests of certificate renewal shorten it.
+	CertificateLifetime time.Duration
 	// Attached processes die with the process that started the lab (tests); detached ones outlive it
 	// (make lab) and are stopped by Down.
 	Attached bool
@@ -119,7 +123,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
-	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached}
+	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
 	if l.Management, err = cp.newCluster("management", WorkloadSpec{}, 0); err != nil {
 		return nil, err
 	}

@@ -55,11 +55,22 @@ func newAuthority(dir string) (*authority, error) {
 	if err != nil {
 		return nil, err
 	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
 	ca := &authority{cert: cert, key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: dir}
+	if err := writeFile(ca.KeyFile(), pemBlock("PRIVATE KEY", keyDER)); err != nil {
+		return nil, err
+	}
 	return ca, writeFile(ca.CertFile(), ca.CertPEM)
 }
 
 func (ca *authority) CertFile() string { return filepath.Join(ca.dir, "ca.crt") }
+
+// KeyFile is the CA's private key: the controller-managers sign CertificateSigningRequests with it, as a
+// kubeadm cluster's do with its CA.
+func (ca *authority) KeyFile() string { return filepath.Join(ca.dir, "ca.key") }
 
 // serving issues a TLS server certificate for 127.0.0.1 and any further addresses given.
 func (ca *authority) serving(name string, ips ...net.IP) (*keyPair, error) {
