@@ -62,12 +62,19 @@ var DefaultExcludeLabels = regexp.MustCompile(`^(` +
 	`|(.+\.)?flotilla\.io/.*` +
 	`)$`)
 
-// BaseLabels are the labels every virtual node carries whatever its workload nodes say; they win over any
-// label copied from the workload cluster.
+// LabelRole (`kubectl get nodes` shows it as the node's role) is RoleCluster on every virtual node. NodeRestriction
+// keeps a node from setting kubernetes.io/ labels outside the kubelet's own set, so the node registers without
+// it and the failover identity adds it (Failover).
+const (
+	LabelRole   = "kubernetes.io/role"
+	RoleCluster = "cluster"
+)
+
+// BaseLabels are the labels a virtual node sets on itself whatever its workload nodes say; they win over any
+// label copied from the workload cluster. With LabelRole they are the labels every virtual node carries.
 func BaseLabels(nodeName, clusterName string) map[string]string {
 	return map[string]string{
 		LabelType:            TypeVirtualKubelet,
-		"kubernetes.io/role": "cluster",
 		LabelCluster:         clusterName,
 		corev1.LabelHostname: nodeName,
 	}

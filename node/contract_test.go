@@ -10,7 +10,6 @@ func TestBaseLabels(t *testing.T) {
 	got := BaseLabels("eu-west-3-1", "eu-west-3")
 	want := map[string]string{
 		"type":                   "virtual-kubelet",
-		"kubernetes.io/role":     "cluster",
 		"flotilla.io/cluster":    "eu-west-3",
 		"kubernetes.io/hostname": "eu-west-3-1",
 	}

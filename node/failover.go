@@ -80,8 +80,24 @@ func (f *Failover) Run(ctx context.Context) {
 // check adds or removes this node's taint when the cached node disagrees with the cluster's health, and
 // taints the peers whose flotilla is lost.
 func (f *Failover) check(ctx context.Context) {
+	f.ensureRoleLabel(ctx)
 	f.checkSelf(ctx)
 	f.checkPeers(ctx)
+}
+
+// ensureRoleLabel gives the node LabelRole, which NodeRestriction keeps the node identity from setting.
+func (f *Failover) ensureRoleLabel(ctx context.Context) {
+	n, err := f.lister.Get(f.nodeName)
+	if err != nil || n.Labels[LabelRole] == RoleCluster {
+		return
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{LabelRole: RoleCluster}}})
+	if err != nil {
+		return
+	}
+	if _, err := f.nodes.Patch(ctx, f.nodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "flotilla"}); err != nil {
+		log.G(ctx).WithError(err).Warnf("Cannot label the virtual node %s=%s; will retry", LabelRole, RoleCluster)
+	}
 }
 
 func (f *Failover) checkSelf(ctx context.Context) {

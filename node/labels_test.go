@@ -105,6 +105,19 @@ func TestNodeLabels(t *testing.T) {
 			want:    base,
 		},
 		{
+			name: "labels NodeRestriction keeps a node from setting on itself",
+			nodes: []*corev1.Node{wnode("a", labelled(
+				"node-restriction.kubernetes.io/pool", "a",
+				"example.k8s.io/x", "y",
+				"kubernetes.io/role", "worker",
+				"node.kubernetes.io/instance-type", "m5.xlarge",
+				"kubelet.kubernetes.io/x", "y",
+				"example.com/team", "t",
+			))},
+			exclude: regexp.MustCompile(`^$`),
+			want:    with("node.kubernetes.io/instance-type", "m5.xlarge", "kubelet.kubernetes.io/x", "y", "example.com/team", "t"),
+		},
+		{
 			name:    "operator exclusion",
 			nodes:   []*corev1.Node{wnode("a", labelled(region, "r", zone, "z"))},
 			exclude: regexp.MustCompile(`^topology\.kubernetes\.io/zone$`),
