@@ -5,6 +5,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY admission ./admission
 COPY cmd ./cmd
+COPY credentials ./credentials
+COPY deploy ./deploy
+COPY join ./join
 COPY node ./node
 COPY internal ./internal
 COPY provider ./provider

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +46,7 @@ func TestRootFlags(t *testing.T) {
 	}
 	want := &options{
 		ClusterName: "eu-west-3-1", NodeName: "eu-west-3-1", ManagementKubeconfig: "/lab/management.kubeconfig",
-		WorkloadKubeconfig: "/lab/eu-west-3-1.kubeconfig",
+		WorkloadKubeconfig: "/lab/eu-west-3-1.kubeconfig", CertDir: filepath.Join(os.TempDir(), "flotilla-eu-west-3-1", "pki"),
 		ManagementQPS:      100, ManagementBurst: 200, WorkloadQPS: 100, WorkloadBurst: 200,
 		PodWorkers: 20, PodQueueQPS: 200, PodQueueBurst: 1000,
 		InternalIP: "127.0.1.2", KubeletPort: 10250, KubeletBind: "127.0.1.2",
@@ -104,7 +106,7 @@ func TestBadCommandLines(t *testing.T) {
 		{"a bad Pod Security level", append(labArgs, "--pod-security-level=strict"), []string{`--pod-security-level: "strict" is not a Pod Security level`}},
 		{"an unknown flag", append(labArgs, "--no-such-flag"), []string{"unknown flag: --no-such-flag"}},
 		{"a single dash", []string{"-cluster-name=x"}, []string{"unknown shorthand flag"}},
-		{"an unknown command", []string{"join"}, []string{`unknown command "join"`}},
+		{"an unknown command", []string{"enlist"}, []string{`unknown command "enlist"`}},
 		{"webhook without a certificate", []string{"webhook"}, []string{"--tls-cert-file and --tls-key-file are required"}},
 		{"webhook with a bad address", []string{"webhook", "--tls-cert-file=c", "--tls-key-file=k", "--bind-address=8443"},
 			[]string{"--bind-address:"}},

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -32,7 +33,11 @@ type options struct {
 	NodeName             string
 	ManagementKubeconfig string
 	WorkloadKubeconfig   string
-	ManagementID         string
+	// FailoverKubeconfig is the failover identity's (see join); empty uses the management kubeconfig's.
+	FailoverKubeconfig string
+	// CertDir keeps the node client certificates flotilla renews.
+	CertDir      string
+	ManagementID string
 
 	ManagementQPS   float64
 	ManagementBurst int
@@ -70,6 +75,8 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the virtual node (default: the cluster name)")
 	fs.StringVar(&o.ManagementKubeconfig, "management-kubeconfig", "", "kubeconfig of the management cluster (default: in-cluster configuration)")
 	fs.StringVar(&o.WorkloadKubeconfig, "workload-kubeconfig", "", "kubeconfig of the workload cluster (required)")
+	fs.StringVar(&o.FailoverKubeconfig, "failover-kubeconfig", "", "kubeconfig of the identity that sets the cluster-lost taint and the role label on virtual nodes, which NodeRestriction forbids the node identity (default: the management kubeconfig's)")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "folder keeping the renewed client certificates of the node identity (default: a folder per node under the system's temporary folder)")
 	fs.StringVar(&o.ManagementID, "management-id", "", "identity of the management cluster on the objects flotilla creates (default: UID of its kube-system namespace)")
 	fs.Float64Var(&o.ManagementQPS, "management-qps", 100, "client-side request rate limit against the management cluster")
 	fs.IntVar(&o.ManagementBurst, "management-burst", 200, "client-side request burst against the management cluster")
@@ -131,6 +138,9 @@ func (o *options) Validate() []error {
 func (o *options) Complete() {
 	if o.NodeName == "" {
 		o.NodeName = o.ClusterName
+	}
+	if o.CertDir == "" {
+		o.CertDir = filepath.Join(os.TempDir(), "flotilla-"+o.NodeName, "pki")
 	}
 }
 
@@ -212,10 +222,12 @@ func (f failure) Unwrap() error { return f.error }
 // validated joins the problems Validate found into one error.
 func validated(errs []error) error { return errors.Join(errs...) }
 
-// runners are what the commands run once their flags are valid: run and runWebhook, or a test's stand-ins.
+// runners are what the commands run once their flags are valid: run, runWebhook, runJoin and runUnjoin, or a
+// test's stand-ins.
 type runners struct {
-	serve   func(context.Context, *options) error
-	webhook func(context.Context, *webhookOptions) error
+	serve        func(context.Context, *options) error
+	webhook      func(context.Context, *webhookOptions) error
+	join, unjoin func(context.Context, *joinOptions) error
 }
 
 // newCommand is flotilla's command tree: the root command serves a workload cluster as before subcommands
@@ -238,7 +250,7 @@ func newCommand(r runners) *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	o.AddFlags(root.Flags())
-	root.AddCommand(newWebhookCommand(r.webhook))
+	root.AddCommand(newWebhookCommand(r.webhook), newJoinCommand(r.join), newUnjoinCommand(r.unjoin))
 	return root
 }
 
@@ -280,7 +292,7 @@ func main() {
 	// SIGTERM (a rolling update, make lab-down) ends flotilla cleanly; the virtual node and its pods stay,
 	// and the next flotilla picks them up.
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := execute(ctx, newCommand(runners{serve: run, webhook: runWebhook}), os.Args[1:], os.Stderr)
+	code := execute(ctx, newCommand(runners{serve: run, webhook: runWebhook, join: runJoin, unjoin: runUnjoin}), os.Args[1:], os.Stderr)
 	cancel()
 	os.Exit(code)
 }

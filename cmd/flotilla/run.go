@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/flotilla-io/flotilla/credentials"
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/internal/reachability"
 	"github.com/flotilla-io/flotilla/node"
@@ -45,9 +46,37 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	// The node identity's certificate is renewed before it expires, as a kubelet's is.
+	managementCfg, nodeCertificate, err := credentials.NodeClientConfig(managementCfg, o.CertDir)
+	if err != nil {
+		return fmt.Errorf("management cluster: %w", err)
+	}
 	workloadCfg, err := loadKubeconfig("workload", o.WorkloadKubeconfig, float32(o.WorkloadQPS), o.WorkloadBurst)
 	if err != nil {
 		return err
+	}
+	workloadCfg, workloadToken, err := credentials.RenewingTokenConfig(workloadCfg, credentials.TokenOptions{})
+	if err != nil {
+		return fmt.Errorf("workload cluster: %w", err)
+	}
+	failoverCfg := managementCfg
+	if o.FailoverKubeconfig != "" {
+		if failoverCfg, err = loadKubeconfig("failover", o.FailoverKubeconfig, 5, 10); err != nil {
+			return err
+		}
+	}
+	failoverCfg, failoverToken, err := credentials.RenewingTokenConfig(failoverCfg, credentials.TokenOptions{})
+	if err != nil {
+		return fmt.Errorf("failover identity: %w", err)
+	}
+	if nodeCertificate != nil {
+		go nodeCertificate.Run(ctx)
+	}
+	if workloadToken != nil {
+		go workloadToken.Run(ctx)
+	}
+	if failoverToken != nil {
+		go failoverToken.Run(ctx)
 	}
 	countRequests(managementCfg, "management", tel.requests)
 	countRequests(workloadCfg, "workload", tel.requests)
@@ -62,6 +91,10 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("workload cluster: %w", err)
 	}
+	failover, err := kubernetes.NewForConfig(failoverCfg)
+	if err != nil {
+		return fmt.Errorf("failover identity: %w", err)
+	}
 	if o.ManagementID == "" {
 		if o.ManagementID, err = managementIdentity(ctx, management, managementCfg.Host); err != nil {
 			return err
@@ -74,7 +107,7 @@ func run(ctx context.Context, o *options) error {
 	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
-	c := &clusters{management: management, workload: workload, workloadCfg: workloadCfg, workloadGate: workloadGate}
+	c := &clusters{management: management, workload: workload, failover: failover, workloadCfg: workloadCfg, workloadGate: workloadGate}
 	if o.LeaderElect {
 		return serveWhileLeading(ctx, o, managementCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
 	}
@@ -84,7 +117,10 @@ func run(ctx context.Context, o *options) error {
 // clusters are flotilla's ways into its two clusters.
 type clusters struct {
 	management, workload kubernetes.Interface
-	workloadCfg          *rest.Config
+	// failover is the identity that does for the virtual node what NodeRestriction forbids the node's own
+	// (the cluster-lost taint, the role label).
+	failover    kubernetes.Interface
+	workloadCfg *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
 }
@@ -238,7 +274,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		return err
 	}
 	// Once a workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
-	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, management.CoreV1().Nodes(),
+	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, c.failover.CoreV1().Nodes(),
 		virtualNodes.Core().V1().Nodes().Lister(), recorder)
 	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
 	if err != nil {
