@@ -30,24 +30,29 @@ var NodeAllocatable = corev1.ResourceList{
 	corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"),
 }
 
-// applyRBAC applies flotilla's roles from deploy/rbac with the lab's own kubectl, exactly as an operator
-// would, so the lab's flotilla has what production has and nothing more.
+// applyRBAC applies flotilla's roles and admission policies from deploy/ with the lab's own kubectl, exactly
+// as an operator would (flotilla join applies the same files again, and binds them per node), and the
+// binding of the package tests' identity (test/lab/rbac).
 func applyRBAC(ctx context.Context, c *Cluster, kubectl string) error {
 	role := "workload.yaml"
 	if c.IsManagement() {
 		role = "management.yaml"
 	}
-	manifest := filepath.Join(RepoRoot(), "deploy", "rbac", role)
+	root := RepoRoot()
+	args := []string{"--kubeconfig", c.Kubeconfig, "apply"}
+	for _, dir := range []string{"deploy/rbac", "deploy/policies", "test/lab/rbac"} {
+		args = append(args, "-f", filepath.Join(root, dir, role))
+	}
 	// The kube-node-lease namespace and RBAC's bootstrap roles appear shortly after /readyz; retry
 	// until the apply goes through.
 	var out []byte
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		var err error
-		out, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", manifest).CombinedOutput()
+		out, err = exec.CommandContext(ctx, kubectl, args...).CombinedOutput()
 		return err == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("applying %s to %s: %w\n%s", manifest, c.Name, err, out)
+		return fmt.Errorf("applying flotilla's roles and policies to %s: %w\n%s", c.Name, err, out)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -13,46 +14,59 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-io/flotilla/join"
 )
 
-// flotillaProcess prepares a flotilla process serving workload cluster c: its own identity in the
-// management cluster, its identity in c, a serving certificate for its kubelet API at an address of its own,
-// and a metrics port. replica is "" for the lab's own flotilla of c and names any other (see AddReplica).
-func (l *Lab) flotillaProcess(bin string, c *Cluster, replica string, extraArgs []string, proxyable bool) (p *process, ip net.IP, metricsURL string, err error) {
+// joinWorkload brings workload cluster c in as production does, with `flotilla join` (its package, the code
+// behind the command): its credentials, written to files, are exactly what the lab's flotilla of c runs with,
+// so a permission flotilla lacks fails here as it would in production. ip is where its kubelet API serves.
+func (l *Lab) joinWorkload(ctx context.Context, c *Cluster, ip net.IP) (credentialsDir string, err error) {
+	dir := filepath.Join(l.Dir, "flotilla", c.Name, "credentials")
+	out, err := os.Create(filepath.Join(l.Dir, "logs", c.Name, "join.log"))
+	if err != nil {
+		return "", err
+	}
+	defer out.Close()
+	data, err := join.Join(ctx, join.Config{
+		Node: c.Name, Management: l.Management.Config, Workload: c.Config, KubeletIPs: []net.IP{ip}, Out: out,
+	})
+	if err != nil {
+		return "", fmt.Errorf("joining %s: %w", c.Name, err)
+	}
+	return dir, join.WriteFiles(dir, data)
+}
+
+// flotillaProcess prepares a flotilla process serving workload cluster c with the credentials `flotilla join`
+// made (credentialsDir), its kubelet API at ip, and a metrics port. replica is "" for the lab's own flotilla
+// of c, which serves with the join's serving certificate, and names any other (see AddReplica), which gets
+// one of its own for its own address from the lab's CA.
+func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica string, ip net.IP, extraArgs []string) (p *process, metricsURL string, err error) {
 	dir := filepath.Join(l.Dir, "flotilla", c.Name, replica)
-	ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
-	id, err := ca.client("management-identity", "flotilla:"+c.Name, FlotillaGroup)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	managementKubeconfig := filepath.Join(dir, "management.kubeconfig")
-	if err := writeKubeconfig(managementKubeconfig, "management", l.Management.Server, ca.CertPEM, id); err != nil {
-		return nil, nil, "", err
-	}
-	pick := freeKubeletAddress
-	if proxyable {
-		pick = hostAddress
-	}
-	if ip, err = pick(); err != nil {
-		return nil, nil, "", err
-	}
-	serving, err := ca.serving("kubelet-"+c.Name, ip)
-	if err != nil {
-		return nil, nil, "", err
+	certFile, keyFile := filepath.Join(credentialsDir, join.KeyKubeletCert), filepath.Join(credentialsDir, join.KeyKubeletKey)
+	if replica != "" {
+		ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
+		serving, err := ca.serving("kubelet-"+c.Name, ip)
+		if err != nil {
+			return nil, "", err
+		}
+		certFile, keyFile = serving.CertFile, serving.KeyFile
 	}
 	ports, err := freePorts(1)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	args := append([]string{
 		"--cluster-name=" + c.Name,
-		"--management-kubeconfig=" + managementKubeconfig,
-		"--workload-kubeconfig=" + c.FlotillaKubeconfig,
+		"--management-kubeconfig=" + filepath.Join(credentialsDir, join.KeyManagementKubeconfig),
+		"--failover-kubeconfig=" + filepath.Join(credentialsDir, join.KeyFailoverKubeconfig),
+		"--workload-kubeconfig=" + filepath.Join(credentialsDir, join.KeyWorkloadKubeconfig),
+		"--cert-dir=" + filepath.Join(dir, "pki"),
 		"--internal-ip=" + ip.String(),
 		"--kubelet-bind-address=" + ip.String(),
-		"--tls-cert-file=" + serving.CertFile,
-		"--tls-key-file=" + serving.KeyFile,
-		"--client-ca-file=" + l.ca.CertFile(),
+		"--tls-cert-file=" + certFile,
+		"--tls-key-file=" + keyFile,
+		"--client-ca-file=" + filepath.Join(credentialsDir, join.KeyClientCA),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
 	}, extraArgs...)
 	name, log := c.Name+"/flotilla", "flotilla.log"
@@ -60,7 +74,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, replica string, extraArgs 
 		name, log = name+"-"+replica, "flotilla-"+replica+".log"
 	}
 	return &process{Name: name, Path: bin, Args: args, LogFile: filepath.Join(l.Dir, "logs", c.Name, log)},
-		ip, "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics", nil
+		"http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics", nil
 }
 
 // Replica is a flotilla process for a workload cluster besides the lab's own, as a Deployment of several
@@ -80,7 +94,11 @@ func (l *Lab) AddReplica(cluster, name string, extraArgs ...string) (*Replica, e
 	if err != nil {
 		return nil, err
 	}
-	p, ip, _, err := l.flotillaProcess(own.Path, l.Workload(cluster), name, extraArgs, false)
+	ip, err := freeKubeletAddress()
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := l.flotillaProcess(own.Path, l.Workload(cluster), l.Credentials[cluster], name, ip, extraArgs)
 	if err != nil {
 		return nil, err
 	}

@@ -83,6 +83,9 @@ type Lab struct {
 	Webhook *process `json:"webhook,omitempty"`
 	// FlotillaMetrics is the Prometheus endpoint of each workload cluster's flotilla.
 	FlotillaMetrics map[string]string `json:"flotillaMetrics"`
+	// Credentials is, per workload cluster, the folder of the credentials `flotilla join` made for its
+	// flotilla (files named as the keys of the join's Secret).
+	Credentials map[string]string `json:"credentials"`
 
 	attached bool
 	ca       *authority
@@ -108,7 +111,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}, FlotillaMetrics: map[string]string{}}
+	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}, FlotillaMetrics: map[string]string{}, Credentials: map[string]string{}}
 	defer func() {
 		if err != nil {
 			_ = l.Stop()
@@ -171,7 +174,18 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		for _, c := range l.Workloads {
-			p, _, metrics, err := l.flotillaProcess(flotilla, c, "", opts.FlotillaArgs, c.Name == opts.ProxyableKubelet)
+			pick := freeKubeletAddress
+			if c.Name == opts.ProxyableKubelet {
+				pick = hostAddress
+			}
+			ip, err := pick()
+			if err != nil {
+				return nil, err
+			}
+			if l.Credentials[c.Name], err = l.joinWorkload(ctx, c, ip); err != nil {
+				return nil, err
+			}
+			p, metrics, err := l.flotillaProcess(flotilla, c, l.Credentials[c.Name], "", ip, opts.FlotillaArgs)
 			if err != nil {
 				return nil, err
 			}
