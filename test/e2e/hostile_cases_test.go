@@ -23,6 +23,7 @@ import (
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 
+	"github.com/flotilla-io/flotilla/join"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
@@ -413,18 +414,19 @@ func rbacCases() []hostileCase {
 		},
 		{
 			name: "impersonate-flotilla-user",
-			// Acting as a flotilla (its user and group), which may write nodes and statuses.
+			// Acting as a flotilla's node identity (system:node:<node> in system:nodes, as `flotilla join`
+			// makes it), which may read the Secrets its pods reference and write load-balancer statuses.
 			act: func(ctx context.Context, h *hostile) error {
-				return h.asImpersonated(ctx, rest.ImpersonationConfig{UserName: "flotilla:" + h.target.Name, Groups: []string{lab.FlotillaGroup}})
+				return h.asImpersonated(ctx, rest.ImpersonationConfig{UserName: join.NodeUser(h.target.Name), Groups: []string{"system:nodes"}})
 			},
 			want: refusedByManagement(forbidden, `cannot impersonate resource "users"`),
 		},
 		{
 			name: "impersonate-flotilla-serviceaccount",
-			// edit may impersonate the ServiceAccounts of her own namespace; flotilla's lives in
-			// flotilla-system.
+			// edit may impersonate the ServiceAccounts of her own namespace; a flotilla's failover identity,
+			// which may taint virtual nodes, lives in flotilla-system.
 			act: func(ctx context.Context, h *hostile) error {
-				return h.asImpersonated(ctx, rest.ImpersonationConfig{UserName: "system:serviceaccount:flotilla-system:flotilla"})
+				return h.asImpersonated(ctx, rest.ImpersonationConfig{UserName: "system:serviceaccount:" + join.Namespace + ":" + join.FailoverAccount(h.target.Name)})
 			},
 			want: refusedByManagement(forbidden, `cannot impersonate resource "serviceaccounts"`),
 		},
