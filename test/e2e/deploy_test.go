@@ -16,23 +16,18 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flotilla-io/flotilla/join"
 	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
-// TestDeployManifests: the example overlay of deploy/flotilla, given the files it asks for, renders and is
-// accepted by the management apiserver (server-side dry run, after deploy/rbac/management.yaml, which the
-// lab applies): every name it generates is referenced, and the pods run as the ServiceAccount the RBAC binds,
-// as two replicas with leader election.
+// TestDeployManifests: the example overlay of deploy/flotilla renders and is accepted by the management
+// apiserver (server-side dry run): it mounts the Secret `flotilla join` makes for its node, holds no
+// ServiceAccount token of its own, and runs two replicas with leader election.
 func TestDeployManifests(t *testing.T) {
 	dir := t.TempDir()
 	for _, sub := range []string{"base", "example"} {
 		if err := os.CopyFS(filepath.Join(dir, sub), os.DirFS(filepath.Join(lab.RepoRoot(), "deploy", "flotilla", sub))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range []string{"workload.kubeconfig", "kubelet.crt", "kubelet.key"} {
-		if err := os.WriteFile(filepath.Join(dir, "example", f), []byte("stand-in\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -42,7 +37,7 @@ func TestDeployManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server -k: %v\n%s", err, out)
 	}
-	for _, want := range []string{"deployment.apps/flotilla-eu-west-3-1", "configmap/flotilla-eu-west-3-1-", "secret/flotilla-workload-eu-west-3-1-", "secret/flotilla-kubelet-tls-eu-west-3-1-"} {
+	for _, want := range []string{"deployment.apps/flotilla-eu-west-3-1", "configmap/flotilla-eu-west-3-1-"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run did not apply %s:\n%s", want, out)
 		}
@@ -76,10 +71,10 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatalf("no Deployment rendered:\n%s", rendered)
 	}
 	spec := d.Spec.Template.Spec
-	if *d.Spec.Replicas != 2 || spec.ServiceAccountName != "flotilla" || d.Namespace != "flotilla-system" ||
+	if *d.Spec.Replicas != 2 || spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken || d.Namespace != "flotilla-system" ||
 		!strings.Contains(strings.Join(spec.Containers[0].Args, " "), "--leader-elect") {
-		t.Errorf("deployment: replicas %d, service account %q, namespace %q, args %v",
-			*d.Spec.Replicas, spec.ServiceAccountName, d.Namespace, spec.Containers[0].Args)
+		t.Errorf("deployment: replicas %d, automount %v, namespace %q, args %v",
+			*d.Spec.Replicas, spec.AutomountServiceAccountToken, d.Namespace, spec.Containers[0].Args)
 	}
 	var refs []string
 	for _, e := range spec.Containers[0].Env {
@@ -92,13 +87,8 @@ func TestDeployManifests(t *testing.T) {
 			refs = append(refs, v.Secret.SecretName)
 		}
 	}
-	if len(refs) != 3 {
-		t.Errorf("the Deployment refers to %v, want one ConfigMap and two Secrets", refs)
-	}
-	for _, r := range refs {
-		if !generated[r] {
-			t.Errorf("the Deployment refers to %q, which the overlay does not generate", r)
-		}
+	if len(refs) != 2 || !generated[refs[0]] || refs[1] != join.SecretName("eu-west-3-1") {
+		t.Errorf("the Deployment refers to %v, want the overlay's ConfigMap and the Secret of flotilla join, %s", refs, join.SecretName("eu-west-3-1"))
 	}
 }
 
