@@ -168,6 +168,7 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	}
 	t.Cleanup(func() {
 		cancel()
+		f.stopWatches()
 		objects.Shutdown()
 		podFactory.Shutdown()
 		nodeFactory.Shutdown()
