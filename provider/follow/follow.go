@@ -30,6 +30,18 @@
 // error EnsureFor returns, which the provider shows on every proxy it blocks. All kinds share one mechanism
 // (follower.go): a rate-limited queue per kind fed by informer events, and syncs that read only caches until
 // they write.
+//
+// Management Services and Ingresses are read with cluster-wide informers (Config.ManagementInformers).
+// Management ConfigMaps and Secrets are read one object at a time, as the kubelet reads them and as the Node
+// authorizer requires of a node (objectwatch.go): each one that a proxy of this node references, or that an
+// Ingress this node follows names for TLS, has a watch of its own (field selector metadata.name=<name>),
+// started by the first reference and stopped with the last, so a flotilla holds no other ConfigMap or Secret
+// of the management cluster. Until its watch has answered, an object is not known, never missing: EnsureFor
+// waits a moment for it, then says so (a failure the provider retries); a missing mandatory reference is
+// reported only once the watch has answered. A read the management apiserver refuses (under the Node
+// authorizer, an Ingress's TLS Secret that no pod of this node references) is a Warning Event
+// (ReasonReadForbidden) on each proxy and followed Ingress that needs the object, once per watch; the watch
+// backs off meanwhile.
 package follow
 
 import (
@@ -44,7 +56,6 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -178,8 +189,9 @@ type Config struct {
 	OwnerLabels          map[string]string
 	Management, Workload kubernetes.Interface
 	// ManagementInformers is the cluster-wide factory the caller starts after New; New registers the
-	// ConfigMap, Secret, Service and Ingress informers on it. Their managedFields may be trimmed (nothing
-	// here reads them: whoever may edit an object can forge them).
+	// Service and Ingress informers on it (ConfigMaps and Secrets are read one object at a time, with
+	// Management). Their managedFields may be trimmed (nothing here reads them: whoever may edit an object can
+	// forge them).
 	ManagementInformers informers.SharedInformerFactory
 	// Proxies is the informer of the management pods bound to this virtual node, not started yet: New adds
 	// an index and event handlers.
@@ -481,7 +493,9 @@ func (f *Followers) Run(ctx context.Context) error {
 //     (from Config.Namespaces) when the workload namespace may not be used;
 //   - a *ConflictError when an object this node does not own holds a copy's name in the workload cluster;
 //   - a *RefusedCopyError when the workload apiserver refuses a copy;
-//   - otherwise the error of a request that failed, which time may cure.
+//   - otherwise the error of a request that failed, or says that a referenced object is not known yet (its
+//     watch has not answered within a few seconds, or the management apiserver refuses it), which time may
+//     cure.
 func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Reference, err error) {
 	refs := References(&proxy.Spec)
 	if len(refs) == 0 {
@@ -503,7 +517,7 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 	}
 	// The proxy holds what it references (as its informer event does, or is about to): every object has a
 	// watch. As the kubelet does, wait briefly for them to answer: until then an object is neither there nor
-	// missing.
+	// missing. A refused read is waited for too: the Node authorizer may not know of the binding yet.
 	f.holdReferences(proxy)
 	ns := proxy.Namespace
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
@@ -524,11 +538,7 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 					secrets[r.Name] = s
 				}
 			}
-			var unknown *unknownObjectError
 			switch {
-			case errors.As(err, &unknown) && apierrors.IsForbidden(unknown.Err):
-				pending = err
-				return false, err // it will not answer soon
 			case errors.Is(err, errNotWatched): // the proxy went meanwhile
 				pending = fmt.Errorf("%s %s/%s is not watched: no proxy references it any more", strings.ToLower(r.Kind), ns, r.Name)
 				return false, nil

@@ -36,8 +36,8 @@ type objectWatches[T object] struct {
 	// queue is told the key of an object whose watch delivered an event, answered its first list, or
 	// stopped.
 	queue func(namespace, name string)
-	// forbidden, when set, is told each time the management apiserver refuses a watch's list or watch (the
-	// watch backs off meanwhile, up to 30 s between attempts).
+	// forbidden, when set, is told each time the management apiserver refuses a watch's list or watch, from
+	// the forbiddenAfter-th refusal in a row on (the watch backs off meanwhile, up to 30 s between attempts).
 	forbidden func(namespace, name string, err error)
 
 	mu      sync.Mutex
@@ -54,6 +54,7 @@ type objectWatch struct {
 	stopOnce sync.Once
 	synced   bool
 	err      error            // the last failed list or watch before the first list answered
+	refused  int              // refusals (Forbidden) in a row
 	told     sets.Set[string] // problems already reported for this watch (see tell)
 }
 
@@ -116,19 +117,26 @@ func (w *objectWatches[T]) start(key string) *objectWatch {
 	// Errors here mean a programming mistake (the informer has not started yet): nothing to handle.
 	_ = ow.informer.SetTransform(cachetrim.ManagedFields)
 	_ = ow.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		forbidden := apierrors.IsForbidden(err)
 		w.mu.Lock()
 		if !ow.synced {
 			ow.err = err
 		}
+		if forbidden {
+			ow.refused++
+		} else {
+			ow.refused = 0
+		}
+		refused := ow.refused
 		w.mu.Unlock()
-		if apierrors.IsForbidden(err) {
-			logrus.WithField("key", key).Debugf("follow %s: %v", w.kind, err)
-			if w.forbidden != nil {
-				w.forbidden(ns, name, err)
-			}
+		if !forbidden {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
 			return
 		}
-		cache.DefaultWatchErrorHandler(ctx, r, err)
+		logrus.WithField("key", key).Debugf("follow %s: %v", w.kind, err)
+		if w.forbidden != nil && refused >= forbiddenAfter {
+			w.forbidden(ns, name, err)
+		}
 	})
 	queue := func(any) { w.queue(ns, name) }
 	_, _ = ow.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -143,7 +151,7 @@ func (w *objectWatches[T]) start(key string) *objectWatch {
 			return // stopped first
 		}
 		w.mu.Lock()
-		ow.synced, ow.err = true, nil
+		ow.synced, ow.err, ow.refused = true, nil, 0
 		ow.told.Clear()
 		w.mu.Unlock()
 		w.queue(ns, name)
@@ -154,6 +162,11 @@ func (w *objectWatches[T]) start(key string) *objectWatch {
 // errNotWatched says nothing of this node names an object: it has no watch, and for this node it is not
 // there.
 var errNotWatched = errors.New("not watched: nothing of this node names it")
+
+// forbiddenAfter is how many refusals in a row make a refused watch worth reporting: the Node authorizer
+// learns of a pod's binding from its own watch, so the first read of what a just-bound pod references may be
+// refused for a moment.
+const forbiddenAfter = 3
 
 // get is the object as its watch last saw it; found is false when the watch knows it does not exist. An
 // *unknownObjectError says the watch has not answered its first list yet, errNotWatched that there is no
