@@ -135,11 +135,16 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	defer events.Shutdown()
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "flotilla", Host: o.NodeName})
 
-	// Proxy pods are the pods bound to the virtual node; ConfigMaps, Secrets and Services are what
-	// virtual-kubelet's pod controller and the followers read.
+	// Proxy pods are the pods bound to the virtual node; Services and Ingresses are what the followers read
+	// cluster-wide (ConfigMaps and Secrets they read one object at a time).
 	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
 	objectInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
 		informers.WithTransform(cachetrim.ManagedFields))
+	// virtual-kubelet's pod controller requires ConfigMap and Secret informers, but with
+	// SkipDownwardAPIResolution it reads neither (it only resolves env with them) and waits for the pods'
+	// sync only (v1.13 node/podcontroller.go). They come from a factory that is never started, so that no
+	// cluster-wide list or watch of ConfigMaps or Secrets is ever made: a node may not make one.
+	neverStarted := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()
 	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, a peer
 	// whose flotilla is lost is failed over (see node.Failover), and each publishes its copies'
@@ -244,8 +249,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		PodInformer:       pods,
 		EventRecorder:     recorder,
 		Provider:          p,
-		ConfigMapInformer: objectInformers.Core().V1().ConfigMaps(),
-		SecretInformer:    objectInformers.Core().V1().Secrets(),
+		ConfigMapInformer: neverStarted.Core().V1().ConfigMaps(),
+		SecretInformer:    neverStarted.Core().V1().Secrets(),
 		ServiceInformer:   objectInformers.Core().V1().Services(),
 		// Delegates reference ConfigMaps and Secrets by name; resolving them would copy secret values
 		// into pod specs.

@@ -30,6 +30,18 @@
 // error EnsureFor returns, which the provider shows on every proxy it blocks. All kinds share one mechanism
 // (follower.go): a rate-limited queue per kind fed by informer events, and syncs that read only caches until
 // they write.
+//
+// Management Services and Ingresses are read with cluster-wide informers (Config.ManagementInformers).
+// Management ConfigMaps and Secrets are read one object at a time, as the kubelet reads them and as the Node
+// authorizer requires of a node (objectwatch.go): each one that a proxy of this node references, or that an
+// Ingress this node follows names for TLS, has a watch of its own (field selector metadata.name=<name>),
+// started by the first reference and stopped with the last, so a flotilla holds no other ConfigMap or Secret
+// of the management cluster. Until its watch has answered, an object is not known, never missing: EnsureFor
+// waits a moment for it, then says so (a failure the provider retries); a missing mandatory reference is
+// reported only once the watch has answered. A read the management apiserver refuses (under the Node
+// authorizer, an Ingress's TLS Secret that no pod of this node references) is a Warning Event
+// (ReasonReadForbidden) on each proxy and followed Ingress that needs the object, once per watch; the watch
+// backs off meanwhile.
 package follow
 
 import (
@@ -46,7 +58,10 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -75,6 +90,11 @@ const (
 	// ReasonUnsupportedReference: a proxy needs an object that never follows (a ServiceAccount token
 	// Secret).
 	ReasonUnsupportedReference = "UnsupportedReference"
+	// ReasonReadForbidden: the management apiserver refuses flotilla the read of a ConfigMap or Secret that a
+	// proxy or a followed Ingress needs (Warning Event on each); under the Node authorizer, a virtual node
+	// may read only the ConfigMaps and Secrets that pods bound to it reference (an Ingress's TLS Secret that
+	// no pod references does not follow).
+	ReasonReadForbidden = "ReadForbidden"
 	// ReasonExternalIPsNotFollowed: a followed Service has spec.externalIPs, which its copies do not carry
 	// (Warning Event on the management Service).
 	ReasonExternalIPsNotFollowed = "ExternalIPsNotFollowed"
@@ -169,8 +189,9 @@ type Config struct {
 	OwnerLabels          map[string]string
 	Management, Workload kubernetes.Interface
 	// ManagementInformers is the cluster-wide factory the caller starts after New; New registers the
-	// ConfigMap, Secret, Service and Ingress informers on it. Their managedFields may be trimmed (nothing
-	// here reads them: whoever may edit an object can forge them).
+	// Service and Ingress informers on it (ConfigMaps and Secrets are read one object at a time, with
+	// Management). Their managedFields may be trimmed (nothing here reads them: whoever may edit an object can
+	// forge them).
 	ManagementInformers informers.SharedInformerFactory
 	// Proxies is the informer of the management pods bound to this virtual node, not started yet: New adds
 	// an index and event handlers.
@@ -201,7 +222,9 @@ type Followers struct {
 	proxies           cache.SharedIndexInformer
 	services          cache.Indexer          // management Services
 	ingressIndex      cache.Indexer          // management Ingresses, indexed by the Services they route to and the Secrets they name
-	referencesSynced  []cache.InformerSynced // proxies, management ConfigMaps and Secrets
+	referencesSynced  []cache.InformerSynced // proxies
+	cmWatches         *objectWatches[*corev1.ConfigMap]
+	secretWatches     *objectWatches[*corev1.Secret]
 	lbs               *publisher
 
 	configMaps *kind[*corev1.ConfigMap]
@@ -261,23 +284,38 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK = newKind[*corev1.Service](f, "Service")
 	f.ingresses = newKind[*networkingv1.Ingress](f, "Ingress")
 
+	// ConfigMaps and Secrets are read one object at a time (objectWatches): each one a proxy of this node
+	// references, or a followed Ingress names for TLS, has a watch of its own.
+	coreClient := cfg.Management.CoreV1().RESTClient()
+	listWatch := func(resource string) func(ns, name string, selector fields.Selector) cache.ListerWatcher {
+		return func(ns, _ string, selector fields.Selector) cache.ListerWatcher {
+			return cache.NewListWatchFromClient(coreClient, resource, ns, selector)
+		}
+	}
+	f.cmWatches = newObjectWatches(KindConfigMap, &corev1.ConfigMap{}, listWatch("configmaps"), f.configMaps.enqueueKey)
+	f.secretWatches = newObjectWatches(KindSecret, &corev1.Secret{}, listWatch("secrets"), f.secrets.enqueueKey)
+	f.cmWatches.forbidden = func(ns, name string, err error) { f.readForbidden(KindConfigMap, ns, name, err) }
+	f.secretWatches.forbidden = func(ns, name string, err error) { f.readForbidden(KindSecret, ns, name, err) }
+
 	// ConfigMaps: wanted while a proxy of this node that counts (see counts) references them.
-	cms, cmCopies := m.Core().V1().ConfigMaps(), w.Core().V1().ConfigMaps()
-	f.configMaps.source = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cms.Lister().ConfigMaps(ns).Get(n) })
+	cmCopies := w.Core().V1().ConfigMaps()
+	f.configMaps.source = watchedOf(f.cmWatches)
+	f.configMaps.known = func(ns, name string) error { return f.hold(KindConfigMap, ns, name) }
+	f.configMaps.sources = f.cmWatches.keys
 	f.configMaps.copy = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cmCopies.Lister().ConfigMaps(ns).Get(n) })
 	f.configMaps.workload = func(ns string) client[*corev1.ConfigMap] { return cfg.Workload.CoreV1().ConfigMaps(ns) }
-	f.configMaps.named = func(ns, name string) bool { return f.named(KindConfigMap, ns, name) }
 	f.configMaps.wanted = func(src *corev1.ConfigMap) bool { return f.referenced(KindConfigMap, src.Namespace, src.Name) }
 	f.configMaps.build = func(src *corev1.ConfigMap) *corev1.ConfigMap { return ConfigMapCopy(src, cfg.OwnerLabels) }
 	f.configMaps.recreateOnInvalid = true
 
 	// Secrets: wanted while a proxy of this node references them or an Ingress this node follows names
 	// them for TLS; never a ServiceAccount token.
-	secrets, secretCopies := m.Core().V1().Secrets(), w.Core().V1().Secrets()
-	f.secrets.source = listerOf(func(ns, n string) (*corev1.Secret, error) { return secrets.Lister().Secrets(ns).Get(n) })
+	secretCopies := w.Core().V1().Secrets()
+	f.secrets.source = watchedOf(f.secretWatches)
+	f.secrets.known = func(ns, name string) error { return f.hold(KindSecret, ns, name) }
+	f.secrets.sources = f.secretWatches.keys
 	f.secrets.copy = listerOf(func(ns, n string) (*corev1.Secret, error) { return secretCopies.Lister().Secrets(ns).Get(n) })
 	f.secrets.workload = func(ns string) client[*corev1.Secret] { return cfg.Workload.CoreV1().Secrets(ns) }
-	f.secrets.named = func(ns, name string) bool { return f.named(KindSecret, ns, name) || f.namedForTLS(ns, name) }
 	f.secrets.follows = SecretFollows
 	f.secrets.wanted = func(src *corev1.Secret) bool {
 		return f.referenced(KindSecret, src.Namespace, src.Name) || f.tlsWanted(src.Namespace, src.Name)
@@ -328,11 +366,15 @@ func New(cfg Config) (*Followers, error) {
 	f.ingresses.lbStatus = func(list []corev1.LoadBalancerIngress) map[string]any {
 		return map[string]any{"loadBalancer": map[string]any{"ingress": orEmpty(toIngressLB(list))}}
 	}
-	// Whether an Ingress is followed can change with its Services: its TLS Secrets are looked at again.
-	f.ingresses.after = f.queueTLSSecretsOf
+	// Whether an Ingress is followed can change with its Services: the watches of its TLS Secrets start or
+	// stop, and they are looked at again.
+	f.ingresses.after = func(ns, name string) {
+		f.holdTLSSecrets(ns, name)
+		f.queueTLSSecretsOf(ns, name)
+	}
 
-	// Event handlers. Management ConfigMaps and Secrets are many and mostly unrelated: only those something
-	// of this node names or that have a copy are queued. Services and Ingresses are queued on every change.
+	// Event handlers. The watches of ConfigMaps and Secrets queue their own keys (objectWatches); Services
+	// and Ingresses are queued on every change.
 	proxySynced := f.proxies.HasSynced
 	nodes := cfg.VirtualNodes.Informer()
 	type registration struct {
@@ -341,8 +383,6 @@ func New(cfg Config) (*Followers, error) {
 	}
 	regs := []registration{
 		{f.proxies, f.proxyEvents()},
-		{cms.Informer(), filtered(f.configMaps)},
-		{secrets.Informer(), filtered(f.secrets)},
 		{svcs.Informer(), queueAll(f.serviceK.enqueue)},
 		{ings.Informer(), f.ingressEvents()},
 		{cmCopies.Informer(), f.configMaps.copyEvents()},
@@ -364,13 +404,12 @@ func New(cfg Config) (*Followers, error) {
 			return nil, fmt.Errorf("follow: %w", err)
 		}
 	}
-	f.configMaps.stores = []cache.Indexer{cms.Informer().GetIndexer(), cmCopies.Informer().GetIndexer()}
-	f.secrets.stores = []cache.Indexer{secrets.Informer().GetIndexer(), secretCopies.Informer().GetIndexer()}
-	f.serviceK.stores = []cache.Indexer{svcs.Informer().GetIndexer(), svcCopies.Informer().GetIndexer()}
-	f.ingresses.stores = []cache.Indexer{ings.Informer().GetIndexer(), ingCopies.Informer().GetIndexer()}
-	mgmtSynced := []cache.InformerSynced{proxySynced, cms.Informer().HasSynced, secrets.Informer().HasSynced,
-		svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced}
-	f.referencesSynced = mgmtSynced[:3]
+	f.configMaps.copies = cmCopies.Informer().GetIndexer()
+	f.secrets.copies = secretCopies.Informer().GetIndexer()
+	f.serviceK.sources, f.serviceK.copies = indexerKeys(svcs.Informer().GetIndexer()), svcCopies.Informer().GetIndexer()
+	f.ingresses.sources, f.ingresses.copies = indexerKeys(ings.Informer().GetIndexer()), ingCopies.Informer().GetIndexer()
+	mgmtSynced := []cache.InformerSynced{proxySynced, svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced}
+	f.referencesSynced = mgmtSynced[:1]
 	f.configMaps.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{cmCopies.Informer().HasSynced})
 	f.secrets.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{secretCopies.Informer().HasSynced})
 	f.serviceK.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{svcCopies.Informer().HasSynced})
@@ -417,6 +456,7 @@ func (f *Followers) NamespaceChanged(name string) {
 func (f *Followers) Run(ctx context.Context) error {
 	f.workloadInformers.Start(ctx.Done())
 	defer f.workloadInformers.Shutdown()
+	defer f.stopWatches()
 	var synced []cache.InformerSynced
 	for _, s := range [][]cache.InformerSynced{f.configMaps.synced, f.secrets.synced, f.serviceK.synced, f.ingresses.synced} {
 		synced = append(synced, s...)
@@ -453,7 +493,9 @@ func (f *Followers) Run(ctx context.Context) error {
 //     (from Config.Namespaces) when the workload namespace may not be used;
 //   - a *ConflictError when an object this node does not own holds a copy's name in the workload cluster;
 //   - a *RefusedCopyError when the workload apiserver refuses a copy;
-//   - otherwise the error of a request that failed, which time may cure.
+//   - otherwise the error of a request that failed, or says that a referenced object is not known yet (its
+//     watch has not answered within a few seconds, or the management apiserver refuses it), which time may
+//     cure.
 func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Reference, err error) {
 	refs := References(&proxy.Spec)
 	if len(refs) == 0 {
@@ -473,16 +515,45 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 			return nil, errors.New("the management cluster's ConfigMaps and Secrets are not in flotilla's cache yet")
 		}
 	}
+	// The proxy holds what it references (as its informer event does, or is about to): every object has a
+	// watch. As the kubelet does, wait briefly for them to answer: until then an object is neither there nor
+	// missing. A refused read is waited for too: the Node authorizer may not know of the binding yet.
+	f.holdReferences(proxy)
 	ns := proxy.Namespace
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
-	for _, r := range refs {
-		if r.Kind == KindConfigMap {
-			if cm, ok := f.configMaps.source(ns, r.Name); ok {
-				cms[r.Name] = cm
+	var pending error // why the last look found an object not known yet
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, referencesWait, true, func(context.Context) (bool, error) {
+		pending = nil
+		for _, r := range refs {
+			var found bool
+			var err error
+			if r.Kind == KindConfigMap {
+				var cm *corev1.ConfigMap
+				if cm, found, err = f.cmWatches.get(ns, r.Name); found {
+					cms[r.Name] = cm
+				}
+			} else {
+				var s *corev1.Secret
+				if s, found, err = f.secretWatches.get(ns, r.Name); found {
+					secrets[r.Name] = s
+				}
 			}
-		} else if s, ok := f.secrets.source(ns, r.Name); ok {
-			secrets[r.Name] = s
+			switch {
+			case errors.Is(err, errNotWatched): // the proxy went meanwhile
+				pending = fmt.Errorf("%s %s/%s is not watched: no proxy references it any more", strings.ToLower(r.Kind), ns, r.Name)
+				return false, nil
+			case err != nil:
+				pending = err
+				return false, nil
+			}
 		}
+		return true, nil
+	})
+	if err != nil {
+		if pending != nil {
+			return nil, pending
+		}
+		return nil, err
 	}
 	plan, err := planReferences(ns, refs, cms, secrets)
 	if err != nil {
@@ -507,6 +578,9 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 	}
 	return plan.drop, nil
 }
+
+// referencesWait is how long EnsureFor waits for the watches of a proxy's references to answer.
+const referencesWait = 3 * time.Second
 
 // hasCopy says whether this node holds a copy of the object with the given LBKey.
 func (f *Followers) hasCopy(key string) bool {
@@ -535,13 +609,6 @@ func (f *Followers) enqueueLB(key string) {
 	case kind == f.ingresses.name:
 		f.ingresses.enqueueKey(ns, name)
 	}
-}
-
-// named says whether any proxy of this node references the object, whether it counts or not: its changes
-// are worth a look.
-func (f *Followers) named(kind, ns, name string) bool {
-	keys, err := f.proxies.GetIndexer().IndexKeys(indexReferences, refKey(kind, ns, name))
-	return err == nil && len(keys) > 0
 }
 
 // referenced says whether a proxy of this node that counts references the object.
@@ -625,12 +692,6 @@ func (f *Followers) queueIngressesFor(ns, service string) {
 	for _, obj := range ings {
 		f.ingresses.enqueue(obj)
 	}
-}
-
-// namedForTLS says whether any Ingress names the Secret in a TLS entry.
-func (f *Followers) namedForTLS(ns, secret string) bool {
-	keys, err := f.ingressIndex.IndexKeys(indexIngressTLS, ns+"/"+secret)
-	return err == nil && len(keys) > 0
 }
 
 // tlsWanted says whether an Ingress this node follows names the Secret in a TLS entry.
@@ -743,7 +804,12 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 		f.queueServicesSelecting(pod.Namespace, labels.Set(pod.Labels))
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: comeOrGo,
+		AddFunc: func(obj any) {
+			if pod, ok := obj.(*corev1.Pod); ok {
+				f.holdReferences(pod)
+			}
+			comeOrGo(obj)
+		},
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*corev1.Pod)
 			pod, ok2 := newObj.(*corev1.Pod)
@@ -757,30 +823,128 @@ func (f *Followers) proxyEvents() cache.ResourceEventHandler {
 				f.queueServicesSelecting(pod.Namespace, labels.Set(old.Labels), labels.Set(pod.Labels))
 			}
 		},
-		DeleteFunc: comeOrGo,
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				f.releaseReferences(pod)
+			}
+			comeOrGo(obj)
+		},
 	}
 }
 
-// filtered queues management ConfigMaps or Secrets that something of this node names (k.named) or that have
-// a copy.
-func filtered[T object](k *kind[T]) cache.ResourceEventHandler {
-	relevant := func(obj any) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		m, err := meta.Accessor(obj)
-		if err != nil {
-			return
-		}
-		if _, haveCopy := k.copy(m.GetNamespace(), m.GetName()); haveCopy || k.named(m.GetNamespace(), m.GetName()) {
-			k.enqueueKey(m.GetNamespace(), m.GetName())
+// holdReferences makes the proxy a holder of every ConfigMap and Secret it references, so that each has a
+// watch (objectWatches); a pod's references never change (its volumes, env and image pull secrets are
+// immutable).
+func (f *Followers) holdReferences(pod *corev1.Pod) {
+	var cms, secrets []string
+	for _, r := range References(&pod.Spec) {
+		if r.Kind == KindConfigMap {
+			cms = append(cms, pod.Namespace+"/"+r.Name)
+		} else {
+			secrets = append(secrets, pod.Namespace+"/"+r.Name)
 		}
 	}
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    relevant,
-		UpdateFunc: func(_, obj any) { relevant(obj) },
-		DeleteFunc: relevant,
+	f.cmWatches.set(proxyHolder(pod), cms)
+	f.secretWatches.set(proxyHolder(pod), secrets)
+}
+
+// releaseReferences lets go of what the proxy referenced.
+func (f *Followers) releaseReferences(pod *corev1.Pod) {
+	f.cmWatches.set(proxyHolder(pod), nil)
+	f.secretWatches.set(proxyHolder(pod), nil)
+}
+
+func proxyHolder(pod *corev1.Pod) string {
+	return "Pod/" + pod.Namespace + "/" + pod.Name + "/" + string(pod.UID)
+}
+
+// holdTLSSecrets makes the Ingress a holder of the Secrets its TLS entries name while this node follows it,
+// and lets go of them otherwise.
+func (f *Followers) holdTLSSecrets(ns, name string) {
+	var keys []string
+	if ing, ok := f.ingresses.source(ns, name); ok && ing.DeletionTimestamp == nil && f.ingressWanted(ing) {
+		for _, s := range IngressTLSSecrets(ing) {
+			keys = append(keys, ns+"/"+s)
+		}
 	}
+	f.secretWatches.set("Ingress/"+ns+"/"+name, keys)
+}
+
+// hold makes sure that whatever of this node names the object (the proxies referencing it; for a Secret, the
+// Ingresses naming it for TLS) holds it, as their events did or are about to do, and says whether the object
+// is known yet (see objectWatches.known). A sync asks this first, so that an object is never taken for
+// missing because the handler that starts its watch has not run yet (flotilla is starting).
+func (f *Followers) hold(kind, ns, name string) error {
+	pods, _ := f.proxies.GetIndexer().ByIndex(indexReferences, refKey(kind, ns, name))
+	for _, obj := range pods {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			f.holdReferences(pod)
+		}
+	}
+	if kind == KindConfigMap {
+		return f.cmWatches.known(ns, name)
+	}
+	ings, _ := f.ingressIndex.ByIndex(indexIngressTLS, ns+"/"+name)
+	for _, obj := range ings {
+		if ing, ok := obj.(*networkingv1.Ingress); ok {
+			f.holdTLSSecrets(ing.Namespace, ing.Name)
+		}
+	}
+	return f.secretWatches.known(ns, name)
+}
+
+// readForbidden reports that the management apiserver refuses flotilla the watch of a ConfigMap or Secret
+// (the Node authorizer lets a node read only what pods bound to it reference: an Ingress's TLS Secret that no
+// pod references, say): a Warning Event on each proxy and followed Ingress that needs it, once per problem and
+// watch.
+func (f *Followers) readForbidden(kind, ns, name string, err error) {
+	if f.cfg.EventRecorder == nil {
+		return
+	}
+	watches := f.cmWatches.tell
+	if kind == KindSecret {
+		watches = f.secretWatches.tell
+	}
+	message := fmt.Sprintf("flotilla may not read %s %s/%s in the management cluster, so it does not follow to the workload cluster: %s (%v)",
+		strings.ToLower(kind), ns, name, nodeReadRule(kind), err)
+	var needers []runtime.Object
+	pods, _ := f.proxies.GetIndexer().ByIndex(indexReferences, refKey(kind, ns, name))
+	for _, obj := range pods {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			needers = append(needers, pod)
+		}
+	}
+	if kind == KindSecret {
+		ings, _ := f.ingressIndex.ByIndex(indexIngressTLS, ns+"/"+name)
+		for _, obj := range ings {
+			if ing, ok := obj.(*networkingv1.Ingress); ok && ing.DeletionTimestamp == nil && f.ingressWanted(ing) {
+				needers = append(needers, ing)
+			}
+		}
+	}
+	for _, obj := range needers {
+		m, _ := meta.Accessor(obj)
+		if watches(ns, name, string(m.GetUID())+"|"+err.Error()) {
+			f.cfg.EventRecorder.Event(obj, corev1.EventTypeWarning, ReasonReadForbidden, message)
+		}
+	}
+}
+
+// watchedOf is the lister of the objects an objectWatches holds (see objectWatches.get).
+func watchedOf[T object](w *objectWatches[T]) lister[T] {
+	return func(ns, name string) (T, bool) {
+		obj, found, _ := w.get(ns, name)
+		return obj, found
+	}
+}
+
+// stopWatches stops the watches of ConfigMaps and Secrets.
+func (f *Followers) stopWatches() {
+	f.cmWatches.shutdown()
+	f.secretWatches.shutdown()
 }
 
 func queueAll(enqueue func(any)) cache.ResourceEventHandler {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,15 +63,20 @@ type kind[T object] struct {
 
 	queue workqueue.TypedRateLimitingInterface[string]
 
-	source     lister[T]              // the management cache
-	copy       lister[T]              // the workload cache of this node's copies
-	synced     []cache.InformerSynced // what must be synced before the queue is worked
-	stores     []cache.Indexer        // the management and the workload cache of this kind, in that order, for resyncs
-	workload   func(namespace string) client[T]
+	source lister[T] // the management cache
+	// known, when set, says whether the source knows yet whether the object exists: nil, or an error
+	// saying why not (an object read per object whose watch has not answered yet, see objectWatches). Such
+	// a key is left alone until its watch queues it again. Unset: a synced source knows every object.
+	known func(namespace, name string) error
+	// sources are the keys of the management objects of this kind the source holds in a namespace ("" for
+	// every namespace), for resyncs.
+	sources  func(namespace string) []string
+	copy     lister[T]              // the workload cache of this node's copies
+	copies   cache.Indexer          // the same cache, for resyncs
+	synced   []cache.InformerSynced // what must be synced before the queue is worked
+	workload func(namespace string) client[T]
+	// management is the client of the management objects (kinds whose status comes back).
 	management func(namespace string) client[T]
-	// named says whether something of this node names the management object of that key, so that its
-	// changes matter (nil: every change matters).
-	named func(namespace, name string) bool
 	// wanted says whether something on this node needs the management object in the workload cluster.
 	wanted func(src T) bool
 	// follows, when set, says whether the management object may follow at all, whatever wants it.
@@ -127,25 +133,29 @@ func (k *kind[T]) enqueueKey(namespace, name string) { k.queue.Add(namespace + "
 // resync queues every object of this kind that either cluster holds, at once: also those waiting out the
 // backoff of a failure.
 func (k *kind[T]) resync() {
-	for _, store := range k.stores {
-		for _, key := range store.ListKeys() {
-			k.queue.Add(key)
-		}
+	for _, key := range slices.Concat(k.sources(""), k.copies.ListKeys()) {
+		k.queue.Add(key)
 	}
 }
 
-// resyncNamespace queues the objects of this kind that either cluster's cache holds in the namespace; of the
-// management objects of a kind that filters its events (named), only those something of this node names.
+// resyncNamespace queues the objects of this kind that either cluster's cache holds in the namespace.
 func (k *kind[T]) resyncNamespace(namespace string) {
-	for i, store := range k.stores {
-		objs, _ := store.ByIndex(cache.NamespaceIndex, namespace)
-		for _, obj := range objs {
-			m, ok := obj.(metav1.Object)
-			if !ok || (i == 0 && k.named != nil && !k.named(m.GetNamespace(), m.GetName())) {
-				continue
-			}
-			k.queue.Add(m.GetNamespace() + "/" + m.GetName())
+	keys := k.sources(namespace)
+	copies, _ := k.copies.IndexKeys(cache.NamespaceIndex, namespace)
+	for _, key := range slices.Concat(keys, copies) {
+		k.queue.Add(key)
+	}
+}
+
+// indexerKeys lists the keys an informer's cache holds in a namespace ("" for all): the sources of a kind
+// read with a cluster-wide informer.
+func indexerKeys(store cache.Indexer) func(namespace string) []string {
+	return func(namespace string) []string {
+		if namespace == "" {
+			return store.ListKeys()
 		}
+		keys, _ := store.IndexKeys(cache.NamespaceIndex, namespace)
+		return keys
 	}
 }
 
@@ -238,6 +248,13 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil
+	}
+	if k.known != nil {
+		if err := k.known(namespace, name); err != nil {
+			// Neither there nor missing yet: its watch queues the key once it has answered.
+			logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
+			return nil
+		}
 	}
 	src, haveSource := k.source(namespace, name)
 	if haveSource && !k.f.namespaceKnown(namespace) {

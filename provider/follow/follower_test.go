@@ -32,7 +32,7 @@ func TestResyncQueuesBothCaches(t *testing.T) {
 	add(copies, "a", "both")
 	add(source, "a", "source-only")
 	add(copies, "b", "copy-only")
-	k.stores = []cache.Indexer{source, copies}
+	k.sources, k.copies = indexerKeys(source), copies
 
 	k.resync()
 	if queued, want := drain(k), []string{"a/both", "a/source-only", "b/copy-only"}; !slices.Equal(queued, want) {
@@ -56,8 +56,7 @@ func drain[T object](k *kind[T]) []string {
 	return queued
 }
 
-// TestResyncNamespace: a namespace's change queues that namespace's objects of both caches, and of the
-// management objects of a filtering kind only those something names.
+// TestResyncNamespace: a namespace's change queues that namespace's objects of both caches.
 func TestResyncNamespace(t *testing.T) {
 	k := newKind[*corev1.ConfigMap](nil, KindConfigMap)
 	defer k.queue.ShutDown()
@@ -65,21 +64,15 @@ func TestResyncNamespace(t *testing.T) {
 	for _, o := range []struct {
 		s        cache.Indexer
 		ns, name string
-	}{{source, "a", "named"}, {source, "a", "unnamed"}, {copies, "a", "copy-only"}, {source, "b", "named"}, {copies, "b", "copy"}} {
+	}{{source, "a", "source"}, {copies, "a", "copy-only"}, {source, "b", "source"}, {copies, "b", "copy"}} {
 		if err := o.s.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: o.ns, Name: o.name}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	k.stores = []cache.Indexer{source, copies}
-	k.named = func(_, name string) bool { return name == "named" }
+	k.sources, k.copies = indexerKeys(source), copies
 	k.resyncNamespace("a")
-	if queued, want := drain(k), []string{"a/copy-only", "a/named"}; !slices.Equal(queued, want) {
+	if queued, want := drain(k), []string{"a/copy-only", "a/source"}; !slices.Equal(queued, want) {
 		t.Errorf("queued %v, want %v", queued, want)
-	}
-	k.named = nil // a kind that does not filter: everything of the namespace
-	k.resyncNamespace("a")
-	if queued, want := drain(k), []string{"a/copy-only", "a/named", "a/unnamed"}; !slices.Equal(queued, want) {
-		t.Errorf("without a filter: queued %v, want %v", queued, want)
 	}
 }
 

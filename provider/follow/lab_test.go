@@ -81,6 +81,9 @@ type fixtureOptions struct {
 	gate func(NamespaceGate) NamespaceGate
 	// notEnabled: the test's management namespace does not carry flotilla.io/enabled=true.
 	notEnabled bool
+	// managementTransport, when set, wraps the transport of flotilla's management client: to record its
+	// requests, or to answer some as the apiserver would.
+	managementTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // virtualNodeLabels are the labels of a virtual node that the virtual nodes' informer selects.
@@ -105,7 +108,7 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		writes: &atomic.Int64{},
 	}
 	fx.owner = map[string]string{"flotilla.io/management": "m1", "flotilla.io/node": fx.node}
-	flotillaMgmt := flotillaClient(t, shared.Management.FlotillaKubeconfig, nil)
+	flotillaMgmt := flotillaClientWith(t, shared.Management.FlotillaKubeconfig, o.managementTransport)
 	flotillaWorkload := flotillaClient(t, shared.Workload(workloadName).FlotillaKubeconfig, fx.writes)
 
 	lab.Namespace(t, fx.management, fx.ns)
@@ -168,6 +171,7 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	}
 	t.Cleanup(func() {
 		cancel()
+		f.stopWatches()
 		objects.Shutdown()
 		podFactory.Shutdown()
 		nodeFactory.Shutdown()
@@ -281,20 +285,31 @@ func (r *teeRecorder) AnnotatedEventf(obj runtime.Object, annotations map[string
 // requests.
 func flotillaClient(t *testing.T, kubeconfig string, writes *atomic.Int64) kubernetes.Interface {
 	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.QPS, cfg.Burst = 100, 200
+	var wrap func(http.RoundTripper) http.RoundTripper
 	if writes != nil {
-		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		wrap = func(rt http.RoundTripper) http.RoundTripper {
 			return roundTripper(func(r *http.Request) (*http.Response, error) {
 				if r.Method != http.MethodGet && r.Method != http.MethodHead {
 					writes.Add(1)
 				}
 				return rt.RoundTrip(r)
 			})
-		})
+		}
+	}
+	return flotillaClientWith(t, kubeconfig, wrap)
+}
+
+// flotillaClientWith is a client with flotilla's own identity from the lab whose transport wrap, when set,
+// wraps.
+func flotillaClientWith(t *testing.T, kubeconfig string, wrap func(http.RoundTripper) http.RoundTripper) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	if wrap != nil {
+		cfg.Wrap(wrap)
 	}
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

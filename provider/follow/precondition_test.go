@@ -64,6 +64,8 @@ func TestUIDPrecondition(t *testing.T) {
 	}
 	var srcCM *corev1.ConfigMap
 	var srcSvc *corev1.Service
+	// No proxy references the ConfigMap: the test holds it, so that it has a watch (objectWatches).
+	fx.f.cmWatches.set("test", []string{fx.ns + "/app"})
 	lab.Poll(t, limit, "the management objects in the cache", func() (bool, error) {
 		srcCM, _ = fx.f.configMaps.source(fx.ns, "app")
 		srcSvc, _ = fx.f.serviceK.source(fx.ns, "web")
