@@ -24,10 +24,11 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/flotilla-io/flotilla/credentials"
+	"github.com/flotilla-io/flotilla/tenancy"
 )
 
 // Namespace is where join puts what it makes in both clusters.
-const Namespace = "flotilla-system"
+const Namespace = tenancy.IdentityNamespace
 
 // The keys of the credentials Secret (SecretName) and of the files --output-dir writes: what flotilla's
 // deployment mounts and its flags point at.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -43,6 +45,14 @@ type Namespaces struct {
 	ManagementID string
 	// Level is the least Pod Security level enforced in namespaces flotilla creates (--pod-security-level).
 	Level string
+	// Node is this flotilla's virtual node, and Reader its identity in the workload cluster: when Reader
+	// is set, flotilla grants it NamespaceReaderRole in each namespace it uses (EnsureReadable). Without it,
+	// flotilla's identity must read those namespaces by other grants.
+	Node   string
+	Reader *rbacv1.Subject
+
+	mu       sync.Mutex
+	readable map[string]bool
 }
 
 // Enabled reports whether the management namespace of that name takes part in delegation. A namespace the
@@ -96,19 +106,47 @@ func (n *Namespaces) Ensure(ctx context.Context, name string) error {
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(corev1.Resource("namespaces"), name, err) // created meanwhile: decide again
 			}
-			return err
-		case Owned:
-			if levelCurrent(existing, level) {
-				return nil
+			if err != nil {
+				return err
 			}
-			updated := existing.DeepCopy()
-			withLevel(updated.Labels, level)
-			_, err := namespaces.Update(ctx, updated, metav1.UpdateOptions{})
-			return err
+		case Owned:
+			if !levelCurrent(existing, level) {
+				updated := existing.DeepCopy()
+				withLevel(updated.Labels, level)
+				if _, err := namespaces.Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+			}
 		default: // Opened: the admin's Pod Security labels stand
-			return nil
 		}
+		return n.EnsureReadable(ctx, name)
 	})
+}
+
+// EnsureReadable grants flotilla's workload identity (Reader) NamespaceReaderRole in a namespace it may use,
+// once per process; Ensure calls it, and so does anything that reads a namespace flotilla uses before
+// writing to it. It does nothing without a Reader.
+func (n *Namespaces) EnsureReadable(ctx context.Context, name string) error {
+	if n.Reader == nil {
+		return nil
+	}
+	n.mu.Lock()
+	done := n.readable[name]
+	n.mu.Unlock()
+	if done {
+		return nil
+	}
+	_, err := n.Workload.RbacV1().RoleBindings(name).Create(ctx, ReadGrant(name, n.ManagementID, n.Node, *n.Reader), metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("granting flotilla read access to its objects in workload namespace %s: %w", name, err)
+	}
+	n.mu.Lock()
+	if n.readable == nil {
+		n.readable = map[string]bool{}
+	}
+	n.readable[name] = true
+	n.mu.Unlock()
+	return nil
 }
 
 // EnsureServiceAccount makes the workload ServiceAccount a delegate runs as one it may use: flotilla's

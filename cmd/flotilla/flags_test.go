@@ -47,7 +47,7 @@ func TestRootFlags(t *testing.T) {
 	want := &options{
 		ClusterName: "eu-west-3-1", NodeName: "eu-west-3-1", ManagementKubeconfig: "/lab/management.kubeconfig",
 		WorkloadKubeconfig: "/lab/eu-west-3-1.kubeconfig", CertDir: filepath.Join(os.TempDir(), "flotilla-eu-west-3-1", "pki"),
-		ManagementQPS:      100, ManagementBurst: 200, WorkloadQPS: 100, WorkloadBurst: 200,
+		ManagementQPS: 100, ManagementBurst: 200, WorkloadQPS: 100, WorkloadBurst: 200,
 		PodWorkers: 20, PodQueueQPS: 200, PodQueueBurst: 1000,
 		InternalIP: "127.0.1.2", KubeletPort: 10250, KubeletBind: "127.0.1.2",
 		TLSCertFile: "/lab/kubelet.crt", TLSKeyFile: "/lab/kubelet.key", ClientCAFile: "/lab/ca.crt",

@@ -11,6 +11,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -108,6 +109,10 @@ func run(ctx context.Context, o *options) error {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
 	c := &clusters{management: management, workload: workload, failover: failover, workloadCfg: workloadCfg, workloadGate: workloadGate}
+	if workloadToken != nil {
+		namespace, name := workloadToken.ServiceAccount()
+		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
+	}
 	if o.LeaderElect {
 		return serveWhileLeading(ctx, o, managementCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
 	}
@@ -123,6 +128,9 @@ type clusters struct {
 	workloadCfg *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
+	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
+	// each namespace it uses; nil when its workload identity is not a ServiceAccount.
+	workloadReader *rbacv1.Subject
 }
 
 // serve wires flotilla together and runs it until ctx ends or a part of it fails: the virtual node's
@@ -160,6 +168,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		Management:   namespaceInformers.Core().V1().Namespaces().Lister(),
 		ManagementID: o.ManagementID,
 		Level:        o.PodSecurityLevel,
+		Node:         o.NodeName,
+		Reader:       c.workloadReader,
 	}
 
 	// The Services, Ingresses, ConfigMaps and Secrets that follow proxies to the workload cluster.
