@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
 // This file serves the kubelet API (kubectl logs, exec, attach, port-forward, and the stats the metrics
@@ -175,9 +176,9 @@ func (p *Provider) ownedDelegate(ctx context.Context, namespace, podName string)
 	return nil
 }
 
-// GetStatsSummary lists the node and the pods it runs, with their containers, but no usage: the workload
-// cluster's kubelets measure usage and flotilla does not relay it, so scrapers find the pods and no numbers
-// rather than made-up zeros.
+// GetStatsSummary lists the node and the pods it runs, with their containers, and the usage the workload
+// cluster's metrics API reports for them (see usage.go): the cluster's nodes summed for the node, each
+// delegate's for its proxy. Without a metrics API it lists them without usage rather than made-up zeros.
 func (p *Provider) GetStatsSummary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 	ds, err := p.ownDelegates(ctx)
 	if err != nil {
@@ -194,13 +195,61 @@ func (p *Provider) GetStatsSummary(ctx context.Context) (*statsv1alpha1.Summary,
 		}
 		pods = append(pods, ps)
 	}
-	return &statsv1alpha1.Summary{
+	s := &statsv1alpha1.Summary{
 		Node: statsv1alpha1.NodeStats{NodeName: p.cfg.NodeName, StartTime: metav1.NewTime(p.started)},
 		Pods: pods,
-	}, nil
+	}
+	u, err := p.usage(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	withUsage(s, u)
+	return s, nil
 }
 
-// GetMetricsResource reports no metric families, for the same reason: there are no measurements to give.
-func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
-	return []*dto.MetricFamily{}, nil
+// GetMetricsResource reports the node's and its delegates' usage as the kubelet's /metrics/resource does,
+// from the workload cluster's metrics API; without one it reports no metric families.
+func (p *Provider) GetMetricsResource(ctx context.Context) ([]*dto.MetricFamily, error) {
+	ds, err := p.ownDelegates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := p.usage(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	return resourceMetrics(u), nil
+}
+
+// usage reads the workload cluster's NodeMetrics and the PodMetrics of this node's delegates (ds) and
+// advances the CPU counters. A metrics API that does not answer fails the request, as a kubelet whose
+// stats provider fails does, so scrapers keep their last good point rather than take zeros.
+func (p *Provider) usage(ctx context.Context, ds []*corev1.Pod) (nodeUsage, error) {
+	if p.cfg.WorkloadMetrics == nil {
+		return nodeUsage{}, nil
+	}
+	m := p.cfg.WorkloadMetrics.MetricsV1beta1()
+	nodes, err := m.NodeMetricses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nodeUsage{}, fmt.Errorf("reading node metrics of workload cluster %s: %w", p.cfg.ClusterName, err)
+	}
+	var pods []metricsv1beta1.PodMetrics
+	if len(ds) > 0 {
+		list, err := m.PodMetricses(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+			LabelSelector: OwnDelegates(p.cfg.ManagementID, p.cfg.NodeName).String(),
+		})
+		if err != nil {
+			return nodeUsage{}, fmt.Errorf("reading pod metrics of workload cluster %s: %w", p.cfg.ClusterName, err)
+		}
+		pods = list.Items
+	}
+	uids := make(map[string]string, len(ds))
+	for _, d := range ds {
+		uids[d.Namespace+"/"+d.Name] = string(parentUID(d))
+	}
+	p.usageMu.Lock()
+	defer p.usageMu.Unlock()
+	u, next := clusterUsage(p.counters, nodes.Items, pods, uids)
+	p.counters = next
+	return u, nil
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/provider/follow"
@@ -62,6 +63,9 @@ type Config struct {
 	// WorkloadConfig, when set, lets exec, attach and port-forward reach delegates through the workload
 	// apiserver (they need a streaming transport a kubernetes.Interface does not expose). Optional.
 	WorkloadConfig *rest.Config
+	// WorkloadMetrics reads the workload cluster's metrics API (metrics.k8s.io), whose usage the kubelet
+	// API's /metrics/resource and /stats/summary report; nil reports no usage. Optional.
+	WorkloadMetrics metricsclient.Interface
 	// Workers is how many delegates are created, updated or deleted at once, and how many statuses are
 	// reported at once; 0 means defaultWorkers.
 	Workers int
@@ -109,6 +113,11 @@ type Provider struct {
 	clusterNotReady string
 	notify          func(*corev1.Pod) // the pod controller's status callback
 	notifyOn        chan struct{}     // closed once notify is set
+
+	// counters are the cumulative CPU times the kubelet API reports, integrated from the workload
+	// cluster's metrics API (see usage.go); usageMu guards them.
+	usageMu  sync.Mutex
+	counters map[string]cpuCounter
 }
 
 func workers(n int) int {

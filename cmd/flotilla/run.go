@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/flotilla-io/flotilla/credentials"
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
@@ -188,6 +189,10 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
+	workloadMetrics, err := metricsclient.NewForConfig(workloadCfg)
+	if err != nil {
+		return err
+	}
 	p, err := provider.New(provider.Config{
 		NodeName:       o.NodeName,
 		ClusterName:    o.ClusterName,
@@ -198,9 +203,11 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		EventRecorder:  recorder,
 		HostIP:         o.InternalIP,
 		WorkloadConfig: workloadCfg,
-		References:     followers,
-		Namespaces:     namespaces,
-		Workers:        o.PodWorkers,
+		// kubectl top and HorizontalPodAutoscalers: the kubelet API reports the workload cluster's usage.
+		WorkloadMetrics: workloadMetrics,
+		References:      followers,
+		Namespaces:      namespaces,
+		Workers:         o.PodWorkers,
 	})
 	if err != nil {
 		return err

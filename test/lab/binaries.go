@@ -49,6 +49,11 @@ var toolchains = []toolchain{
 		module:   "sigs.k8s.io/kwok",
 		commands: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
 	},
+	{
+		dir:      "test/tools/metrics-server",
+		module:   "sigs.k8s.io/metrics-server",
+		commands: map[string]string{"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
+	},
 }
 
 // RepoRoot is the flotilla repository this package was compiled from.
