@@ -20,5 +20,7 @@ func TestMain(m *testing.M) {
 		Flotilla:  true,
 		// The virtual-kubelet suite reaches its node's kubelet API through the apiserver's node proxy.
 		ProxyableKubelet: peerSuiteNode,
+		// kubectl top and HPAs (metrics_test.go): kwok's kubelet API and metrics-server in every cluster.
+		Kubelets: true,
 	}, func(l *lab.Lab) { shared = l }))
 }

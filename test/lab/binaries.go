@@ -148,15 +148,13 @@ var kwokStages = []string{
 
 // kwokStageFiles finds kwok's stage files in its module, as downloaded for the kwok tools module.
 func kwokStageFiles() ([]string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
-	cmd.Dir = filepath.Join(RepoRoot(), "test/tools/kwok")
-	out, err := cmd.Output()
+	dir, err := kwokModuleDir()
 	if err != nil {
-		return nil, fmt.Errorf("locating kwok's module: %w", err)
+		return nil, err
 	}
 	var files []string
 	for _, s := range kwokStages {
-		f := filepath.Join(strings.TrimSpace(string(out)), s)
+		f := filepath.Join(dir, s)
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("kwok stage file: %w", err)
 		}

@@ -94,10 +94,15 @@ func createNodes(ctx context.Context, c *Cluster) error {
 	}
 	for i := range spec.Nodes {
 		name := NodeName(c.Name, i)
+		annotations := map[string]string{kwokNodeAnnotation: "fake"}
+		if c.KubeletIP != "" {
+			// kwok serves every node's resource metrics on one address, each under its own path.
+			annotations[resourceMetricsPathAnnotation] = "/metrics/nodes/" + name + "/metrics/resource"
+		}
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:        name,
-				Annotations: map[string]string{kwokNodeAnnotation: "fake"},
+				Annotations: annotations,
 				Labels: map[string]string{
 					"kubernetes.io/hostname":           name,
 					"kubernetes.io/os":                 "linux",

@@ -29,6 +29,11 @@ type Cluster struct {
 	Scheduler         *process `json:"scheduler"`
 	ControllerManager *process `json:"controllerManager"`
 	Kwok              *process `json:"kwok,omitempty"`
+	// MetricsServer serves the cluster's metrics API (Options.Kubelets), on MetricsServerPort.
+	MetricsServer     *process `json:"metricsServer,omitempty"`
+	MetricsServerPort int      `json:"metricsServerPort,omitempty"`
+	// KubeletIP is the loopback address where kwok serves its nodes' kubelet API (Options.Kubelets).
+	KubeletIP string `json:"kubeletIP,omitempty"`
 
 	// Config and Client are admin access, set once the apiserver answers.
 	Config *rest.Config         `json:"-"`
@@ -41,7 +46,7 @@ type Cluster struct {
 func (c *Cluster) IsManagement() bool { return c.Workload.Name == "" }
 
 func (c *Cluster) processes() []*process {
-	ps := []*process{c.APIServer, c.Scheduler, c.ControllerManager, c.Kwok}
+	ps := []*process{c.APIServer, c.Scheduler, c.ControllerManager, c.Kwok, c.MetricsServer}
 	out := ps[:0]
 	for _, p := range ps {
 		if p != nil {
@@ -110,6 +115,8 @@ type controlPlane struct {
 	attached   bool
 	// certificateLifetime is Options.CertificateLifetime.
 	certificateLifetime time.Duration
+	// kubelets is set with Options.Kubelets: what every cluster's kubelet simulation shares.
+	kubelets *kubeletSide
 }
 
 // newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
@@ -252,6 +259,11 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 				// Each cluster its own pod network, as real clusters have, so a pod IP names one pod.
 				fmt.Sprintf("--cidr=10.%d.0.0/16", 100+index),
 			},
+		}
+	}
+	if cp.kubelets != nil {
+		if err := cp.withKubelets(c, cp.kubelets); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil

@@ -66,6 +66,12 @@ type Options struct {
 	// CertificateSigningRequests last (--cluster-signing-duration); zero keeps kube-controller-manager's
 	// default of a year. Tests of certificate renewal shorten it.
 	CertificateLifetime time.Duration
+	// Kubelets makes the clusters answer the kubelet API as clusters of real kubelets do: kwok serves its
+	// nodes' kubelet API (logs, exec, attach, port-forward, resource metrics from the pods' usage
+	// annotations) on a loopback address with TLS, and metrics-server runs for every cluster, management
+	// included (kubectl top, HorizontalPodAutoscalers). `make lab` and the end-to-end lab have them;
+	// package tests leave them off, for speed.
+	Kubelets bool
 	// Attached processes die with the process that started the lab (tests); detached ones outlive it
 	// (make lab) and are stopped by Down.
 	Attached bool
@@ -81,6 +87,10 @@ type Lab struct {
 	// Webhook is `flotilla webhook`, registered with the management apiserver (see startWebhook); it runs
 	// when flotilla does.
 	Webhook *process `json:"webhook,omitempty"`
+	// Logger keeps appending to the log file every kwok container's logs read, and Echo is the TCP server
+	// every kwok container's port-forward reaches (Options.Kubelets).
+	Logger *process `json:"logger,omitempty"`
+	Echo   *process `json:"echo,omitempty"`
 	// FlotillaMetrics is the Prometheus endpoint of each workload cluster's flotilla.
 	FlotillaMetrics map[string]string `json:"flotillaMetrics"`
 	// Credentials is, per workload cluster, the folder of the credentials `flotilla join` made for its
@@ -127,6 +137,16 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
 	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
+	// The lab's kubectl matches its servers (the machine's may not): linked beside flotilla's binary.
+	binDir := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return nil, err
+	}
+	if opts.Kubelets {
+		if cp.kubelets, err = l.startKubeletSide(binDir); err != nil {
+			return nil, err
+		}
+	}
 	if l.Management, err = cp.newCluster("management", WorkloadSpec{}, 0); err != nil {
 		return nil, err
 	}
@@ -147,11 +167,6 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	// Clusters come up concurrently: apiserver start-up dominates and the machine has cores to spare
 	// while each waits on etcd.
 	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
-		return nil, err
-	}
-	// The lab's kubectl matches its servers (the machine's may not): linked beside flotilla's binary.
-	binDir := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := os.Symlink(bins["kubectl"], filepath.Join(binDir, "kubectl")); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -230,6 +245,11 @@ func bootCluster(ctx context.Context, c *Cluster, kubectl string) error {
 			return err
 		}
 	}
+	if c.MetricsServer != nil {
+		if err := registerMetricsServer(ctx, c); err != nil {
+			return err
+		}
+	}
 	if c.IsManagement() {
 		return nil
 	}
@@ -276,6 +296,11 @@ func (l *Lab) tiers() [][]*process {
 	}
 	if l.Webhook != nil {
 		flotillas = append(flotillas, l.Webhook)
+	}
+	for _, p := range []*process{l.Logger, l.Echo} {
+		if p != nil {
+			components = append(components, p)
+		}
 	}
 	for _, c := range l.clusters() {
 		if c != nil {

@@ -1,6 +1,6 @@
 // Command lab brings the local multi-cluster lab up and down for people (make lab / make lab-down).
 //
-//	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3]
+//	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3] [--kubelets=false]
 //	lab down [--dir .lab]
 //	lab status [--dir .lab]   (processes and their memory)
 //	lab binaries   (build the control-plane binaries into .cache/ if missing)
@@ -30,12 +30,13 @@ func main() {
 	dir := fs.String("dir", ".lab", "folder for the lab's certificates, kubeconfigs, logs and state")
 	workloads := fs.String("workloads", defaultWorkloads(), "workload clusters as name=region, comma-separated")
 	nodes := fs.Int("nodes", 3, "kwok nodes per workload cluster, one per zone <region>a, b, c, ...")
+	kubelets := fs.Bool("kubelets", true, "kwok serves its nodes' kubelet API and metrics-server runs for every cluster (kubectl logs, exec, top)")
 	_ = fs.Parse(os.Args[2:])
 
 	var err error
 	switch os.Args[1] {
 	case "up":
-		err = up(*dir, *workloads, *nodes)
+		err = up(*dir, *workloads, *nodes, *kubelets)
 	case "down":
 		err = down(*dir)
 	case "status":
@@ -52,7 +53,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N]")
+	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N] [--kubelets=false]")
 	os.Exit(2)
 }
 
@@ -81,7 +82,7 @@ func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
 	return out, nil
 }
 
-func up(dir, workloads string, nodes int) error {
+func up(dir, workloads string, nodes int, kubelets bool) error {
 	if l, err := lab.Load(dir); err == nil && l.Running() {
 		fmt.Printf("The lab in %s is already up.\n", dir)
 		printNext(l)
@@ -105,7 +106,7 @@ func up(dir, workloads string, nodes int) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	started := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Workloads: specs, Flotilla: true})
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Workloads: specs, Flotilla: true, Kubelets: kubelets})
 	if err != nil {
 		return err
 	}
