@@ -71,6 +71,13 @@ func Binaries() (map[string]string, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
+	// A worktree may link .cache to another checkout's; a process's /proc/<pid>/exe names the resolved
+	// path, which running() compares with the path the lab started.
+	resolved, err := filepath.EvalSymlinks(cache)
+	if err != nil {
+		return nil, err
+	}
+	cache = resolved
 	lock, err := os.OpenFile(filepath.Join(cache, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

@@ -32,13 +32,10 @@ import (
 // kubelet's /metrics/resource: kwok serves every node of a cluster on one address, each under its own path.
 const resourceMetricsPathAnnotation = "metrics.k8s.io/resource-metrics-path"
 
-// kwokMetricsFiles are the kwok module's own configurations for resource metrics: the kubelet's
-// /metrics/resource per node, and usage read from pod annotations kwok.x-k8s.io/usage-cpu and
-// kwok.x-k8s.io/usage-memory (defaults 1m and 1Mi).
-var kwokMetricsFiles = []string{
-	"kustomize/metrics/resource/metrics-resource.yaml",
-	"kustomize/metrics/usage/usage-from-annotation.yaml",
-}
+// kwokMetricsFiles are the kwok module's configuration of usage, read from pod annotations
+// kwok.x-k8s.io/usage-cpu and kwok.x-k8s.io/usage-memory (defaults 1m and 1Mi); the lab's own
+// test/lab/kubelet/metrics-resource.yaml serves it as the kubelet's /metrics/resource of each node.
+var kwokMetricsFiles = []string{"kustomize/metrics/usage/usage-from-annotation.yaml"}
 
 // Annotations that set a kwok pod's simulated usage (kustomize/metrics/usage in kwok's module). A delegate
 // carries its proxy's annotations, so they work on management pods too.
@@ -107,6 +104,7 @@ func (l *Lab) startKubeletSide(binDir string) (*kubeletSide, error) {
 	for _, f := range kwokMetricsFiles {
 		ks.metricsFiles = append(ks.metricsFiles, filepath.Join(dir, f))
 	}
+	ks.metricsFiles = append(ks.metricsFiles, filepath.Join(RepoRoot(), "test/lab/kubelet/metrics-resource.yaml"))
 	if err := os.MkdirAll(ks.execDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -245,6 +243,7 @@ func (cp *controlPlane) withKubelets(c *Cluster, ks *kubeletSide) error {
 			"--kubelet-certificate-authority=" + cp.ca.CertFile(),
 			// The shortest resolution metrics-server allows, so HPAs react in the lab's time scale.
 			"--metric-resolution=10s",
+			"--kubelet-request-timeout=5s",
 			"--v=1",
 		},
 	}
