@@ -11,6 +11,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -222,14 +223,18 @@ func (p *Provider) GetMetricsResource(ctx context.Context) ([]*dto.MetricFamily,
 }
 
 // usage reads the workload cluster's NodeMetrics and the PodMetrics of this node's delegates (ds) and
-// advances the CPU counters. A metrics API that does not answer fails the request, as a kubelet whose
-// stats provider fails does, so scrapers keep their last good point rather than take zeros.
+// advances the CPU counters. A cluster without a metrics API (none registered: NotFound) has no usage to
+// report; one that fails otherwise fails the request, as a kubelet whose stats provider fails does, so
+// scrapers keep their last good point rather than take zeros.
 func (p *Provider) usage(ctx context.Context, ds []*corev1.Pod) (nodeUsage, error) {
 	if p.cfg.WorkloadMetrics == nil {
 		return nodeUsage{}, nil
 	}
 	m := p.cfg.WorkloadMetrics.MetricsV1beta1()
 	nodes, err := m.NodeMetricses().List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nodeUsage{}, nil
+	}
 	if err != nil {
 		return nodeUsage{}, fmt.Errorf("reading node metrics of workload cluster %s: %w", p.cfg.ClusterName, err)
 	}
