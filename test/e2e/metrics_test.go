@@ -35,7 +35,7 @@ func kubectlAt(c *lab.Cluster, args ...string) (string, error) {
 
 // topRows runs `kubectl top` and returns its rows by name: CPU and memory as kubectl prints them.
 func topRows(c *lab.Cluster, args ...string) (map[string][2]resource.Quantity, string, error) {
-	out, err := kubectlAt(c, append([]string{"top", "--no-headers"}, args...)...)
+	out, err := kubectlAt(c, append(append([]string{"top"}, args...), "--no-headers")...)
 	if err != nil {
 		return nil, out, fmt.Errorf("kubectl top %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
 	}
