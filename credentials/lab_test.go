@@ -183,10 +183,13 @@ func TestNodeCertificateRotation(t *testing.T) {
 	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, SelfRenewalBinding(node), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), SelfRenewalBinding(node).Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), SelfRenewalBinding(node).Name, metav1.DeleteOptions{})
+	})
 
 	issued := time.Now()
-	cfg, nc, err := NodeClientConfig(nodeConfig(t, node), t.TempDir())
+	dir, joined := t.TempDir(), nodeConfig(t, node)
+	cfg, nc, err := NodeClientConfig(joined, dir)
 	if err != nil || nc == nil {
 		t.Fatalf("NodeClientConfig = %v, %v", nc, err)
 	}
@@ -221,6 +224,19 @@ func TestNodeCertificateRotation(t *testing.T) {
 	second := nc.Current()
 	t.Logf("renewed at issue+%s (certificate manager's deadline: 70-90%% of the %s span after NotBefore); new NotAfter issue+%s",
 		time.Since(issued).Round(time.Second), first.Leaf.NotAfter.Sub(first.Leaf.NotBefore), second.Leaf.NotAfter.Sub(issued).Round(time.Second))
+	// Open connections are closed on rotation: the server sees the new certificate long before the old
+	// one expires, not only once it refuses the old.
+	lab.Poll(t, rotationCheckPeriod+5*time.Second, "requests with the renewed certificate", func() (bool, error) {
+		_, id, err := whoami(ctx, c)
+		return id == fingerprint(second), err
+	})
+	t.Logf("the server sees the renewed certificate at issue+%s", time.Since(issued).Round(time.Second))
+	// A restart finds the renewed certificate in the folder, not the one it joined with.
+	if _, again, err := NodeClientConfig(joined, dir); err != nil {
+		t.Errorf("after a restart: %v", err)
+	} else if got := again.Current().Leaf.SerialNumber; got.Cmp(second.Leaf.SerialNumber) != 0 {
+		t.Errorf("after a restart the certificate is serial %v, want the renewed one, %v", got, second.Leaf.SerialNumber)
+	}
 
 	// Past the first certificate's end, the same client still works, and the server sees a renewed one.
 	time.Sleep(time.Until(first.Leaf.NotAfter) + 2*time.Second)
