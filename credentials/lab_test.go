@@ -244,8 +244,10 @@ func TestNodeCertificateRotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("request after the first certificate expired: %v", err)
 	}
-	if user.Username != "system:node:"+node || id == fingerprint(first) || id != fingerprint(nc.Current()) {
-		t.Errorf("after expiry the server sees %s with %s; want system:node:%s with the current certificate %s", user.Username, id, node, fingerprint(nc.Current()))
+	// Not necessarily the current one: a renewed 3-minute certificate may itself have been renewed in the
+	// last rotationCheckPeriod, whose connections are still open and valid.
+	if user.Username != "system:node:"+node || id == fingerprint(first) {
+		t.Errorf("after expiry the server sees %s with %s; want system:node:%s with a renewed certificate, not the first %s", user.Username, id, node, fingerprint(first))
 	}
 	cancel()
 	<-done
