@@ -1,4 +1,4 @@
-package credentials
+package credentials_test
 
 import (
 	"context"
@@ -27,6 +27,7 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 
+	"github.com/flotilla-io/flotilla/credentials"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -51,7 +52,7 @@ func TestMain(m *testing.M) {
 // as `flotilla join` writes it into a kubeconfig.
 func nodeConfig(t *testing.T, node string) *rest.Config {
 	t.Helper()
-	certPEM, keyPEM, err := IssueNodeClientCertificate(context.Background(), shared.Management.Client, node)
+	certPEM, keyPEM, err := credentials.IssueNodeClientCertificate(context.Background(), shared.Management.Client, node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,9 @@ func TestIssueNodeClientCertificate(t *testing.T) {
 	for _, csr := range csrs.Items {
 		if strings.HasPrefix(csr.Name, "flotilla-"+node+"-") {
 			found = true
-			if csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName || !approved(&csr) {
+			if csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName || !slices.ContainsFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
+				return c.Type == certificatesv1.CertificateApproved && c.Status == corev1.ConditionTrue
+			}) {
 				t.Errorf("CSR %s: signer %s, conditions %+v", csr.Name, csr.Spec.SignerName, csr.Status.Conditions)
 			}
 		}
@@ -135,8 +138,8 @@ func TestIssueNodeClientCertificate(t *testing.T) {
 
 	// The admin's own certificate is no node's: nothing to rotate.
 	admin := shared.Management.Config
-	if got, nc, err := NodeClientConfig(admin, t.TempDir()); err != nil || nc != nil || got != admin {
-		t.Errorf("NodeClientConfig of the admin's config = %p, %v, %v; want it unchanged, nil, nil", got, nc, err)
+	if got, nc, err := credentials.NodeClientConfig(admin, t.TempDir()); err != nil || nc != nil || got != admin {
+		t.Errorf("credentials.NodeClientConfig of the admin's config = %p, %v, %v; want it unchanged, nil, nil", got, nc, err)
 	}
 }
 
@@ -168,7 +171,7 @@ func TestIssueNodeClientCertificateWithoutApprovalRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = IssueNodeClientCertificate(ctx, requester, lab.UniqueName("unapproved", ""))
+	_, _, err = credentials.IssueNodeClientCertificate(ctx, requester, lab.UniqueName("unapproved", ""))
 	if err == nil || !strings.Contains(err.Error(), "the admin kubeconfig may not approve CSRs of signer kubernetes.io/kube-apiserver-client-kubelet") {
 		t.Errorf("issuing without approval rights: %v, want the admin kubeconfig named as unable to approve", err)
 	}
@@ -180,18 +183,18 @@ func TestNodeCertificateRotation(t *testing.T) {
 	defer cancel()
 	admin := shared.Management.Client
 	node := lab.UniqueName("rotate", "")
-	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, SelfRenewalBinding(node), metav1.CreateOptions{}); err != nil {
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, credentials.SelfRenewalBinding(node), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), SelfRenewalBinding(node).Name, metav1.DeleteOptions{})
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), credentials.SelfRenewalBinding(node).Name, metav1.DeleteOptions{})
 	})
 
 	issued := time.Now()
 	dir, joined := t.TempDir(), nodeConfig(t, node)
-	cfg, nc, err := NodeClientConfig(joined, dir)
+	cfg, nc, err := credentials.NodeClientConfig(joined, dir)
 	if err != nil || nc == nil {
-		t.Fatalf("NodeClientConfig = %v, %v", nc, err)
+		t.Fatalf("credentials.NodeClientConfig = %v, %v", nc, err)
 	}
 	first := nc.Current()
 	t.Logf("first certificate: NotBefore issue-%s, NotAfter issue+%s", issued.Sub(first.Leaf.NotBefore).Round(time.Second), first.Leaf.NotAfter.Sub(issued).Round(time.Second))
@@ -226,13 +229,14 @@ func TestNodeCertificateRotation(t *testing.T) {
 		time.Since(issued).Round(time.Second), first.Leaf.NotAfter.Sub(first.Leaf.NotBefore), second.Leaf.NotAfter.Sub(issued).Round(time.Second))
 	// Open connections are closed on rotation: the server sees the new certificate long before the old
 	// one expires, not only once it refuses the old.
-	lab.Poll(t, rotationCheckPeriod+5*time.Second, "requests with the renewed certificate", func() (bool, error) {
-		_, id, err := whoami(ctx, c)
-		return id == fingerprint(second), err
-	})
+	lab.Poll(t, 15*time.Second, // the transport looks for a renewed certificate every 10 s
+		"requests with the renewed certificate", func() (bool, error) {
+			_, id, err := whoami(ctx, c)
+			return id == fingerprint(second), err
+		})
 	t.Logf("the server sees the renewed certificate at issue+%s", time.Since(issued).Round(time.Second))
 	// A restart finds the renewed certificate in the folder, not the one it joined with.
-	if _, again, err := NodeClientConfig(joined, dir); err != nil {
+	if _, again, err := credentials.NodeClientConfig(joined, dir); err != nil {
 		t.Errorf("after a restart: %v", err)
 	} else if got := again.Current().Leaf.SerialNumber; got.Cmp(second.Leaf.SerialNumber) != 0 {
 		t.Errorf("after a restart the certificate is serial %v, want the renewed one, %v", got, second.Leaf.SerialNumber)
@@ -245,7 +249,7 @@ func TestNodeCertificateRotation(t *testing.T) {
 		t.Fatalf("request after the first certificate expired: %v", err)
 	}
 	// Not necessarily the current one: a renewed 3-minute certificate may itself have been renewed in the
-	// last rotationCheckPeriod, whose connections are still open and valid.
+	// last 10 s check, whose connections are still open and valid.
 	if user.Username != "system:node:"+node || id == fingerprint(first) {
 		t.Errorf("after expiry the server sees %s with %s; want system:node:%s with a renewed certificate, not the first %s", user.Username, id, node, fingerprint(first))
 	}
@@ -264,7 +268,7 @@ func TestTokenRenewal(t *testing.T) {
 	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: SelfTokenRules(sa)}, metav1.CreateOptions{}); err != nil {
+	if _, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: credentials.SelfTokenRules(sa)}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
@@ -283,9 +287,9 @@ func TestTokenRenewal(t *testing.T) {
 	start.BearerToken = tr.Status.Token
 
 	// At 0.5% of 10 minutes: a renewal every 3 seconds.
-	cfg, tok, err := RenewingTokenConfig(start, TokenOptions{Lifetime: 10 * time.Minute, RenewAfter: 0.005})
+	cfg, tok, err := credentials.RenewingTokenConfig(start, credentials.TokenOptions{Lifetime: 10 * time.Minute, RenewAfter: 0.005})
 	if err != nil || tok == nil {
-		t.Fatalf("RenewingTokenConfig = %v, %v", tok, err)
+		t.Fatalf("credentials.RenewingTokenConfig = %v, %v", tok, err)
 	}
 	c := client(t, cfg)
 	user, first, err := whoami(ctx, c)
@@ -316,7 +320,7 @@ func TestIssueKubeletServingCertificate(t *testing.T) {
 	node := lab.UniqueName("serving", "")
 	nodeClient := client(t, nodeConfig(t, node))
 	ips, dnsNames := []net.IP{net.ParseIP("127.0.0.9")}, []string{node + ".lab"}
-	certPEM, keyPEM, err := IssueKubeletServingCertificate(ctx, shared.Management.Client, nodeClient, node, ips, dnsNames)
+	certPEM, keyPEM, err := credentials.IssueKubeletServingCertificate(ctx, shared.Management.Client, nodeClient, node, ips, dnsNames)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,9 +393,9 @@ func TestIssueKubeletServingCertificateNeverSigned(t *testing.T) {
 	time.Sleep(2 * time.Second)
 
 	started := time.Now()
-	_, _, err := IssueKubeletServingCertificate(ctx, admin, nodeClient, node, []net.IP{net.ParseIP("127.0.0.9")}, nil)
-	if !errors.Is(err, ErrServingSignerRefused) {
-		t.Fatalf("issuing where nobody signs: %v, want ErrServingSignerRefused", err)
+	_, _, err := credentials.IssueKubeletServingCertificate(ctx, admin, nodeClient, node, []net.IP{net.ParseIP("127.0.0.9")}, nil)
+	if !errors.Is(err, credentials.ErrServingSignerRefused) {
+		t.Fatalf("issuing where nobody signs: %v, want credentials.ErrServingSignerRefused", err)
 	}
 	t.Logf("refused after %s: %v", time.Since(started).Round(time.Second), err)
 }
