@@ -228,8 +228,10 @@ func TestConfinement(t *testing.T) {
 			_, err := n.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + peer}}, dry)
 			return err
 		}},
-		// What --leader-elect needs (docs/DESIGN.md: the Lease flotilla-<node> in flotilla-system, with the
-		// management credential), and what deploy/ grants and the policy flotilla-leader-lease allows.
+		// What --leader-elect needs (docs/DESIGN.md: the Lease flotilla-<node> in flotilla-system, taken with
+		// the management credential), what deploy/ grants the node user and the policy flotilla-leader-lease
+		// allows; NodeRestriction refuses it all the same (as TestStandbyReplicaTakesOver shows). Should leader
+		// election move to another of flotilla's identities, move this row and the one above with it.
 		{credNode, "hold its own leader Lease (" + join.Namespace + "/flotilla-" + own + ", dry run)", allowedAnswer(), func() error {
 			_, err := n.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + own}}, dry)
 			if apierrors.IsAlreadyExists(err) { // held before, by a run with --leader-elect: admitted, then found taken
