@@ -114,7 +114,9 @@ func run(ctx context.Context, o *options) error {
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
 	}
 	if o.LeaderElect {
-		return serveWhileLeading(ctx, o, managementCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
+		// The failover identity holds the Lease: NodeRestriction keeps the node identity out of Leases outside
+		// kube-node-lease.
+		return serveWhileLeading(ctx, o, failoverCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
 	}
 	return serve(ctx, o, c)
 }

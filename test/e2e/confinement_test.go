@@ -222,18 +222,18 @@ func TestConfinement(t *testing.T) {
 		{credNode, "write the load-balancer status of a Service in an enabled namespace (dry run)", allowedAnswer(), func() error {
 			return patchLoadBalancer(ctx, n, enabled, dryPatch)
 		}},
-		// NodeRestriction refuses a node every Lease outside kube-node-lease, before the policy
-		// flotilla-leader-lease is asked; see the next row.
-		{credNode, "hold the peer's leader Lease (" + join.Namespace + "/flotilla-" + peer + ")", refusedAnswer(403, `can only access leases in the "kube-node-lease" system namespace`), func() error {
-			_, err := n.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + peer}}, dry)
+		// NodeRestriction refuses a node every Lease outside kube-node-lease: the leader Lease of --leader-elect
+		// is the failover identity's (rows below).
+		{credNode, "hold its own leader Lease (" + join.Namespace + "/flotilla-" + own + ")", refusedAnswer(403, `can only access leases in the "kube-node-lease" system namespace`), func() error {
+			_, err := n.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + own}}, dry)
 			return err
 		}},
-		// What --leader-elect needs (docs/DESIGN.md: the Lease flotilla-<node> in flotilla-system, taken with
-		// the management credential), what deploy/ grants the node user and the policy flotilla-leader-lease
-		// allows; NodeRestriction refuses it all the same (as TestStandbyReplicaTakesOver shows). Should leader
-		// election move to another of flotilla's identities, move this row and the one above with it.
-		{credNode, "hold its own leader Lease (" + join.Namespace + "/flotilla-" + own + ", dry run)", allowedAnswer(), func() error {
-			_, err := n.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + own}}, dry)
+		{credFailover, "hold the peer's leader Lease (" + join.Namespace + "/flotilla-" + peer + ")", refusedAnswer(422, "may hold only the leader Lease of its own node"), func() error {
+			_, err := f.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + peer}}, dry)
+			return err
+		}},
+		{credFailover, "hold its own leader Lease (" + join.Namespace + "/flotilla-" + own + ", dry run)", allowedAnswer(), func() error {
+			_, err := f.CoordinationV1().Leases(join.Namespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-" + own}}, dry)
 			if apierrors.IsAlreadyExists(err) { // held before, by a run with --leader-elect: admitted, then found taken
 				return nil
 			}
