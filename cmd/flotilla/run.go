@@ -96,6 +96,17 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("failover identity: %w", err)
 	}
+	// The workload health probe and the node's heartbeats (its Lease and status) get clients of their own, as
+	// kubelets do: a client-side rate limit of their own, so they never wait behind a burst of pod work, and a
+	// healthy cluster is never declared lost, nor a live node left without a heartbeat, because of one.
+	probe, err := kubernetes.NewForConfig(withOwnRateLimit(workloadCfg))
+	if err != nil {
+		return fmt.Errorf("workload cluster: %w", err)
+	}
+	heartbeat, err := kubernetes.NewForConfig(withOwnRateLimit(managementCfg))
+	if err != nil {
+		return fmt.Errorf("management cluster: %w", err)
+	}
 	if o.ManagementID == "" {
 		if o.ManagementID, err = managementIdentity(ctx, management, managementCfg.Host); err != nil {
 			return err
@@ -108,7 +119,8 @@ func run(ctx context.Context, o *options) error {
 	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
-	c := &clusters{management: management, workload: workload, failover: failover, workloadCfg: workloadCfg, workloadGate: workloadGate}
+	c := &clusters{management: management, workload: workload, failover: failover, probe: probe, heartbeat: heartbeat,
+		workloadCfg: workloadCfg, workloadGate: workloadGate}
 	if workloadToken != nil {
 		namespace, name := workloadToken.ServiceAccount()
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
@@ -126,8 +138,10 @@ type clusters struct {
 	management, workload kubernetes.Interface
 	// failover is the identity that does for the virtual node what NodeRestriction forbids the node's own
 	// (the cluster-lost taint, the role label).
-	failover    kubernetes.Interface
-	workloadCfg *rest.Config
+	failover kubernetes.Interface
+	// probe and heartbeat are the workload health probe's and the node heartbeats' own clients.
+	probe, heartbeat kubernetes.Interface
+	workloadCfg      *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
 	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
@@ -240,6 +254,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		KubeletPort:   int32(o.KubeletPort),
 		ProbeInterval: o.ProbeInterval,
 		ProbeTimeout:  o.ProbeTimeout,
+		Probe:         c.probe,
 		FailoverAfter: o.FailoverAfter,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
@@ -274,9 +289,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
-	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), management.CoreV1().Nodes(),
-		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(management), vknode.DefaultLeaseDuration),
-		vknode.WithNodeStatusUpdateErrorHandler(reRegister(management.CoreV1().Nodes(), virtualNode.Node)),
+	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), c.heartbeat.CoreV1().Nodes(),
+		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(c.heartbeat), vknode.DefaultLeaseDuration),
+		vknode.WithNodeStatusUpdateErrorHandler(reRegister(c.heartbeat.CoreV1().Nodes(), virtualNode.Node)),
 	)
 	if err != nil {
 		return err
@@ -320,6 +335,14 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	namespaceInformers.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
+}
+
+// withOwnRateLimit is cfg for a client whose few, vital requests (probes, heartbeats) have a token bucket
+// of their own: every client built from a config without a RateLimiter gets a new one.
+func withOwnRateLimit(cfg *rest.Config) *rest.Config {
+	own := rest.CopyConfig(cfg)
+	own.QPS, own.Burst, own.RateLimiter = 5, 10, nil
+	return own
 }
 
 // queueRateLimiter lets virtual-kubelet's pod queues admit hundreds of pods a second, where client-go's
