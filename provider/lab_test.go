@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,8 @@ type harness struct {
 
 	workloadNamespace bool // created by setup
 	cacheRunning      bool // the provider's management pod cache runs
+	// lost is what the provider's Config.ClusterLost answers.
+	lost atomic.Bool
 }
 
 type harnessOption func(*harnessOptions)
@@ -150,6 +153,7 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 		},
 		EventRecorder: recorder,
 		HostIP:        "10.0.0.7",
+		ClusterLost:   h.lost.Load,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -217,6 +217,10 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		References:     followers,
 		Namespaces:     namespaces,
 		Workers:        o.PodWorkers,
+		ClusterLost: func() bool {
+			n, err := virtualNodes.Core().V1().Nodes().Lister().Get(o.NodeName)
+			return err == nil && node.Lost(n)
+		},
 	})
 	if err != nil {
 		return err
@@ -272,7 +276,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
-		PodClient:         management.CoreV1(),
+		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation).
+		PodClient:         p.GuardRemovals(management.CoreV1()),
 		PodInformer:       pods,
 		EventRecorder:     recorder,
 		Provider:          p,
@@ -281,10 +286,11 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		ServiceInformer:   objectInformers.Core().V1().Services(),
 		// Delegates reference ConfigMaps and Secrets by name; resolving them would copy secret values
 		// into pod specs.
-		SkipDownwardAPIResolution:            true,
-		SyncPodsFromKubernetesRateLimiter:    o.queueRateLimiter(),
-		DeletePodsFromKubernetesRateLimiter:  o.queueRateLimiter(),
-		SyncPodStatusFromProviderRateLimiter: o.queueRateLimiter(),
+		SkipDownwardAPIResolution:               true,
+		SyncPodsFromKubernetesRateLimiter:       o.queueRateLimiter(),
+		DeletePodsFromKubernetesRateLimiter:     o.queueRateLimiter(),
+		DeletePodsFromKubernetesShouldRetryFunc: provider.RetryHeldRemovals(vknode.DefaultRetryFunc),
+		SyncPodStatusFromProviderRateLimiter:    o.queueRateLimiter(),
 	})
 	if err != nil {
 		return err
