@@ -362,11 +362,6 @@ func TestServiceFollowsProxies(t *testing.T) {
 	// A user who may edit Services forges flotilla's ownership of the status in a plain update, as if
 	// flotilla had written it.
 	forgeStatusOwnership(t, fx.ctx, mgmtServices, "other")
-	// Before publishing moved to the nodes, this node annotated the Service itself.
-	legacy := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","annotations":{"` + legacyLBAnnotation(fx.node) + `":"[{\"ip\":\"10.0.9.9\"}]"}}}`
-	if _, err := mgmtServices.Patch(fx.ctx, "web", types.ApplyPatchType, []byte(legacy), metav1.PatchOptions{FieldManager: legacyLBManager(fx.node)}); err != nil {
-		t.Fatal(err)
-	}
 	fx.run()
 
 	services := fx.workload.CoreV1().Services(fx.ns)
@@ -414,8 +409,7 @@ func TestServiceFollowsProxies(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		_, legacyLeft := m.Annotations[legacyLBAnnotation(fx.node)]
-		ok := n.Annotations[AnnotationLoadBalancers] == ownWant && !legacyLeft &&
+		ok := n.Annotations[AnnotationLoadBalancers] == ownWant &&
 			EncodeLB(m.Status.LoadBalancer.Ingress) == `[{"ip":"10.0.1.1","ipMode":"VIP"},{"ip":"10.0.3.1","ipMode":"VIP"}]`
 		return ok, fmt.Errorf("node publishes %s, Service annotations %v, status %s", n.Annotations[AnnotationLoadBalancers], m.Annotations, EncodeLB(m.Status.LoadBalancer.Ingress))
 	})
