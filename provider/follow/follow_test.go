@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,19 +263,25 @@ func TestEnsureFor(t *testing.T) {
 	t.Run("a name taken between the check and the create is left alone", func(t *testing.T) {
 		var foreign *corev1.ConfigMap
 		var fx *fixture
+		var once sync.Once
 		fx = newFixtureWith(t, fixtureOptions{
 			management:        []runtime.Object{configMap("app", map[string]string{"a": "1"})},
 			workloadNamespace: map[string]string{tenancy.LabelOpen: "true"},
-			// Someone creates the object right after flotilla found the name free.
-			gate: func(real NamespaceGate) NamespaceGate {
-				return ensureHook{real, func(ctx context.Context, ns string) error {
-					if err := real.Ensure(ctx, ns); err != nil {
-						return err
+			// Someone creates the object right after flotilla found the name free: just before flotilla's
+			// Create reaches the apiserver.
+			workloadTransport: func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripper(func(r *http.Request) (*http.Response, error) {
+					if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/namespaces/"+fx.ns+"/configmaps") {
+						var err error
+						once.Do(func() {
+							foreign, err = fx.workload.CoreV1().ConfigMaps(fx.ns).Create(r.Context(), configMap("app", map[string]string{"theirs": "x"}), metav1.CreateOptions{})
+						})
+						if err != nil {
+							return nil, err
+						}
 					}
-					var err error
-					foreign, err = fx.workload.CoreV1().ConfigMaps(ns).Create(ctx, configMap("app", map[string]string{"theirs": "x"}), metav1.CreateOptions{})
-					return err
-				}}
+					return rt.RoundTrip(r)
+				})
 			},
 		})
 		_, err := fx.f.EnsureFor(fx.ctx, fx.bind(proxyPod("p", nil, envFrom("app", false))))
@@ -321,16 +329,6 @@ func TestEnsureFor(t *testing.T) {
 			return !has && cm.Data["a"] == "1", fmt.Errorf("copy data %v", cm.Data)
 		})
 	})
-}
-
-// ensureHook is a NamespaceGate whose Ensure is a function of the test's.
-type ensureHook struct {
-	NamespaceGate
-	ensure func(ctx context.Context, namespace string) error
-}
-
-func (g ensureHook) Ensure(ctx context.Context, namespace string) error {
-	return g.ensure(ctx, namespace)
 }
 
 // tokenSecret is a ServiceAccount token Secret of the namespace's default ServiceAccount (the management

@@ -351,8 +351,12 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	}
 	workload := k.workload(src.GetNamespace())
 	if !haveCopy {
-		// Not among this node's copies: free, or someone else's. Ask the apiserver, not a cache.
-		live, err := workload.Get(ctx, src.GetName(), metav1.GetOptions{})
+		// Not among this node's copies: free, or someone else's. Ask the apiserver, not a cache, in a
+		// namespace flotilla may use (and read).
+		if err := k.prepare(ctx, src); err != nil {
+			return cp, false, err
+		}
+		live, err := k.getFresh(ctx, workload, src.GetName())
 		switch {
 		case apierrors.IsNotFound(err):
 			return k.create(ctx, src, built, hash)
@@ -403,23 +407,55 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	return out, true, nil
 }
 
-// create makes the copy of src where none exists: in a namespace the tenancy gate allows, with Create, which
-// fails when the name was taken meanwhile; that object is then either one of this node's copies (made by a
-// concurrent sync), kept as such, or someone else's, left alone.
-func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, bool, error) {
-	var none T
+// prepare makes src's workload namespace one the tenancy gate allows (creating it when missing) and that
+// flotilla may read, before a copy is looked for there or created: a *tenancy.RefusedError, reported once as
+// an Event on src, for a namespace flotilla may not use.
+func (k *kind[T]) prepare(ctx context.Context, src T) error {
 	key := src.GetNamespace() + "/" + src.GetName()
 	if err := k.f.cfg.Namespaces.Ensure(ctx, src.GetNamespace()); err != nil {
 		if r, ok := tenancy.IsRefused(err); ok {
 			k.report(src, r.Reason, r.Message, r.Message)
-			return none, false, err
+			return err
 		}
-		return none, false, fmt.Errorf("preparing namespace %s in the workload cluster: %w", src.GetNamespace(), err)
+		return fmt.Errorf("preparing namespace %s in the workload cluster: %w", src.GetNamespace(), err)
 	}
 	k.clear(key, tenancy.ReasonWorkloadNamespaceForbidden)
 	// The namespace exists now, and flotilla may use it; until the namespace watch shows it and its copies
-	// are in the cache, which copies it holds is not known (a sync must not take this one for missing).
+	// are in the cache, which copies it holds is not known (a sync must not take a copy made now for
+	// missing).
 	k.f.copyInformers.expect(src.GetNamespace())
+	return nil
+}
+
+// getFresh reads the workload object of that name right after prepare: a read the workload apiserver
+// refuses is tried again for a moment, since the read flotilla has just granted itself there
+// (EnsureReadable) may not have reached the apiserver's authorizer yet.
+func (k *kind[T]) getFresh(ctx context.Context, workload client[T], name string) (T, error) {
+	var live T
+	var err error
+	deadline := time.Now().Add(grantWait)
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		live, err = workload.Get(ctx, name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) || time.Now().Add(delay).After(deadline) {
+			return live, err
+		}
+		select {
+		case <-ctx.Done():
+			return live, err
+		case <-time.After(delay):
+		}
+	}
+}
+
+// grantWait bounds how long getFresh waits for a fresh grant of the read to take effect.
+const grantWait = 3 * time.Second
+
+// create makes the copy of src where none exists, in a namespace prepare made ready, with Create, which fails
+// when the name was taken meanwhile; that object is then either one of this node's copies (made by a
+// concurrent sync), kept as such, or someone else's, left alone.
+func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, bool, error) {
+	var none T
+	key := src.GetNamespace() + "/" + src.GetName()
 	annotations := maps.Clone(built.GetAnnotations())
 	if annotations == nil {
 		annotations = map[string]string{}
