@@ -279,16 +279,15 @@ func (c *copyInformers) known(namespace string) error {
 		return nil
 	case s != nil:
 		return &unknownCopiesError{Namespace: namespace, Err: cause}
+	case wasExpected && time.Since(expected) < expectFor:
+		// A sync found it usable a moment ago; the namespace watch has not caught up.
+		return &unknownCopiesError{Namespace: namespace}
 	}
-	// No set: the namespace is unusable or gone, or its handler has not run yet.
+	// No set: the namespace is unusable or gone, or the handler of what the cache shows has not run yet.
 	if obj, exists, _ := c.namespaces.GetStore().GetByKey(namespace); exists {
 		if ns, ok := obj.(*corev1.Namespace); ok && c.usable(ns) {
 			return &unknownCopiesError{Namespace: namespace}
 		}
-		return nil
-	}
-	if wasExpected && time.Since(expected) < expectFor {
-		return &unknownCopiesError{Namespace: namespace}
 	}
 	return nil
 }

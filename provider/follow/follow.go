@@ -42,6 +42,17 @@
 // authorizer, an Ingress's TLS Secret that no pod of this node references) is a Warning Event
 // (ReasonReadForbidden) on each proxy and followed Ingress that needs the object, once per watch; the watch
 // backs off meanwhile.
+//
+// This node's copies are read in the workload cluster one namespace at a time (copywatch.go): flotilla's
+// workload identity may read Services, ConfigMaps, Secrets and Ingresses only in the namespaces it uses,
+// where it grants itself the read (NamespaceGate.EnsureReadable). The workload cluster's Namespaces are
+// watched, and each that flotilla may use (tenancy.Decide: created for this management cluster, or opened to
+// flotilla) gets informers of this node's copies of its own, started once the read is granted (retried with
+// backoff) and stopped when the namespace goes, is being deleted, or may no longer be used. Until they have
+// synced, which copies a namespace holds is not known: a sync of an object of that namespace is requeued
+// rather than take its copy for missing, and is queued again once they have synced. Before looking for a copy
+// with the apiserver (and creating it), a sync makes its namespace one flotilla may use and read
+// (NamespaceGate.Ensure).
 package follow
 
 import (
@@ -188,7 +199,10 @@ type Config struct {
 	NodeName string
 	// OwnerLabels are the labels every copy carries and by which this node recognises its own copies in
 	// the workload cluster: {flotilla.io/management: <id>, flotilla.io/node: <node>}.
-	OwnerLabels          map[string]string
+	OwnerLabels map[string]string
+	// Management and Workload are flotilla's clients of the two clusters. In the workload cluster flotilla
+	// lists and watches Namespaces cluster-wide, and reads its copies only in the namespaces it may use, once
+	// Namespaces.EnsureReadable has granted it the read there.
 	Management, Workload kubernetes.Interface
 	// ManagementInformers is the cluster-wide factory the caller starts after New; New registers the
 	// Service and Ingress informers on it (ConfigMaps and Secrets are read one object at a time, with
