@@ -80,6 +80,14 @@ func BaseLabels(nodeName, clusterName string) map[string]string {
 	}
 }
 
+// Labels are the labels every virtual node carries: BaseLabels, and LabelRole, which its failover identity
+// sets.
+func Labels(nodeName, clusterName string) map[string]string {
+	labels := BaseLabels(nodeName, clusterName)
+	labels[LabelRole] = RoleCluster
+	return labels
+}
+
 // Lost says whether a virtual node carries the failover taint LostTaintKey: its workload cluster has been
 // declared lost.
 func Lost(n *corev1.Node) bool {

@@ -107,7 +107,7 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 	if _, err := h.mgmt.CoreV1().ServiceAccounts(h.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	lab.StandInNode(t, h.mgmt, h.node, flotillanode.BaseLabels(h.node, workloadName), []corev1.Taint{flotillanode.Taint()})
+	lab.StandInNode(t, h.mgmt, h.node, flotillanode.Labels(h.node, workloadName), []corev1.Taint{flotillanode.Taint()})
 
 	events := record.NewBroadcaster()
 	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: h.flotillaMgmt.CoreV1().Events(metav1.NamespaceAll)})
