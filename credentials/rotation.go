@@ -177,4 +177,3 @@ func clientCertificate(cfg *rest.Config) (certPEM, keyPEM []byte, err error) {
 	}
 	return nil, nil, nil
 }
-

@@ -135,9 +135,10 @@ func selfToken(account, node string) (*rbacv1.Role, *rbacv1.RoleBinding) {
 }
 
 // ManagementObjects are what one virtual node needs in the management cluster besides the shared manifests
-// and its credentials: the bindings of its node user (the roles kubelets never need, its leader Lease, the
-// renewal of its own certificate, which kube-controller-manager approves for nodes bound to the selfnodeclient
-// role) and its failover identity.
+// and its credentials: the bindings of its node user (the roles kubelets never need, the renewal of its own
+// certificate, which kube-controller-manager approves for nodes bound to the selfnodeclient role) and its
+// failover identity, which also holds the leader Lease of its replicas (NodeRestriction keeps nodes out of
+// every Lease outside kube-node-lease).
 func ManagementObjects(node string) []any {
 	user := rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: NodeUser(node)}
 	failover := FailoverAccount(node)
@@ -145,9 +146,9 @@ func ManagementObjects(node string) []any {
 	return []any{
 		clusterRoleBinding("flotilla-node:"+node, node, nodeRole, user),
 		selfRenewal(node),
-		roleBinding("flotilla-node:"+node, node, leaderRole, user),
 		serviceAccount(failover, node, nil),
 		clusterRoleBinding(failover, node, failoverRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: failover, Namespace: Namespace}),
+		roleBinding(failover+"-leader", node, leaderRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: failover, Namespace: Namespace}),
 		tokenRole, tokenBinding,
 	}
 }

@@ -97,11 +97,11 @@ func TestObjects(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"flotilla-node:eu-west-3-1":                     "system:node:eu-west-3-1→flotilla-node",
-		"flotilla:selfnodeclient:eu-west-3-1":           "system:node:eu-west-3-1→system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
-		"flotilla-system/flotilla-node:eu-west-3-1":     "system:node:eu-west-3-1→flotilla-leader-election",
-		"flotilla-failover-eu-west-3-1":                 "flotilla-failover-eu-west-3-1→flotilla-failover",
-		"flotilla-system/flotilla-failover-eu-west-3-1": "flotilla-failover-eu-west-3-1→flotilla-failover-eu-west-3-1",
+		"flotilla-node:eu-west-3-1":                            "system:node:eu-west-3-1→flotilla-node",
+		"flotilla:selfnodeclient:eu-west-3-1":                  "system:node:eu-west-3-1→system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+		"flotilla-system/flotilla-failover-eu-west-3-1-leader": "flotilla-failover-eu-west-3-1→flotilla-leader-election",
+		"flotilla-failover-eu-west-3-1":                        "flotilla-failover-eu-west-3-1→flotilla-failover",
+		"flotilla-system/flotilla-failover-eu-west-3-1":        "flotilla-failover-eu-west-3-1→flotilla-failover-eu-west-3-1",
 	}
 	if len(subjects) != len(want) {
 		t.Errorf("bindings %v, want %v", subjects, want)

@@ -80,6 +80,25 @@ func BaseLabels(nodeName, clusterName string) map[string]string {
 	}
 }
 
+// Labels are the labels every virtual node carries: BaseLabels, and LabelRole, which its failover identity
+// sets.
+func Labels(nodeName, clusterName string) map[string]string {
+	labels := BaseLabels(nodeName, clusterName)
+	labels[LabelRole] = RoleCluster
+	return labels
+}
+
+// Lost says whether a virtual node carries the failover taint LostTaintKey: its workload cluster has been
+// declared lost.
+func Lost(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == LostTaintKey && t.Effect == corev1.TaintEffectNoExecute {
+			return true
+		}
+	}
+	return false
+}
+
 // Taint is the taint a virtual node is registered with when Config.Taint is set.
 func Taint() corev1.Taint {
 	return corev1.Taint{Key: TaintKey, Value: TaintValue, Effect: corev1.TaintEffectNoSchedule}

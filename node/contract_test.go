@@ -55,3 +55,22 @@ func TestDefaultExcludeLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestLost(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		taints []corev1.Taint
+		want   bool
+	}{
+		{"no taints", nil, false},
+		{"the failover taint", []corev1.Taint{{Key: LostTaintKey, Effect: corev1.TaintEffectNoExecute}}, true},
+		{"the key with another effect", []corev1.Taint{{Key: LostTaintKey, Effect: corev1.TaintEffectNoSchedule}}, false},
+		{"the virtual node's own taint", []corev1.Taint{Taint()}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Lost(&corev1.Node{Spec: corev1.NodeSpec{Taints: tc.taints}}); got != tc.want {
+				t.Errorf("Lost = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

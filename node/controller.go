@@ -44,6 +44,10 @@ type Config struct {
 	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
 	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
 	ProbeInterval, ProbeTimeout time.Duration
+	// Probe is the workload client the probes use: one with a rate limit of its own, so that a probe never
+	// waits behind a burst of pod traffic and a healthy cluster is never taken for lost. nil uses the
+	// controller's workload client.
+	Probe kubernetes.Interface
 	// FailoverAfter is published on the node (AnnotationFailoverAfter) for peers to honour; see Failover.
 	FailoverAfter time.Duration
 	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
@@ -163,7 +167,11 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 		}
 	}
 
-	apiserver := workload.Discovery().RESTClient()
+	prober := cfg.Probe
+	if prober == nil {
+		prober = workload
+	}
+	apiserver := prober.Discovery().RESTClient()
 	c.readyz = func(ctx context.Context) error {
 		return apiserver.Get().AbsPath("/readyz").Do(ctx).Error()
 	}

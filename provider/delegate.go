@@ -46,7 +46,7 @@ func (o owner) owns(pod *corev1.Pod) bool {
 func (o owner) virtualNode() *corev1.Node {
 	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:   o.nodeName,
-		Labels: node.BaseLabels(o.nodeName, o.clusterName),
+		Labels: node.Labels(o.nodeName, o.clusterName),
 	}}
 }
 

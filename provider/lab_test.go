@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,8 @@ type harness struct {
 
 	workloadNamespace bool // created by setup
 	cacheRunning      bool // the provider's management pod cache runs
+	// lost is what the provider's Config.ClusterLost answers.
+	lost atomic.Bool
 }
 
 type harnessOption func(*harnessOptions)
@@ -104,7 +107,7 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 	if _, err := h.mgmt.CoreV1().ServiceAccounts(h.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	lab.StandInNode(t, h.mgmt, h.node, flotillanode.BaseLabels(h.node, workloadName), []corev1.Taint{flotillanode.Taint()})
+	lab.StandInNode(t, h.mgmt, h.node, flotillanode.Labels(h.node, workloadName), []corev1.Taint{flotillanode.Taint()})
 
 	events := record.NewBroadcaster()
 	events.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: h.flotillaMgmt.CoreV1().Events(metav1.NamespaceAll)})
@@ -150,6 +153,7 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 		},
 		EventRecorder: recorder,
 		HostIP:        "10.0.0.7",
+		ClusterLost:   h.lost.Load,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,10 @@ type Config struct {
 	// Workers is how many delegates are created, updated or deleted at once, and how many statuses are
 	// reported at once; 0 means defaultWorkers.
 	Workers int
+	// ClusterLost says whether the workload cluster has been declared lost (the virtual node carries the
+	// failover taint): then a terminating proxy is removed without its delegate confirmed gone (see
+	// GuardRemovals). nil never declares it lost.
+	ClusterLost func() bool
 }
 
 const (

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
@@ -279,15 +280,21 @@ func (p *Provider) problemOf(key string) *problem {
 
 // proxy is the pod of this name bound to this node, nil if there is none. The lister is virtual-kubelet's
 // and may lag or not have synced yet, so a miss is confirmed with the management apiserver: delegates are
-// deleted on this answer.
+// deleted on this answer. The confirmation lists by node and name rather than getting the pod: the Node
+// authorizer answers a node's get of a pod that is gone, or bound elsewhere, with Forbidden, not NotFound.
 func (p *Provider) proxy(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
 	pod, err := p.cfg.ManagementPods.Pods(namespace).Get(name)
 	if !apierrors.IsNotFound(err) {
 		return pod, err
 	}
-	pod, err = p.cfg.Management.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && pod.Spec.NodeName != p.cfg.NodeName) {
-		return nil, nil
+	bound, err := p.cfg.Management.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("spec.nodeName", p.cfg.NodeName),
+			fields.OneTermEqualSelector("metadata.name", name),
+		).String(),
+	})
+	if err != nil || len(bound.Items) == 0 {
+		return nil, err
 	}
-	return pod, err
+	return &bound.Items[0], nil
 }

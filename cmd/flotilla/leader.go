@@ -35,10 +35,10 @@ var errLostLease = errors.New("lost the leader lease of the virtual node")
 // --leader-elect-namespace of the management cluster, so several replicas of one flotilla can stand by
 // and one serves the node. On shutdown serve stops first and then the lease is released, for a standby to
 // take at once.
-func serveWhileLeading(ctx context.Context, o *options, managementCfg *rest.Config, serve func(context.Context) error) error {
+func serveWhileLeading(ctx context.Context, o *options, leaseCfg *rest.Config, serve func(context.Context) error) error {
 	// A client of its own: renewals do not queue behind a burst of pod updates in the shared client's rate
 	// limiter, and a request to an unreachable apiserver gives up within the renew deadline.
-	cfg := rest.CopyConfig(managementCfg)
+	cfg := rest.CopyConfig(leaseCfg)
 	cfg.QPS, cfg.Burst, cfg.Timeout = 5, 10, renewDeadline
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

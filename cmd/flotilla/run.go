@@ -97,6 +97,17 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("failover identity: %w", err)
 	}
+	// The workload health probe and the node's heartbeats (its Lease and status) get clients of their own, as
+	// kubelets do: a client-side rate limit of their own, so they never wait behind a burst of pod work, and a
+	// healthy cluster is never declared lost, nor a live node left without a heartbeat, because of one.
+	probe, err := kubernetes.NewForConfig(withOwnRateLimit(workloadCfg))
+	if err != nil {
+		return fmt.Errorf("workload cluster: %w", err)
+	}
+	heartbeat, err := kubernetes.NewForConfig(withOwnRateLimit(managementCfg))
+	if err != nil {
+		return fmt.Errorf("management cluster: %w", err)
+	}
 	if o.ManagementID == "" {
 		if o.ManagementID, err = managementIdentity(ctx, management, managementCfg.Host); err != nil {
 			return err
@@ -109,13 +120,16 @@ func run(ctx context.Context, o *options) error {
 	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
 		return fmt.Errorf("--metrics-address: %w", err)
 	}
-	c := &clusters{management: management, workload: workload, failover: failover, workloadCfg: workloadCfg, workloadGate: workloadGate}
+	c := &clusters{management: management, workload: workload, failover: failover, probe: probe, heartbeat: heartbeat,
+		workloadCfg: workloadCfg, workloadGate: workloadGate}
 	if workloadToken != nil {
 		namespace, name := workloadToken.ServiceAccount()
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
 	}
 	if o.LeaderElect {
-		return serveWhileLeading(ctx, o, managementCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
+		// The failover identity holds the Lease: NodeRestriction keeps the node identity out of Leases outside
+		// kube-node-lease.
+		return serveWhileLeading(ctx, o, failoverCfg, func(ctx context.Context) error { return serve(ctx, o, c) })
 	}
 	return serve(ctx, o, c)
 }
@@ -125,8 +139,10 @@ type clusters struct {
 	management, workload kubernetes.Interface
 	// failover is the identity that does for the virtual node what NodeRestriction forbids the node's own
 	// (the cluster-lost taint, the role label).
-	failover    kubernetes.Interface
-	workloadCfg *rest.Config
+	failover kubernetes.Interface
+	// probe and heartbeat are the workload health probe's and the node heartbeats' own clients.
+	probe, heartbeat kubernetes.Interface
+	workloadCfg      *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
 	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
@@ -208,6 +224,10 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		References:      followers,
 		Namespaces:      namespaces,
 		Workers:         o.PodWorkers,
+		ClusterLost: func() bool {
+			n, err := virtualNodes.Core().V1().Nodes().Lister().Get(o.NodeName)
+			return err == nil && node.Lost(n)
+		},
 	})
 	if err != nil {
 		return err
@@ -245,6 +265,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		KubeletPort:   int32(o.KubeletPort),
 		ProbeInterval: o.ProbeInterval,
 		ProbeTimeout:  o.ProbeTimeout,
+		Probe:         c.probe,
 		FailoverAfter: o.FailoverAfter,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
@@ -262,7 +283,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
-		PodClient:         management.CoreV1(),
+		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation).
+		PodClient:         p.GuardRemovals(management.CoreV1()),
 		PodInformer:       pods,
 		EventRecorder:     recorder,
 		Provider:          p,
@@ -271,17 +293,18 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		ServiceInformer:   objectInformers.Core().V1().Services(),
 		// Delegates reference ConfigMaps and Secrets by name; resolving them would copy secret values
 		// into pod specs.
-		SkipDownwardAPIResolution:            true,
-		SyncPodsFromKubernetesRateLimiter:    o.queueRateLimiter(),
-		DeletePodsFromKubernetesRateLimiter:  o.queueRateLimiter(),
-		SyncPodStatusFromProviderRateLimiter: o.queueRateLimiter(),
+		SkipDownwardAPIResolution:               true,
+		SyncPodsFromKubernetesRateLimiter:       o.queueRateLimiter(),
+		DeletePodsFromKubernetesRateLimiter:     o.queueRateLimiter(),
+		DeletePodsFromKubernetesShouldRetryFunc: provider.RetryHeldRemovals(vknode.DefaultRetryFunc),
+		SyncPodStatusFromProviderRateLimiter:    o.queueRateLimiter(),
 	})
 	if err != nil {
 		return err
 	}
-	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), management.CoreV1().Nodes(),
-		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(management), vknode.DefaultLeaseDuration),
-		vknode.WithNodeStatusUpdateErrorHandler(reRegister(management.CoreV1().Nodes(), virtualNode.Node)),
+	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), c.heartbeat.CoreV1().Nodes(),
+		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(c.heartbeat), vknode.DefaultLeaseDuration),
+		vknode.WithNodeStatusUpdateErrorHandler(reRegister(c.heartbeat.CoreV1().Nodes(), virtualNode.Node)),
 	)
 	if err != nil {
 		return err
@@ -325,6 +348,14 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	namespaceInformers.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
+}
+
+// withOwnRateLimit is cfg for a client whose few, vital requests (probes, heartbeats) have a token bucket
+// of their own: every client built from a config without a RateLimiter gets a new one.
+func withOwnRateLimit(cfg *rest.Config) *rest.Config {
+	own := rest.CopyConfig(cfg)
+	own.QPS, own.Burst, own.RateLimiter = 5, 10, nil
+	return own
 }
 
 // queueRateLimiter lets virtual-kubelet's pod queues admit hundreds of pods a second, where client-go's

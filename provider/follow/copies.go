@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -28,7 +27,7 @@ const (
 
 // copyMeta is the metadata of the copy of an object with the given metadata: namespace, name, labels (the
 // owner's win) and annotations, without the management cluster's bookkeeping (kubectl's last applied
-// configuration, the load-balancer annotations flotilla once published there, a source hash).
+// configuration, a source hash).
 func copyMeta(src metav1.ObjectMeta, owner map[string]string) metav1.ObjectMeta {
 	labels := maps.Clone(src.Labels)
 	if labels == nil {
@@ -37,7 +36,7 @@ func copyMeta(src metav1.ObjectMeta, owner map[string]string) metav1.ObjectMeta 
 	maps.Copy(labels, owner)
 	annotations := maps.Clone(src.Annotations)
 	maps.DeleteFunc(annotations, func(k, _ string) bool {
-		return k == lastApplied || k == AnnotationSourceHash || strings.HasPrefix(k, legacyLBAnnotationPrefix)
+		return k == lastApplied || k == AnnotationSourceHash
 	})
 	if len(annotations) == 0 {
 		annotations = nil

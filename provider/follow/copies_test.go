@@ -19,9 +19,11 @@ func sourceMeta() metav1.ObjectMeta {
 		CreationTimestamp: metav1.Now(),
 		Labels:            map[string]string{"app": "web", "flotilla.io/node": "spoofed"},
 		Annotations: map[string]string{
-			"team":                            "payments",
-			lastApplied:                       "{}",
-			legacyLBAnnotation("us-west-2-0"): `[{"ip":"10.0.0.1"}]`,
+			"team":      "payments",
+			lastApplied: "{}",
+			// An annotation of that prefix means nothing to flotilla (no released version wrote one): it
+			// is the user's, and follows like any other.
+			"lb.flotilla.io/us-west-2-0": `[{"ip":"10.0.0.1"}]`,
 		},
 		OwnerReferences: []metav1.OwnerReference{{Name: "x", UID: "o"}},
 		Finalizers:      []string{"example.com/keep"},
@@ -33,7 +35,7 @@ func wantMeta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Namespace: "shop", Name: "web",
 		Labels:      map[string]string{"app": "web", "flotilla.io/management": "m1", "flotilla.io/node": "eu-west-3-1"},
-		Annotations: map[string]string{"team": "payments"},
+		Annotations: map[string]string{"team": "payments", "lb.flotilla.io/us-west-2-0": `[{"ip":"10.0.0.1"}]`},
 	}
 }
 

@@ -42,6 +42,17 @@
 // authorizer, an Ingress's TLS Secret that no pod of this node references) is a Warning Event
 // (ReasonReadForbidden) on each proxy and followed Ingress that needs the object, once per watch; the watch
 // backs off meanwhile.
+//
+// This node's copies are read in the workload cluster one namespace at a time (copywatch.go): flotilla's
+// workload identity may read Services, ConfigMaps, Secrets and Ingresses only in the namespaces it uses,
+// where it grants itself the read (NamespaceGate.EnsureReadable). The workload cluster's Namespaces are
+// watched, and each that flotilla may use (tenancy.Decide: created for this management cluster, or opened to
+// flotilla) gets informers of this node's copies of its own, started once the read is granted (retried with
+// backoff) and stopped when the namespace goes, is being deleted, or may no longer be used. Until they have
+// synced, which copies a namespace holds is not known: a sync of an object of that namespace is requeued
+// rather than take its copy for missing, and is queued again once they have synced. Before looking for a copy
+// with the apiserver (and creating it), a sync makes its namespace one flotilla may use and read
+// (NamespaceGate.Ensure).
 package follow
 
 import (
@@ -49,7 +60,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +78,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
@@ -169,8 +178,12 @@ func (e *RefusedCopyError) Unwrap() error { return e.Err }
 // A gate that also has Lookup(namespace string) (enabled, known bool), as *tenancy.Namespaces does, lets the
 // followers hold off on a namespace its cache does not know yet (flotilla is starting) instead of taking it
 // for not enabled and removing copies that are still needed.
+//
+// EnsureReadable grants flotilla's workload identity the read of its copies in a workload namespace it may
+// use (see copyInformers): flotilla may not read them cluster-wide. Ensure grants it too.
 type NamespaceGate interface {
 	Ensure(ctx context.Context, namespace string) error
+	EnsureReadable(ctx context.Context, namespace string) error
 	Enabled(namespace string) bool
 }
 
@@ -186,7 +199,10 @@ type Config struct {
 	NodeName string
 	// OwnerLabels are the labels every copy carries and by which this node recognises its own copies in
 	// the workload cluster: {flotilla.io/management: <id>, flotilla.io/node: <node>}.
-	OwnerLabels          map[string]string
+	OwnerLabels map[string]string
+	// Management and Workload are flotilla's clients of the two clusters. In the workload cluster flotilla
+	// lists and watches Namespaces cluster-wide, and reads its copies only in the namespaces it may use, once
+	// Namespaces.EnsureReadable has granted it the read there.
 	Management, Workload kubernetes.Interface
 	// ManagementInformers is the cluster-wide factory the caller starts after New; New registers the
 	// Service and Ingress informers on it (ConfigMaps and Secrets are read one object at a time, with
@@ -218,14 +234,15 @@ type Config struct {
 type Followers struct {
 	cfg Config
 
-	workloadInformers informers.SharedInformerFactory
-	proxies           cache.SharedIndexInformer
-	services          cache.Indexer          // management Services
-	ingressIndex      cache.Indexer          // management Ingresses, indexed by the Services they route to and the Secrets they name
-	referencesSynced  []cache.InformerSynced // proxies
-	cmWatches         *objectWatches[*corev1.ConfigMap]
-	secretWatches     *objectWatches[*corev1.Secret]
-	lbs               *publisher
+	copyInformers    *copyInformers // this node's copies, per workload namespace
+	proxies          cache.SharedIndexInformer
+	services         cache.Indexer          // management Services
+	ingressIndex     cache.Indexer          // management Ingresses, indexed by the Services they route to and the Secrets they name
+	synced           []cache.InformerSynced // what must be synced before the queues are worked
+	referencesSynced []cache.InformerSynced // proxies
+	cmWatches        *objectWatches[*corev1.ConfigMap]
+	secretWatches    *objectWatches[*corev1.Secret]
+	lbs              *publisher
 
 	configMaps *kind[*corev1.ConfigMap]
 	secrets    *kind[*corev1.Secret]
@@ -274,10 +291,20 @@ func New(cfg Config) (*Followers, error) {
 		return nil, fmt.Errorf("follow: indexing proxies (New must run before the informer starts): %w", err)
 	}
 
-	own := labels.SelectorFromSet(cfg.OwnerLabels).String()
-	f.workloadInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Workload, workloadResync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = own }))
-	m, w := cfg.ManagementInformers, f.workloadInformers
+	// This node's copies are read one workload namespace at a time, in each namespace flotilla may use
+	// (copyInformers): its workload identity may read them only there.
+	managementID := cfg.OwnerLabels[tenancy.LabelManagement]
+	copies, err := newCopyInformers(cfg.Workload, labels.SelectorFromSet(cfg.OwnerLabels).String(), workloadResync,
+		func(ns *corev1.Namespace) bool {
+			access, _ := tenancy.Decide(ns.Name, ns, managementID)
+			return access != tenancy.Forbidden && ns.DeletionTimestamp == nil
+		},
+		cfg.Namespaces.EnsureReadable, f.NamespaceChanged)
+	if err != nil {
+		return nil, fmt.Errorf("follow: %w", err)
+	}
+	f.copyInformers = copies
+	m := cfg.ManagementInformers
 
 	f.configMaps = newKind[*corev1.ConfigMap](f, KindConfigMap)
 	f.secrets = newKind[*corev1.Secret](f, KindSecret)
@@ -298,11 +325,12 @@ func New(cfg Config) (*Followers, error) {
 	f.secretWatches.forbidden = func(ns, name string, err error) { f.readForbidden(KindSecret, ns, name, err) }
 
 	// ConfigMaps: wanted while a proxy of this node that counts (see counts) references them.
-	cmCopies := w.Core().V1().ConfigMaps()
 	f.configMaps.source = watchedOf(f.cmWatches)
 	f.configMaps.known = func(ns, name string) error { return f.hold(KindConfigMap, ns, name) }
 	f.configMaps.sources = f.cmWatches.keys
-	f.configMaps.copy = listerOf(func(ns, n string) (*corev1.ConfigMap, error) { return cmCopies.Lister().ConfigMaps(ns).Get(n) })
+	f.configMaps.register(copies, func(w informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return w.Core().V1().ConfigMaps().Informer()
+	})
 	f.configMaps.workload = func(ns string) client[*corev1.ConfigMap] { return cfg.Workload.CoreV1().ConfigMaps(ns) }
 	f.configMaps.wanted = func(src *corev1.ConfigMap) bool { return f.referenced(KindConfigMap, src.Namespace, src.Name) }
 	f.configMaps.build = func(src *corev1.ConfigMap) *corev1.ConfigMap { return ConfigMapCopy(src, cfg.OwnerLabels) }
@@ -310,11 +338,12 @@ func New(cfg Config) (*Followers, error) {
 
 	// Secrets: wanted while a proxy of this node references them or an Ingress this node follows names
 	// them for TLS; never a ServiceAccount token.
-	secretCopies := w.Core().V1().Secrets()
 	f.secrets.source = watchedOf(f.secretWatches)
 	f.secrets.known = func(ns, name string) error { return f.hold(KindSecret, ns, name) }
 	f.secrets.sources = f.secretWatches.keys
-	f.secrets.copy = listerOf(func(ns, n string) (*corev1.Secret, error) { return secretCopies.Lister().Secrets(ns).Get(n) })
+	f.secrets.register(copies, func(w informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return w.Core().V1().Secrets().Informer()
+	}, cache.ResourceEventHandlerFuncs{AddFunc: f.queueIngressesNaming, DeleteFunc: f.queueIngressesNaming}) // a TLS Secret's copy that comes or goes changes the Ingress copies naming it
 	f.secrets.workload = func(ns string) client[*corev1.Secret] { return cfg.Workload.CoreV1().Secrets(ns) }
 	f.secrets.follows = SecretFollows
 	f.secrets.wanted = func(src *corev1.Secret) bool {
@@ -324,10 +353,12 @@ func New(cfg Config) (*Followers, error) {
 	f.secrets.recreateOnInvalid = true
 
 	// Services: wanted while their selector matches a serving proxy of this node.
-	svcs, svcCopies := m.Core().V1().Services(), w.Core().V1().Services()
+	svcs := m.Core().V1().Services()
 	f.services = svcs.Informer().GetIndexer()
 	f.serviceK.source = listerOf(func(ns, n string) (*corev1.Service, error) { return svcs.Lister().Services(ns).Get(n) })
-	f.serviceK.copy = listerOf(func(ns, n string) (*corev1.Service, error) { return svcCopies.Lister().Services(ns).Get(n) })
+	f.serviceK.register(copies, func(w informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return w.Core().V1().Services().Informer()
+	})
 	f.serviceK.workload = func(ns string) client[*corev1.Service] { return cfg.Workload.CoreV1().Services(ns) }
 	f.serviceK.management = func(ns string) client[*corev1.Service] { return cfg.Management.CoreV1().Services(ns) }
 	f.serviceK.wanted = f.serviceWanted
@@ -342,7 +373,7 @@ func New(cfg Config) (*Followers, error) {
 	f.serviceK.after = f.queueIngressesFor
 
 	// Ingresses: wanted while they route to a Service that is wanted.
-	ings, ingCopies := m.Networking().V1().Ingresses(), w.Networking().V1().Ingresses()
+	ings := m.Networking().V1().Ingresses()
 	if err := ings.Informer().AddIndexers(cache.Indexers{
 		indexIngressService: ingressIndexFunc(IngressServices),
 		indexIngressTLS:     ingressIndexFunc(IngressTLSSecrets),
@@ -351,7 +382,9 @@ func New(cfg Config) (*Followers, error) {
 	}
 	f.ingressIndex = ings.Informer().GetIndexer()
 	f.ingresses.source = listerOf(func(ns, n string) (*networkingv1.Ingress, error) { return ings.Lister().Ingresses(ns).Get(n) })
-	f.ingresses.copy = listerOf(func(ns, n string) (*networkingv1.Ingress, error) { return ingCopies.Lister().Ingresses(ns).Get(n) })
+	f.ingresses.register(copies, func(w informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return w.Networking().V1().Ingresses().Informer()
+	})
 	f.ingresses.workload = func(ns string) client[*networkingv1.Ingress] { return cfg.Workload.NetworkingV1().Ingresses(ns) }
 	f.ingresses.management = func(ns string) client[*networkingv1.Ingress] {
 		return cfg.Management.NetworkingV1().Ingresses(ns)
@@ -374,7 +407,7 @@ func New(cfg Config) (*Followers, error) {
 	}
 
 	// Event handlers. The watches of ConfigMaps and Secrets queue their own keys (objectWatches); Services
-	// and Ingresses are queued on every change.
+	// and Ingresses are queued on every change; the copies' informers have theirs (register).
 	proxySynced := f.proxies.HasSynced
 	nodes := cfg.VirtualNodes.Informer()
 	type registration struct {
@@ -385,12 +418,6 @@ func New(cfg Config) (*Followers, error) {
 		{f.proxies, f.proxyEvents()},
 		{svcs.Informer(), queueAll(f.serviceK.enqueue)},
 		{ings.Informer(), f.ingressEvents()},
-		{cmCopies.Informer(), f.configMaps.copyEvents()},
-		{secretCopies.Informer(), f.secrets.copyEvents()},
-		// A TLS Secret's copy that comes or goes changes the Ingress copies naming it.
-		{secretCopies.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: f.queueIngressesNaming, DeleteFunc: f.queueIngressesNaming}},
-		{svcCopies.Informer(), f.serviceK.copyEvents()},
-		{ingCopies.Informer(), f.ingresses.copyEvents()},
 		{nodes, f.lbs.nodeEvents(f.enqueueLB)},
 	}
 	for _, r := range regs {
@@ -398,22 +425,12 @@ func New(cfg Config) (*Followers, error) {
 			return nil, fmt.Errorf("follow: %w", err)
 		}
 	}
-	// Copies are never informer-transformed into anything but their own view; they need no managedFields.
-	for _, inf := range []cache.SharedIndexInformer{cmCopies.Informer(), secretCopies.Informer(), svcCopies.Informer(), ingCopies.Informer()} {
-		if err := inf.SetTransform(cachetrim.ManagedFields); err != nil {
-			return nil, fmt.Errorf("follow: %w", err)
-		}
-	}
-	f.configMaps.copies = cmCopies.Informer().GetIndexer()
-	f.secrets.copies = secretCopies.Informer().GetIndexer()
-	f.serviceK.sources, f.serviceK.copies = indexerKeys(svcs.Informer().GetIndexer()), svcCopies.Informer().GetIndexer()
-	f.ingresses.sources, f.ingresses.copies = indexerKeys(ings.Informer().GetIndexer()), ingCopies.Informer().GetIndexer()
-	mgmtSynced := []cache.InformerSynced{proxySynced, svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced}
-	f.referencesSynced = mgmtSynced[:1]
-	f.configMaps.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{cmCopies.Informer().HasSynced})
-	f.secrets.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{secretCopies.Informer().HasSynced})
-	f.serviceK.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{svcCopies.Informer().HasSynced})
-	f.ingresses.synced = slices.Concat(mgmtSynced, []cache.InformerSynced{ingCopies.Informer().HasSynced})
+	f.serviceK.sources = indexerKeys(svcs.Informer().GetIndexer())
+	f.ingresses.sources = indexerKeys(ings.Informer().GetIndexer())
+	// The copies' caches are per workload namespace, each synced on its own (copyInformers.known, which every
+	// sync asks); before the workers start, the workload namespaces must have been listed.
+	f.synced = []cache.InformerSynced{proxySynced, svcs.Informer().HasSynced, ings.Informer().HasSynced, nodes.HasSynced, copies.hasSynced}
+	f.referencesSynced = f.synced[:1]
 	return f, nil
 }
 
@@ -451,17 +468,16 @@ func (f *Followers) NamespaceChanged(name string) {
 	f.ingresses.resyncNamespace(name)
 }
 
-// Run starts the workload informers and, once every cache has synced, the workers; it blocks until ctx
-// ends. The management informers (ManagementInformers, Proxies, VirtualNodes) are the caller's to start.
+// Run starts the workload informers (the workload namespaces, and this node's copies in each one flotilla
+// may use) and, once the management caches and the workload namespaces have synced, the workers; it blocks
+// until ctx ends. The management informers (ManagementInformers, Proxies, VirtualNodes) are the caller's to
+// start.
 func (f *Followers) Run(ctx context.Context) error {
-	f.workloadInformers.Start(ctx.Done())
-	defer f.workloadInformers.Shutdown()
+	copiesDone := make(chan struct{})
+	go func() { f.copyInformers.run(ctx); close(copiesDone) }()
+	defer func() { <-copiesDone }()
 	defer f.stopWatches()
-	var synced []cache.InformerSynced
-	for _, s := range [][]cache.InformerSynced{f.configMaps.synced, f.secrets.synced, f.serviceK.synced, f.ingresses.synced} {
-		synced = append(synced, s...)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !cache.WaitForCacheSync(ctx.Done(), f.synced...) {
 		return nil // ctx ended first
 	}
 	logrus.WithField("node", f.cfg.NodeName).Info("following Services, Ingresses, ConfigMaps and Secrets")
@@ -582,10 +598,15 @@ func (f *Followers) EnsureFor(ctx context.Context, proxy *corev1.Pod) (drop []Re
 // referencesWait is how long EnsureFor waits for the watches of a proxy's references to answer.
 const referencesWait = 3 * time.Second
 
-// hasCopy says whether this node holds a copy of the object with the given LBKey.
+// hasCopy says whether this node holds a copy of the object with the given LBKey, or may hold one: its
+// namespace's copies are not known yet (the key's sync, which the virtual node's event queued, waits for
+// them and then decides).
 func (f *Followers) hasCopy(key string) bool {
 	kind, rest, _ := strings.Cut(key, "/")
 	ns, name, _ := strings.Cut(rest, "/")
+	if f.copyInformers.known(ns) != nil {
+		return true
+	}
 	switch kind {
 	case f.serviceK.name:
 		_, ok := f.serviceK.copy(ns, name)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,19 +263,25 @@ func TestEnsureFor(t *testing.T) {
 	t.Run("a name taken between the check and the create is left alone", func(t *testing.T) {
 		var foreign *corev1.ConfigMap
 		var fx *fixture
+		var once sync.Once
 		fx = newFixtureWith(t, fixtureOptions{
 			management:        []runtime.Object{configMap("app", map[string]string{"a": "1"})},
 			workloadNamespace: map[string]string{tenancy.LabelOpen: "true"},
-			// Someone creates the object right after flotilla found the name free.
-			gate: func(real NamespaceGate) NamespaceGate {
-				return ensureHook{real, func(ctx context.Context, ns string) error {
-					if err := real.Ensure(ctx, ns); err != nil {
-						return err
+			// Someone creates the object right after flotilla found the name free: just before flotilla's
+			// Create reaches the apiserver.
+			workloadTransport: func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripper(func(r *http.Request) (*http.Response, error) {
+					if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/namespaces/"+fx.ns+"/configmaps") {
+						var err error
+						once.Do(func() {
+							foreign, err = fx.workload.CoreV1().ConfigMaps(fx.ns).Create(r.Context(), configMap("app", map[string]string{"theirs": "x"}), metav1.CreateOptions{})
+						})
+						if err != nil {
+							return nil, err
+						}
 					}
-					var err error
-					foreign, err = fx.workload.CoreV1().ConfigMaps(ns).Create(ctx, configMap("app", map[string]string{"theirs": "x"}), metav1.CreateOptions{})
-					return err
-				}}
+					return rt.RoundTrip(r)
+				})
 			},
 		})
 		_, err := fx.f.EnsureFor(fx.ctx, fx.bind(proxyPod("p", nil, envFrom("app", false))))
@@ -323,16 +331,6 @@ func TestEnsureFor(t *testing.T) {
 	})
 }
 
-// ensureHook is a NamespaceGate whose Ensure is a function of the test's.
-type ensureHook struct {
-	NamespaceGate
-	ensure func(ctx context.Context, namespace string) error
-}
-
-func (g ensureHook) Ensure(ctx context.Context, namespace string) error {
-	return g.ensure(ctx, namespace)
-}
-
 // tokenSecret is a ServiceAccount token Secret of the namespace's default ServiceAccount (the management
 // cluster's token controller fills it in).
 func tokenSecret(name string) *corev1.Secret {
@@ -362,11 +360,6 @@ func TestServiceFollowsProxies(t *testing.T) {
 	// A user who may edit Services forges flotilla's ownership of the status in a plain update, as if
 	// flotilla had written it.
 	forgeStatusOwnership(t, fx.ctx, mgmtServices, "other")
-	// Before publishing moved to the nodes, this node annotated the Service itself.
-	legacy := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","annotations":{"` + legacyLBAnnotation(fx.node) + `":"[{\"ip\":\"10.0.9.9\"}]"}}}`
-	if _, err := mgmtServices.Patch(fx.ctx, "web", types.ApplyPatchType, []byte(legacy), metav1.PatchOptions{FieldManager: legacyLBManager(fx.node)}); err != nil {
-		t.Fatal(err)
-	}
 	fx.run()
 
 	services := fx.workload.CoreV1().Services(fx.ns)
@@ -414,8 +407,7 @@ func TestServiceFollowsProxies(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		_, legacyLeft := m.Annotations[legacyLBAnnotation(fx.node)]
-		ok := n.Annotations[AnnotationLoadBalancers] == ownWant && !legacyLeft &&
+		ok := n.Annotations[AnnotationLoadBalancers] == ownWant &&
 			EncodeLB(m.Status.LoadBalancer.Ingress) == `[{"ip":"10.0.1.1","ipMode":"VIP"},{"ip":"10.0.3.1","ipMode":"VIP"}]`
 		return ok, fmt.Errorf("node publishes %s, Service annotations %v, status %s", n.Annotations[AnnotationLoadBalancers], m.Annotations, EncodeLB(m.Status.LoadBalancer.Ingress))
 	})

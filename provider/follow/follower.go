@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/csaupgrade"
 	"k8s.io/client-go/util/workqueue"
@@ -70,11 +71,15 @@ type kind[T object] struct {
 	known func(namespace, name string) error
 	// sources are the keys of the management objects of this kind the source holds in a namespace ("" for
 	// every namespace), for resyncs.
-	sources  func(namespace string) []string
-	copy     lister[T]              // the workload cache of this node's copies
-	copies   cache.Indexer          // the same cache, for resyncs
-	synced   []cache.InformerSynced // what must be synced before the queue is worked
-	workload func(namespace string) client[T]
+	sources func(namespace string) []string
+	copy    lister[T] // the workload caches of this node's copies (register)
+	// copies are the keys of this node's copies the workload caches hold in a namespace ("" for every
+	// namespace), for resyncs.
+	copies func(namespace string) []string
+	// copiesKnown says whether the workload caches know which copies a namespace holds: nil, or an error
+	// saying why not (see copyInformers.known). Unset: always.
+	copiesKnown func(namespace string) error
+	workload    func(namespace string) client[T]
 	// management is the client of the management objects (kinds whose status comes back).
 	management func(namespace string) client[T]
 	// wanted says whether something on this node needs the management object in the workload cluster.
@@ -103,8 +108,6 @@ type kind[T object] struct {
 	// reported remembers per key and reason the problem last reported as an Event, so that one problem
 	// makes one Event, and a different one (another foreign object, another message) a new one.
 	reported map[string]map[string]string
-	// legacyTried remembers the keys whose old load-balancer annotation this process tried to remove.
-	legacyTried map[string]bool
 }
 
 func newKind[T object](f *Followers, name string) *kind[T] {
@@ -114,10 +117,18 @@ func newKind[T object](f *Followers, name string) *kind[T] {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "follow-" + strings.ToLower(name)}),
-		applied:     map[string]string{},
-		reported:    map[string]map[string]string{},
-		legacyTried: map[string]bool{},
+		applied:  map[string]string{},
+		reported: map[string]map[string]string{},
 	}
+}
+
+// register reads the kind's copies with c, one workload namespace at a time: informer is the kind's informer
+// of a namespace's factory, whose events copyEvents handles, and the extra handlers too.
+func (k *kind[T]) register(c *copyInformers, informer func(informers.SharedInformerFactory) cache.SharedIndexInformer, extra ...cache.ResourceEventHandler) {
+	n := c.register(informer, append([]cache.ResourceEventHandler{k.copyEvents()}, extra...)...)
+	k.copy = copiesOf[T](c, n)
+	k.copies = func(namespace string) []string { return c.keys(n, namespace) }
+	k.copiesKnown = c.known
 }
 
 // enqueue queues the key of a management or workload object (or a tombstone of one).
@@ -133,16 +144,14 @@ func (k *kind[T]) enqueueKey(namespace, name string) { k.queue.Add(namespace + "
 // resync queues every object of this kind that either cluster holds, at once: also those waiting out the
 // backoff of a failure.
 func (k *kind[T]) resync() {
-	for _, key := range slices.Concat(k.sources(""), k.copies.ListKeys()) {
+	for _, key := range slices.Concat(k.sources(""), k.copies("")) {
 		k.queue.Add(key)
 	}
 }
 
 // resyncNamespace queues the objects of this kind that either cluster's cache holds in the namespace.
 func (k *kind[T]) resyncNamespace(namespace string) {
-	keys := k.sources(namespace)
-	copies, _ := k.copies.IndexKeys(cache.NamespaceIndex, namespace)
-	for _, key := range slices.Concat(keys, copies) {
+	for _, key := range slices.Concat(k.sources(namespace), k.copies(namespace)) {
 		k.queue.Add(key)
 	}
 }
@@ -198,6 +207,11 @@ func (k *kind[T]) work(ctx context.Context) {
 		case err == nil:
 			k.queue.Forget(key)
 		case ctx.Err() != nil:
+		case isUnknownCopies(err):
+			// The workload namespace's copies are not in the cache yet (its informers start or sync): looked
+			// at again soon, and at once when they have synced.
+			logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
+			k.queue.AddRateLimited(key)
 		case decision(err):
 			// Reported as an Event already; only a change somewhere ends it, and a change of what flotilla
 			// watches queues the key anyway. Looked at again now and then for what it does not watch. A
@@ -254,6 +268,12 @@ func (k *kind[T]) sync(ctx context.Context, key string) error {
 			// Neither there nor missing yet: its watch queues the key once it has answered.
 			logrus.WithField("key", key).Debugf("follow %s: %v", k.name, err)
 			return nil
+		}
+	}
+	if k.copiesKnown != nil {
+		if err := k.copiesKnown(namespace); err != nil {
+			// Whether this node holds a copy is not known: neither copy, remove nor publish anything.
+			return err
 		}
 	}
 	src, haveSource := k.source(namespace, name)
@@ -331,8 +351,12 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	}
 	workload := k.workload(src.GetNamespace())
 	if !haveCopy {
-		// Not among this node's copies: free, or someone else's. Ask the apiserver, not a cache.
-		live, err := workload.Get(ctx, src.GetName(), metav1.GetOptions{})
+		// Not among this node's copies: free, or someone else's. Ask the apiserver, not a cache, in a
+		// namespace flotilla may use (and read).
+		if err := k.prepare(ctx, src); err != nil {
+			return cp, false, err
+		}
+		live, err := k.getFresh(ctx, workload, src.GetName())
 		switch {
 		case apierrors.IsNotFound(err):
 			return k.create(ctx, src, built, hash)
@@ -383,20 +407,55 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	return out, true, nil
 }
 
-// create makes the copy of src where none exists: in a namespace the tenancy gate allows, with Create, which
-// fails when the name was taken meanwhile; that object is then either one of this node's copies (made by a
-// concurrent sync), kept as such, or someone else's, left alone.
-func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, bool, error) {
-	var none T
+// prepare makes src's workload namespace one the tenancy gate allows (creating it when missing) and that
+// flotilla may read, before a copy is looked for there or created: a *tenancy.RefusedError, reported once as
+// an Event on src, for a namespace flotilla may not use.
+func (k *kind[T]) prepare(ctx context.Context, src T) error {
 	key := src.GetNamespace() + "/" + src.GetName()
 	if err := k.f.cfg.Namespaces.Ensure(ctx, src.GetNamespace()); err != nil {
 		if r, ok := tenancy.IsRefused(err); ok {
 			k.report(src, r.Reason, r.Message, r.Message)
-			return none, false, err
+			return err
 		}
-		return none, false, fmt.Errorf("preparing namespace %s in the workload cluster: %w", src.GetNamespace(), err)
+		return fmt.Errorf("preparing namespace %s in the workload cluster: %w", src.GetNamespace(), err)
 	}
 	k.clear(key, tenancy.ReasonWorkloadNamespaceForbidden)
+	// The namespace exists now, and flotilla may use it; until the namespace watch shows it and its copies
+	// are in the cache, which copies it holds is not known (a sync must not take a copy made now for
+	// missing).
+	k.f.copyInformers.expect(src.GetNamespace())
+	return nil
+}
+
+// getFresh reads the workload object of that name right after prepare: a read the workload apiserver
+// refuses is tried again for a moment, since the read flotilla has just granted itself there
+// (EnsureReadable) may not have reached the apiserver's authorizer yet.
+func (k *kind[T]) getFresh(ctx context.Context, workload client[T], name string) (T, error) {
+	var live T
+	var err error
+	deadline := time.Now().Add(grantWait)
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		live, err = workload.Get(ctx, name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) || time.Now().Add(delay).After(deadline) {
+			return live, err
+		}
+		select {
+		case <-ctx.Done():
+			return live, err
+		case <-time.After(delay):
+		}
+	}
+}
+
+// grantWait bounds how long getFresh waits for a fresh grant of the read to take effect.
+const grantWait = 3 * time.Second
+
+// create makes the copy of src where none exists, in a namespace prepare made ready, with Create, which fails
+// when the name was taken meanwhile; that object is then either one of this node's copies (made by a
+// concurrent sync), kept as such, or someone else's, left alone.
+func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, bool, error) {
+	var none T
+	key := src.GetNamespace() + "/" + src.GetName()
 	annotations := maps.Clone(built.GetAnnotations())
 	if annotations == nil {
 		annotations = map[string]string{}
@@ -575,10 +634,8 @@ func (k *kind[T]) clear(key string, reasons ...string) {
 // earlier in this process's life (as node events showed it); otherwise it is left alone, so flotilla does not
 // fight a load-balancer controller of the management cluster itself. That is decided from what this process
 // saw on the virtual nodes, which only flotillas write, never from anything on the management object
-// (annotations, managedFields), which whoever may edit it can forge. The old annotation this node once
-// published there is removed.
+// (annotations, managedFields), which whoever may edit it can forge.
 func (k *kind[T]) syncStatus(ctx context.Context, src T) error {
-	k.dropLegacy(ctx, src)
 	lbKey := LBKey(k.name, src.GetNamespace(), src.GetName())
 	mark, wasPublished := k.f.lbs.published(lbKey) // read before the union: a later mark is news
 	union := k.f.lbs.union(lbKey)
@@ -590,7 +647,7 @@ func (k *kind[T]) syncStatus(ctx context.Context, src T) error {
 			"metadata": map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())},
 			"status":   k.lbStatus(union),
 		}
-		if err := k.applyManagement(ctx, src, body, FieldManager, "status"); err != nil {
+		if err := k.applyManagement(ctx, src, body, "status"); err != nil {
 			return fmt.Errorf("writing the load-balancer status of %s %s/%s: %w", k.name, src.GetNamespace(), src.GetName(), err)
 		}
 	}
@@ -601,31 +658,8 @@ func (k *kind[T]) syncStatus(ctx context.Context, src T) error {
 	return nil
 }
 
-// dropLegacy removes the load-balancer annotation this node published on src before they moved to the
-// virtual nodes: an empty apply under its old field manager gives up the field, so an annotation of that
-// name that someone else wrote stays. Tried once per object that carries it and process; a failure only
-// costs a stale annotation that nothing reads.
-func (k *kind[T]) dropLegacy(ctx context.Context, src T) {
-	manager := legacyLBManager(k.f.cfg.NodeName)
-	if _, has := src.GetAnnotations()[legacyLBAnnotation(k.f.cfg.NodeName)]; !has {
-		return
-	}
-	key := src.GetNamespace() + "/" + src.GetName()
-	k.mu.Lock()
-	tried := k.legacyTried[key]
-	k.legacyTried[key] = true
-	k.mu.Unlock()
-	if tried {
-		return
-	}
-	body := map[string]any{"metadata": map[string]any{"name": src.GetName(), "namespace": src.GetNamespace(), "uid": string(src.GetUID())}}
-	if err := k.applyManagement(ctx, src, body, manager, ""); err != nil {
-		logrus.WithField("key", key).Infof("follow %s: removing the old annotation %s: %v", k.name, legacyLBAnnotation(k.f.cfg.NodeName), err)
-	}
-}
-
 // applyManagement server-side applies body (metadata and status parts) to the management object src.
-func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]any, manager, subresource string) error {
+func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]any, subresource string) error {
 	gvk := typeOf(src)
 	body["apiVersion"], body["kind"] = gvk.apiVersion, gvk.kind
 	data, err := json.Marshal(body)
@@ -637,7 +671,7 @@ func (k *kind[T]) applyManagement(ctx context.Context, src T, body map[string]an
 		sub = []string{subresource}
 	}
 	_, err = k.management(src.GetNamespace()).Patch(ctx, src.GetName(), types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: manager, Force: new(true)}, sub...)
+		metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)}, sub...)
 	// With Force, a failed uid precondition is all that makes it Invalid on metadata.uid (another object
 	// holds the name) or a Conflict (none does).
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || uidMismatch(err) {
@@ -713,4 +747,10 @@ func applyBody(obj runtime.Object, uid types.UID) (body []byte, hash string, err
 	}
 	body, err = json.Marshal(u)
 	return body, hash, err
+}
+
+// isUnknownCopies says whether err says a workload namespace's copies are not known yet.
+func isUnknownCopies(err error) bool {
+	var u *unknownCopiesError
+	return errors.As(err, &u)
 }

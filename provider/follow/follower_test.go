@@ -32,7 +32,7 @@ func TestResyncQueuesBothCaches(t *testing.T) {
 	add(copies, "a", "both")
 	add(source, "a", "source-only")
 	add(copies, "b", "copy-only")
-	k.sources, k.copies = indexerKeys(source), copies
+	k.sources, k.copies = indexerKeys(source), indexerKeys(copies)
 
 	k.resync()
 	if queued, want := drain(k), []string{"a/both", "a/source-only", "b/copy-only"}; !slices.Equal(queued, want) {
@@ -69,7 +69,7 @@ func TestResyncNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k.sources, k.copies = indexerKeys(source), copies
+	k.sources, k.copies = indexerKeys(source), indexerKeys(copies)
 	k.resyncNamespace("a")
 	if queued, want := drain(k), []string{"a/copy-only", "a/source"}; !slices.Equal(queued, want) {
 		t.Errorf("queued %v, want %v", queued, want)

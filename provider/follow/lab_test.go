@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
@@ -77,13 +80,17 @@ type fixtureOptions struct {
 	// before flotilla starts. With workload objects and no labels, the namespace is opened to flotilla
 	// (tenancy.LabelOpen), as a workload admin would.
 	workloadNamespace map[string]string
-	// gate, when set, wraps the tenancy gate flotilla uses.
-	gate func(NamespaceGate) NamespaceGate
 	// notEnabled: the test's management namespace does not carry flotilla.io/enabled=true.
 	notEnabled bool
 	// managementTransport, when set, wraps the transport of flotilla's management client: to record its
-	// requests, or to answer some as the apiserver would.
-	managementTransport func(http.RoundTripper) http.RoundTripper
+	// requests, or to answer some as the apiserver would. workloadTransport does the same for its workload
+	// client.
+	managementTransport, workloadTransport func(http.RoundTripper) http.RoundTripper
+	// confined: flotilla's workload identity is the ServiceAccount a joined flotilla has
+	// (tenancy.WorkloadAccount), bound only to deploy's ClusterRole flotilla-workload, so it reads copies only
+	// in the namespaces where it grants itself the read (the tenancy gate's Reader); otherwise it is the lab's
+	// package-test identity, which reads them cluster-wide.
+	confined bool
 }
 
 // virtualNodeLabels are the labels of a virtual node that the virtual nodes' informer selects.
@@ -109,7 +116,15 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	}
 	fx.owner = map[string]string{"flotilla.io/management": "m1", "flotilla.io/node": fx.node}
 	flotillaMgmt := flotillaClientWith(t, shared.Management.FlotillaKubeconfig, o.managementTransport)
-	flotillaWorkload := flotillaClient(t, shared.Workload(workloadName).FlotillaKubeconfig, fx.writes)
+	workloadCfg, err := clientcmd.BuildConfigFromFlags("", shared.Workload(workloadName).FlotillaKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reader *rbacv1.Subject
+	if o.confined {
+		workloadCfg, reader = confinedIdentity(t, ctx, fx.workload, fx.owner["flotilla.io/management"], fx.node)
+	}
+	flotillaWorkload := clientWith(t, workloadCfg, countWrites(fx.writes), o.workloadTransport)
 
 	lab.Namespace(t, fx.management, fx.ns)
 	if o.notEnabled {
@@ -141,12 +156,10 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		informers.WithTransform(cachetrim.ManagedFields),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = "flotilla.io/cluster,type=virtual-kubelet" }))
 	pods := podFactory.Core().V1().Pods()
-	var gate NamespaceGate = &tenancy.Namespaces{
+	gate := &tenancy.Namespaces{
 		Workload: flotillaWorkload, Management: objects.Core().V1().Namespaces().Lister(),
 		ManagementID: fx.owner["flotilla.io/management"], Level: tenancy.DefaultLevel,
-	}
-	if o.gate != nil {
-		gate = o.gate(gate)
+		Node: fx.node, Reader: reader,
 	}
 	f, err := New(Config{
 		NodeName: fx.node, OwnerLabels: fx.owner,
@@ -281,22 +294,16 @@ func (r *teeRecorder) AnnotatedEventf(obj runtime.Object, annotations map[string
 	r.fake.AnnotatedEventf(obj, annotations, eventtype, reason, messageFmt, args...)
 }
 
-// flotillaClient is a client with flotilla's own identity from the lab; writes, when set, counts its write
-// requests.
-func flotillaClient(t *testing.T, kubeconfig string, writes *atomic.Int64) kubernetes.Interface {
-	t.Helper()
-	var wrap func(http.RoundTripper) http.RoundTripper
-	if writes != nil {
-		wrap = func(rt http.RoundTripper) http.RoundTripper {
-			return roundTripper(func(r *http.Request) (*http.Response, error) {
-				if r.Method != http.MethodGet && r.Method != http.MethodHead {
-					writes.Add(1)
-				}
-				return rt.RoundTrip(r)
-			})
-		}
+// countWrites wraps a transport to count its write requests.
+func countWrites(writes *atomic.Int64) func(http.RoundTripper) http.RoundTripper {
+	return func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				writes.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
 	}
-	return flotillaClientWith(t, kubeconfig, wrap)
 }
 
 // flotillaClientWith is a client with flotilla's own identity from the lab whose transport wrap, when set,
@@ -307,15 +314,60 @@ func flotillaClientWith(t *testing.T, kubeconfig string, wrap func(http.RoundTri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return clientWith(t, cfg, wrap)
+}
+
+// clientWith is a client of cfg whose transport the wraps, when set, wrap (the first innermost).
+func clientWith(t *testing.T, cfg *rest.Config, wraps ...func(http.RoundTripper) http.RoundTripper) kubernetes.Interface {
+	t.Helper()
+	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 100, 200
-	if wrap != nil {
-		cfg.Wrap(wrap)
+	for _, wrap := range wraps {
+		if wrap != nil {
+			cfg.Wrap(wrap)
+		}
 	}
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// confinedIdentity makes, in the lab's workload cluster, flotilla's identity as `flotilla join` makes it:
+// the ServiceAccount tenancy.WorkloadAccount(managementID, node) in tenancy.IdentityNamespace, bound cluster
+// wide to deploy's ClusterRole flotilla-workload (and nothing else); deploy's admission policy
+// flotilla-workload-owner confines it as in production. It returns a client configuration with a token of
+// that ServiceAccount, and the ServiceAccount as the tenancy gate's Reader. Both go when the test ends.
+func confinedIdentity(t *testing.T, ctx context.Context, admin kubernetes.Interface, managementID, node string) (*rest.Config, *rbacv1.Subject) {
+	t.Helper()
+	name := tenancy.WorkloadAccount(managementID, node)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: tenancy.IdentityNamespace, Name: name}}
+	if _, err := admin.CoreV1().ServiceAccounts(tenancy.IdentityNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: tenancy.IdentityNamespace, Name: name}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "flotilla-workload"},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = admin.CoreV1().ServiceAccounts(tenancy.IdentityNamespace).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	token, err := admin.CoreV1().ServiceAccounts(tenancy.IdentityNamespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(shared.Workload(workloadName).Config)
+	cfg.BearerToken = token.Status.Token
+	return cfg, &subject
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

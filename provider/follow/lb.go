@@ -2,12 +2,9 @@ package follow
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -192,28 +189,4 @@ func toIngressLB(list []corev1.LoadBalancerIngress) []networkingv1.IngressLoadBa
 		}
 	}
 	return out
-}
-
-// Before flotilla published on nodes, each node published its copy's list in an annotation of its own on the
-// management object (legacyLBAnnotation), which anyone who may edit the object could forge. Those
-// annotations count for nothing now; a flotilla removes the one it wrote itself (under legacyLBManager) when
-// it comes across it, and copies never carry any.
-
-// legacyLBAnnotationPrefix starts the old per-node annotations on management objects.
-const legacyLBAnnotationPrefix = "lb.flotilla.io/"
-
-// legacyLBAnnotation is the old annotation of the given node (a node name too long for an annotation name
-// was shortened with a digest).
-func legacyLBAnnotation(nodeName string) string {
-	const maxName = 63
-	if len(nodeName) > maxName {
-		sum := sha256.Sum256([]byte(nodeName))
-		nodeName = strings.TrimRight(nodeName[:maxName-9], ".-_") + "-" + hex.EncodeToString(sum[:4])
-	}
-	return legacyLBAnnotationPrefix + nodeName
-}
-
-// legacyLBManager is the field manager under which the given node wrote its old annotation.
-func legacyLBManager(nodeName string) string {
-	return "flotilla-lb-" + strings.TrimPrefix(legacyLBAnnotation(nodeName), legacyLBAnnotationPrefix)
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestPublishedEncoding(t *testing.T) {
@@ -180,21 +179,6 @@ func TestEncodeLB(t *testing.T) {
 	}
 	if !sameLB([]corev1.LoadBalancerIngress{{IP: "1"}, {IP: "2"}}, []corev1.LoadBalancerIngress{{IP: "2"}, {IP: "1"}}) {
 		t.Error("sameLB depends on order")
-	}
-}
-
-func TestLegacyLBAnnotation(t *testing.T) {
-	for _, node := range []string{"eu-west-3-1", strings.Repeat("cluster.", 20) + "x"} {
-		key := legacyLBAnnotation(node)
-		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
-			t.Errorf("legacyLBAnnotation(%q) = %q is not a valid annotation key: %v", node, key, errs)
-		}
-		if len(legacyLBManager(node)) > 128 {
-			t.Errorf("legacyLBManager(%q) is longer than 128", node)
-		}
-	}
-	if got, manager := legacyLBAnnotation("eu-west-3-1"), legacyLBManager("eu-west-3-1"); got != "lb.flotilla.io/eu-west-3-1" || manager != "flotilla-lb-eu-west-3-1" {
-		t.Errorf("legacy annotation %q, manager %q", got, manager)
 	}
 }
 

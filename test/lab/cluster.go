@@ -62,6 +62,13 @@ func (c *Cluster) FreezeAPIServer() error { return c.APIServer.freeze() }
 // ResumeAPIServer continues a frozen apiserver.
 func (c *Cluster) ResumeAPIServer() error { return c.APIServer.signal(syscall.SIGCONT) }
 
+// FreezeKubelets stops kwok (SIGSTOP), which plays every kubelet of a workload cluster: its pods neither
+// start nor stop, as when the cluster's nodes are cut off from its apiserver.
+func (c *Cluster) FreezeKubelets() error { return c.Kwok.freeze() }
+
+// ResumeKubelets continues frozen kubelets.
+func (c *Cluster) ResumeKubelets() error { return c.Kwok.signal(syscall.SIGCONT) }
+
 // KillAPIServer kills the apiserver: connections are refused until StartAPIServer.
 func (c *Cluster) KillAPIServer() error { return c.APIServer.kill() }
 

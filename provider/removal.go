@@ -1,0 +1,93 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+)
+
+// At most one incarnation. A pod's controller (a StatefulSet above all) starts the next pod of a name only
+// once the previous one is gone from the apiserver, trusting the node to remove it only once its containers
+// have stopped. virtual-kubelet removes a terminating proxy once its grace period has passed, whatever
+// became of the delegate; on a workload cluster that cannot be reached, or whose kubelets cannot be, that
+// would start a second incarnation beside a first that may still run. So the removal waits until the
+// delegate is confirmed gone from the workload apiserver, or the cluster has been declared lost (the virtual
+// node carries the failover taint), the one exception, as force deletion is Kubernetes' own.
+
+// ErrDelegateNotGone holds a proxy's removal until its delegate is confirmed gone.
+var ErrDelegateNotGone = errors.New("the delegate is not confirmed gone from the workload cluster")
+
+// removalCheckTimeout bounds the workload read that confirms a delegate gone: an apiserver that does not
+// answer confirms nothing, and the removal is tried again.
+const removalCheckTimeout = 5 * time.Second
+
+// RemovalRetry is how soon a held removal is tried again.
+const RemovalRetry = time.Second
+
+// confirmGone returns nil once the proxy of that name and UID may be removed: its delegate is gone (or the
+// name belongs to another proxy's delegate now), or its cluster is lost.
+func (p *Provider) confirmGone(ctx context.Context, namespace, name string, proxyUID types.UID) error {
+	if p.cfg.ClusterLost != nil && p.cfg.ClusterLost() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, removalCheckTimeout)
+	defer cancel()
+	d, err := p.liveDelegate(ctx, namespace, name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: workload cluster %s does not answer: %v", ErrDelegateNotGone, p.cfg.ClusterName, err)
+	case d != nil && parentUID(d) == proxyUID:
+		return fmt.Errorf("%w: delegate %s/%s still exists in workload cluster %s", ErrDelegateNotGone, namespace, name, p.cfg.ClusterName)
+	default:
+		return nil
+	}
+}
+
+// GuardRemovals wraps the pod client virtual-kubelet's pod controller deletes proxies with, so that a
+// deletion with a UID precondition (virtual-kubelet's removal of a terminated proxy) waits for confirmGone.
+// Use RetryHeldRemovals as the controller's DeletePodsFromKubernetesShouldRetryFunc, so a held removal is
+// tried again for as long as it takes.
+func (p *Provider) GuardRemovals(pods corev1client.PodsGetter) corev1client.PodsGetter {
+	return guardedPods{PodsGetter: pods, p: p}
+}
+
+type guardedPods struct {
+	corev1client.PodsGetter
+	p *Provider
+}
+
+func (g guardedPods) Pods(namespace string) corev1client.PodInterface {
+	return guardedPodInterface{PodInterface: g.PodsGetter.Pods(namespace), p: g.p, namespace: namespace}
+}
+
+type guardedPodInterface struct {
+	corev1client.PodInterface
+	p         *Provider
+	namespace string
+}
+
+func (g guardedPodInterface) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	if opts.Preconditions != nil && opts.Preconditions.UID != nil {
+		if err := g.p.confirmGone(ctx, g.namespace, name, *opts.Preconditions.UID); err != nil {
+			return err
+		}
+	}
+	return g.PodInterface.Delete(ctx, name, opts)
+}
+
+// RetryHeldRemovals tries a removal ErrDelegateNotGone held again after RemovalRetry, with no limit, and
+// leaves every other failure to fallback (virtual-kubelet's default policy).
+func RetryHeldRemovals(fallback func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error)) func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error) {
+	return func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error) {
+		if errors.Is(err, ErrDelegateNotGone) {
+			retry := RemovalRetry
+			return &retry, nil
+		}
+		return fallback(ctx, key, timesTried, originallyAdded, err)
+	}
+}
