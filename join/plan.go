@@ -115,12 +115,8 @@ func roleBinding(name, node, role string, subject rbacv1.Subject) *rbacv1.RoleBi
 	}
 }
 
-func serviceAccount(name, node string, labels map[string]string) *corev1.ServiceAccount {
-	m := objectMeta(name, Namespace, node)
-	for k, v := range labels {
-		m.Labels[k] = v
-	}
-	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: m}
+func serviceAccount(name, node string) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: objectMeta(name, Namespace, node)}
 }
 
 // selfToken lets a ServiceAccount request tokens for itself and nothing else: flotilla renews its own token
@@ -146,21 +142,21 @@ func ManagementObjects(node string) []any {
 	return []any{
 		clusterRoleBinding("flotilla-node:"+node, node, nodeRole, user),
 		selfRenewal(node),
-		serviceAccount(failover, node, nil),
+		serviceAccount(failover, node),
 		clusterRoleBinding(failover, node, failoverRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: failover, Namespace: Namespace}),
 		roleBinding(failover+"-leader", node, leaderRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: failover, Namespace: Namespace}),
 		tokenRole, tokenBinding,
 	}
 }
 
-// WorkloadObjects are flotilla's identity in the workload cluster and its bindings. The ServiceAccount
-// carries the owner labels, so that an account of the same name made for another management cluster or node
-// is told apart (ownedBy).
+// WorkloadObjects are flotilla's identity in the workload cluster and its bindings. The ServiceAccount does
+// not carry flotilla.io/management: that label marks what flotilla made for delegates, which its clean-up
+// collects once unused.
 func WorkloadObjects(managementID, node string) []any {
 	account := WorkloadAccount(managementID, node)
 	tokenRole, tokenBinding := selfToken(account, node)
 	return []any{
-		serviceAccount(account, node, map[string]string{"flotilla.io/management": managementID}),
+		serviceAccount(account, node),
 		clusterRoleBinding(account, node, workloadRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: account, Namespace: Namespace}),
 		tokenRole, tokenBinding,
 	}

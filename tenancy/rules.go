@@ -47,9 +47,10 @@ const DefaultServiceAccount = "default"
 // management namespace asks for a stricter one.
 const DefaultLevel = string(psaapi.LevelBaseline)
 
-// systemNamespaces hold the workload cluster's own components; flotilla never uses them.
+// systemNamespaces hold the workload cluster's own components, and flotilla's own identities
+// (IdentityNamespace); flotilla never uses them for delegates.
 var systemNamespaces = map[string]bool{
-	metav1.NamespaceSystem: true, metav1.NamespacePublic: true, corev1.NamespaceNodeLease: true,
+	metav1.NamespaceSystem: true, metav1.NamespacePublic: true, corev1.NamespaceNodeLease: true, IdentityNamespace: true,
 }
 
 // Enabled reports whether a management namespace takes part in delegation.

@@ -128,9 +128,11 @@ func TestConfinement(t *testing.T) {
 	t.Cleanup(func() {
 		_ = wc.CoreV1().ConfigMaps(metav1.NamespaceDefault).Delete(context.Background(), adminsCM, metav1.DeleteOptions{})
 	})
-	ownCM := lab.UniqueName("flotillas", "")
+	// A namespace of flotilla's own: unlike a stray copy, which flotilla collects at once, it stays for the
+	// clean-up's grace period, long enough to try to give it away.
+	ownNS := lab.UniqueName("flotillas", "")
 	t.Cleanup(func() {
-		_ = wc.CoreV1().ConfigMaps(metav1.NamespaceDefault).Delete(context.Background(), ownCM, metav1.DeleteOptions{})
+		_ = wc.CoreV1().Namespaces().Delete(context.Background(), ownNS, metav1.DeleteOptions{})
 	})
 
 	ownLabels := map[string]string{tenancy.LabelManagement: managementID, "flotilla.io/node": own}
@@ -308,12 +310,17 @@ func TestConfinement(t *testing.T) {
 			_, err := w.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 			return err
 		}},
-		{credWorkload, "create a ConfigMap with its owner labels in opened default (for real)", allowedAnswer(), func() error {
-			_, err := w.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, configMap(ownCM, ownLabels), metav1.CreateOptions{})
+		{credWorkload, "create a ConfigMap with its owner labels in opened default (dry run)", allowedAnswer(), func() error {
+			_, err := w.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, configMap("confinement", ownLabels), dry)
 			return err
 		}},
-		{credWorkload, "give its ConfigMap away (drop flotilla.io/node)", refusedAnswer(422, ownerLabelsLeft), func() error {
-			_, err := w.CoreV1().ConfigMaps(metav1.NamespaceDefault).Patch(ctx, ownCM, types.MergePatchType, []byte(`{"metadata":{"labels":{"flotilla.io/node":null}}}`), dryPatch)
+		{credWorkload, "create a namespace of its own (for real)", allowedAnswer(), func() error {
+			_, err := w.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ownNS,
+				Labels: map[string]string{tenancy.LabelManagement: managementID}}}, metav1.CreateOptions{})
+			return err
+		}},
+		{credWorkload, "give its namespace away (drop flotilla.io/management)", refusedAnswer(422, ownerLabelsLeft), func() error {
+			_, err := w.CoreV1().Namespaces().Patch(ctx, ownNS, types.MergePatchType, []byte(`{"metadata":{"labels":{"flotilla.io/management":null}}}`), dryPatch)
 			return err
 		}},
 		{credWorkload, "create a pod in kube-system", refusedAnswer(422, systemNamespace), func() error {

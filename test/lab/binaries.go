@@ -146,7 +146,6 @@ func moduleVersion(gomod, module string) (string, error) {
 // kwokStages are the stage files kwok v0.8 ships for fast simulation: nodes become Ready at once and
 // keep a Lease, pods go Running at once, complete when their containers would, and vanish on delete.
 var kwokStages = []string{
-	"kustomize/stage/node/fast/node-initialize.yaml",
 	"kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
 	"kustomize/stage/pod/fast/pod-ready.yaml",
 	"kustomize/stage/pod/fast/pod-complete.yaml",
