@@ -320,7 +320,12 @@ func TestConfinement(t *testing.T) {
 			return err
 		}},
 		{credWorkload, "give its namespace away (drop flotilla.io/management)", refusedAnswer(422, ownerLabelsLeft), func() error {
-			_, err := w.CoreV1().Namespaces().Patch(ctx, ownNS, types.MergePatchType, []byte(`{"metadata":{"labels":{"flotilla.io/management":null}}}`), dryPatch)
+			ns, err := w.CoreV1().Namespaces().Get(ctx, ownNS, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			delete(ns.Labels, tenancy.LabelManagement)
+			_, err = w.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		}},
 		{credWorkload, "create a pod in kube-system", refusedAnswer(422, systemNamespace), func() error {
