@@ -41,8 +41,12 @@ func expr(key string, op corev1.NodeSelectorOperator, values ...string) corev1.N
 
 func TestFitPatch(t *testing.T) {
 	notVirtual := expr(node.LabelCluster, corev1.NodeSelectorOpDoesNotExist)
-	cpu := func(v string) corev1.NodeSelectorRequirement { return expr(node.LabelMaxPodCPU, corev1.NodeSelectorOpGt, v) }
-	mem := func(v string) corev1.NodeSelectorRequirement { return expr(node.LabelMaxPodMemory, corev1.NodeSelectorOpGt, v) }
+	cpu := func(v string) corev1.NodeSelectorRequirement {
+		return expr(node.LabelMaxPodCPU, corev1.NodeSelectorOpGt, v)
+	}
+	mem := func(v string) corev1.NodeSelectorRequirement {
+		return expr(node.LabelMaxPodMemory, corev1.NodeSelectorOpGt, v)
+	}
 	zone := expr("topology.kubernetes.io/zone", corev1.NodeSelectorOpIn, "a", "b")
 	withAffinity := func(a *corev1.Affinity) func(*corev1.Pod) { return func(p *corev1.Pod) { p.Spec.Affinity = a } }
 	required := func(s *corev1.NodeSelector) *corev1.Affinity {

@@ -30,6 +30,13 @@ import (
 // evicted: its proxy keeps showing FailedScheduling. The rule is replaceDecision; replacer does the I/O.
 
 const (
+	// DefaultRescheduleAfter is the default re-placement delay. A workload cluster's own cluster-autoscaler
+	// sees an unschedulable pod within about 10 s and a cloud node takes one to three minutes to join and
+	// turn Ready; five minutes leaves it room to do so before flotilla gives up on the cluster, and matches
+	// the unschedulable threshold of Karmada's descheduler. Shorter churns pods a cluster was about to run;
+	// much longer leaves a pod that fits elsewhere Pending for no reason.
+	DefaultRescheduleAfter = 5 * time.Minute
+
 	// ReasonUnschedulableInCluster (Warning Event on the proxy): its delegate could not be scheduled in the
 	// workload cluster for the re-placement delay, so the proxy is evicted for its controller to replace it.
 	ReasonUnschedulableInCluster = "UnschedulableInCluster"

@@ -205,18 +205,19 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		return err
 	}
 	p, err := provider.New(provider.Config{
-		NodeName:       o.NodeName,
-		ClusterName:    o.ClusterName,
-		ManagementID:   o.ManagementID,
-		Management:     management,
-		Workload:       workload,
-		ManagementPods: pods.Lister(),
-		EventRecorder:  recorder,
-		HostIP:         o.InternalIP,
-		WorkloadConfig: workloadCfg,
-		References:     followers,
-		Namespaces:     namespaces,
-		Workers:        o.PodWorkers,
+		NodeName:        o.NodeName,
+		ClusterName:     o.ClusterName,
+		ManagementID:    o.ManagementID,
+		Management:      management,
+		Workload:        workload,
+		ManagementPods:  pods.Lister(),
+		EventRecorder:   recorder,
+		HostIP:          o.InternalIP,
+		WorkloadConfig:  workloadCfg,
+		References:      followers,
+		Namespaces:      namespaces,
+		Workers:         o.PodWorkers,
+		RescheduleAfter: o.RescheduleAfter,
 		ClusterLost: func() bool {
 			n, err := virtualNodes.Core().V1().Nodes().Lister().Get(o.NodeName)
 			return err == nil && node.Lost(n)
