@@ -15,6 +15,8 @@ import (
 // A virtual node's allocatable is its cluster's free capacity summed over the cluster's nodes, so the
 // management scheduler alone would send a pod to a cluster where no one node fits it.
 //
+// A pod created with spec.nodeName set gets nothing: no scheduler places it.
+//
 // The pod's effective requests (the larger of its init containers and the sum of its containers, plus
 // overhead, or its pod-level resources, as the scheduler counts them) of CPU and memory are what count; a
 // pod that requests neither gets nothing. Every required nodeSelectorTerm T (nodeSelectorTerms are ORed,
@@ -28,6 +30,9 @@ import (
 // could match no node. A term that already carries the guard is left as it is, so a pod patched once is not
 // patched again (nil). Gt compares integers, so requests are in millicores and MiB, rounded up.
 func fitOps(pod *corev1.Pod) []patchOp {
+	if pod.Spec.NodeName != "" {
+		return nil // placed by its creator: no scheduler reads the affinity, and a kubelet would refuse a mismatch
+	}
 	fits := fitRequirements(pod)
 	if len(fits) == 0 {
 		return nil

@@ -61,6 +61,7 @@ func TestFitPatch(t *testing.T) {
 		want *corev1.Affinity // nil: the pod's affinity unchanged
 	}{
 		{name: "no requests: nothing", pod: podRequesting(nil)},
+		{name: "already placed (nodeName): nothing", pod: podRequesting(requesting("cpu", "2"), func(p *corev1.Pod) { p.Spec.NodeName = "us-west-2-1" })},
 		{name: "only other resources: nothing", pod: podRequesting(requesting("ephemeral-storage", "1Gi"))},
 		{
 			name: "CPU and memory, no affinity: the two terms alone",
