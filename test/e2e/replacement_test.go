@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,7 +160,7 @@ func testEvictsControlledPod(t *testing.T) {
 			return false, fmt.Sprint("no pod yet ", err)
 		}
 		first = pods.Items[0]
-		return first.Status.Reason == provider.ReasonFailedScheduling, fmt.Sprintf("%s: %s %s", first.Name, first.Status.Phase, first.Status.Reason)
+		return unschedulableInCluster(&first)
 	})
 	start := time.Now()
 	expectEventWithin(t, lab.RescheduleAfter+30*time.Second, ns, first.Name, provider.ReasonUnschedulableInCluster)
@@ -180,7 +181,7 @@ func testEvictsControlledPod(t *testing.T) {
 	t.Logf("evicted and replaced %s after the verdict (replacement seen in %s; re-placement delay %s)", time.Since(start), took, lab.RescheduleAfter)
 	// The replacement lands on the same full cluster (its template says so): the next eviction waits twice as
 	// long, so within one delay it is still there.
-	time.Sleep(lab.RescheduleAfter + 3*time.Second)
+	time.Sleep(lab.RescheduleAfter)
 	pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +189,7 @@ func testEvictsControlledPod(t *testing.T) {
 	for _, p := range pods.Items {
 		if p.DeletionTimestamp != nil {
 			t.Errorf("%s evicted within %s of the first eviction; the second round should wait %s", p.Name,
-				lab.RescheduleAfter+3*time.Second, 2*lab.RescheduleAfter)
+				lab.RescheduleAfter, 2*lab.RescheduleAfter)
 		}
 	}
 	// Scale to zero, so the ReplicaSet stops replacing while the namespace goes.
@@ -217,7 +218,7 @@ func testKeepsBarePod(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return p.Status.Reason == provider.ReasonFailedScheduling, fmt.Sprintf("%s %s: %s", p.Status.Phase, p.Status.Reason, p.Status.Message)
+		return unschedulableInCluster(p)
 	})
 	expectEvent(t, ns, pod.Name, provider.ReasonFailedScheduling)
 	// Three times the re-placement delay: a controlled pod would have been evicted by then.
@@ -226,9 +227,9 @@ func testKeepsBarePod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.UID != created.UID || p.DeletionTimestamp != nil || p.Status.Reason != provider.ReasonFailedScheduling {
-		t.Errorf("bare pod after %s: uid %s (was %s), deleting %v, reason %q; want it untouched, still %s",
-			3*lab.RescheduleAfter, p.UID, created.UID, p.DeletionTimestamp != nil, p.Status.Reason, provider.ReasonFailedScheduling)
+	if still, why := unschedulableInCluster(p); p.UID != created.UID || p.DeletionTimestamp != nil || !still {
+		t.Errorf("bare pod after %s: uid %s (was %s), deleting %v, %s; want it untouched and still unschedulable",
+			3*lab.RescheduleAfter, p.UID, created.UID, p.DeletionTimestamp != nil, why)
 	}
 	events, err := shared.Management.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.Set{"involvedObject.name": pod.Name, "reason": provider.ReasonUnschedulableInCluster}.AsSelector().String()})
@@ -238,6 +239,18 @@ func testKeepsBarePod(t *testing.T) {
 	if len(events.Items) > 0 {
 		t.Errorf("%s event on a bare pod: %s", provider.ReasonUnschedulableInCluster, events.Items[0].Message)
 	}
+}
+
+// unschedulableInCluster says whether the proxy shows its workload scheduler's verdict (PodScheduled False,
+// reason Unschedulable, for want of CPU), and what it shows otherwise.
+func unschedulableInCluster(p *corev1.Pod) (bool, string) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			return c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable && strings.Contains(c.Message, "Insufficient cpu"),
+				fmt.Sprintf("%s: PodScheduled=%s %s: %s", p.Name, c.Status, c.Reason, c.Message)
+		}
+	}
+	return false, fmt.Sprintf("%s: %s, no PodScheduled condition", p.Name, p.Status.Phase)
 }
 
 // expectEventWithin is expectEvent with a limit of one's own.
