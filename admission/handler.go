@@ -26,7 +26,7 @@ var (
 )
 
 // Handler serves MutatePath, plus /healthz and /readyz for the kubelet's probes. It answers an
-// admission.k8s.io/v1 AdmissionReview of a pod CREATE with the pod allowed and TolerationPatch's patch, and
+// admission.k8s.io/v1 AdmissionReview of a pod CREATE with the pod allowed and PodPatch's patch, and
 // any other review it is sent (another resource, a subresource, another operation) with the object allowed
 // as it is; the webhook never refuses a pod for what it is. A body that is not such a review gets HTTP 400.
 func Handler(taint corev1.Taint) http.Handler {
@@ -83,7 +83,7 @@ func readReview(body io.Reader) (*admissionv1.AdmissionReview, error) {
 	return review, nil
 }
 
-// admit answers one request: the pod allowed, with the toleration patch when one is needed.
+// admit answers one request: the pod allowed, with PodPatch's patch when one is needed.
 func (m *mutator) admit(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
 	if req.Resource != podsGVR || req.SubResource != "" || req.Operation != admissionv1.Create {
@@ -100,7 +100,7 @@ func (m *mutator) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 			Code: http.StatusBadRequest, Message: "flotilla webhook: the request's object is not a pod: " + err.Error()}
 		return resp
 	}
-	patch, err := TolerationPatch(pod, m.taint)
+	patch, err := PodPatch(pod, m.taint)
 	if err != nil { // marshalling a toleration cannot fail; refuse rather than admit a pod that would stay Pending
 		resp.Allowed = false
 		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonInternalError,
@@ -112,10 +112,10 @@ func (m *mutator) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 		name = pod.GenerateName + "*"
 	}
 	if patch == nil {
-		log.WithField("pod", name).Debug("pod tolerates the virtual nodes already")
+		log.WithField("pod", name).Debug("pod needs no patch")
 		return resp
 	}
-	log.WithField("pod", name).Debug("adding the virtual nodes' toleration")
+	log.WithField("pod", name).Debug("adding the virtual nodes' toleration and fit affinity")
 	patchType := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &patchType
 	return resp

@@ -2,7 +2,10 @@
 // management namespaces that take part in delegation get the toleration of the virtual nodes' taint, so users
 // opt in by labelling a namespace instead of editing every pod template (see docs/DESIGN.md, "Tenancy").
 //
-// The rule is the pure function TolerationPatch in this file; handler.go reads AdmissionReviews and answers
+// Pods that request CPU or memory also get node affinity that keeps them off virtual nodes whose largest
+// workload node cannot take them (fit.go), while any other node stays allowed.
+//
+// The rules are the pure functions TolerationPatch in this file and fitOps in fit.go, joined by PodPatch; handler.go reads AdmissionReviews and answers
 // with its patch; serve.go serves the handler over TLS. The webhook reads nothing from any cluster: which
 // namespaces take part is the MutatingWebhookConfiguration's namespaceSelector (deploy/webhook/).
 package admission
@@ -32,8 +35,25 @@ func Toleration(taint corev1.Taint) corev1.Toleration {
 // twice adds the toleration once). Tolerations are matched as the scheduler matches them, without the alpha
 // numeric operators (Lt, Gt), which the scheduler ignores unless a feature gate is on.
 func TolerationPatch(pod *corev1.Pod, taint corev1.Taint) ([]byte, error) {
-	if corev1helpers.TolerationsTolerateTaint(logr.Discard(), pod.Spec.Tolerations, &taint, false) {
+	return marshal(tolerationOps(pod, taint))
+}
+
+// PodPatch is the webhook's whole patch: TolerationPatch's operation, and fitOps' node affinity that keeps
+// the pod off virtual nodes whose largest workload node cannot take it; nil when the pod needs neither.
+func PodPatch(pod *corev1.Pod, taint corev1.Taint) ([]byte, error) {
+	return marshal(append(tolerationOps(pod, taint), fitOps(pod)...))
+}
+
+func marshal(ops []patchOp) ([]byte, error) {
+	if len(ops) == 0 {
 		return nil, nil
+	}
+	return json.Marshal(ops)
+}
+
+func tolerationOps(pod *corev1.Pod, taint corev1.Taint) []patchOp {
+	if corev1helpers.TolerationsTolerateTaint(logr.Discard(), pod.Spec.Tolerations, &taint, false) {
+		return nil
 	}
 	toleration := Toleration(taint)
 	op := patchOp{Op: "add", Path: "/spec/tolerations/-", Value: toleration}
@@ -42,5 +62,5 @@ func TolerationPatch(pod *corev1.Pod, taint corev1.Taint) ([]byte, error) {
 		// replaces it.
 		op = patchOp{Op: "add", Path: "/spec/tolerations", Value: []corev1.Toleration{toleration}}
 	}
-	return json.Marshal([]patchOp{op})
+	return []patchOp{op}
 }

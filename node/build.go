@@ -2,6 +2,7 @@ package node
 
 import (
 	"cmp"
+	"maps"
 	"strconv"
 	"time"
 
@@ -52,6 +53,7 @@ func desiredNode(cfg Config, host string, obs observation, prev []corev1.NodeCon
 	}
 
 	n.Labels = nodeLabels(cfg.NodeName, cfg.ClusterName, obs.nodes, cfg.ExcludeLabels)
+	maps.Copy(n.Labels, maxPodLabels(obs.nodes, obs.pods))
 	n.Annotations[AnnotationWorkloadNodes] = strconv.Itoa(len(obs.nodes))
 	n.Annotations[AnnotationWorkloadNodesReady] = strconv.Itoa(len(readyNodes(obs.nodes)))
 	n.Status.Capacity, n.Status.Allocatable = resources(obs.nodes, obs.pods, cfg.OwnPods)

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strconv"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
@@ -76,5 +78,37 @@ func subtract(list, used corev1.ResourceList) {
 			left = resource.Quantity{Format: left.Format}
 		}
 		list[name] = left
+	}
+}
+
+// maxPodLabels are LabelMaxPodCPU and LabelMaxPodMemory: on the Ready, schedulable node with most CPU left
+// (and, separately, the one with most memory left), its allocatable minus the requests of every pod bound to
+// it, flotilla's own delegates included (on one node nothing else counts them), rounded down to
+// MaxPodCPUStep millicores and MaxPodMemoryStep MiB. A node with no pod slot left takes nothing. With no such
+// node both are 0. The two maxima may come from different nodes, so a pod that needs much of both can pass
+// both labels and still fit no node: re-placement (package provider) handles what the labels miss.
+func maxPodLabels(nodes []*corev1.Node, pods []*corev1.Pod) map[string]string {
+	free := map[string]corev1.ResourceList{}
+	for _, n := range nodes {
+		if isReady(n) && !n.Spec.Unschedulable {
+			free[n.Name] = n.Status.Allocatable.DeepCopy()
+		}
+	}
+	for _, p := range pods {
+		if left, ok := free[p.Spec.NodeName]; ok && !isTerminal(p) {
+			subtract(left, podRequests(p))
+		}
+	}
+	var cpuMilli, memBytes int64
+	for _, left := range free {
+		if slots, ok := left[corev1.ResourcePods]; ok && slots.Sign() <= 0 {
+			continue
+		}
+		cpuMilli = max(cpuMilli, left.Cpu().MilliValue())
+		memBytes = max(memBytes, left.Memory().Value())
+	}
+	return map[string]string{
+		LabelMaxPodCPU:    strconv.FormatInt(cpuMilli/MaxPodCPUStep*MaxPodCPUStep, 10),
+		LabelMaxPodMemory: strconv.FormatInt(memBytes>>20/MaxPodMemoryStep*MaxPodMemoryStep, 10),
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"maps"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -179,5 +180,79 @@ func TestResourcesLeavesInputsAlone(t *testing.T) {
 	resources([]*corev1.Node{n}, []*corev1.Pod{wpod("p", "a", rl("cpu", "1"))}, labels.Nothing())
 	if !equalResources(n.Status.Allocatable, lab) {
 		t.Errorf("workload node's allocatable changed to %v", n.Status.Allocatable)
+	}
+}
+
+func TestMaxPodLabels(t *testing.T) {
+	four := []*corev1.Node{wnode("a"), wnode("b"), wnode("c")}
+	own := func(p *corev1.Pod) { p.Labels["flotilla.io/node"] = "vn" }
+	for _, tc := range []struct {
+		name     string
+		nodes    []*corev1.Node
+		pods     []*corev1.Pod
+		cpu, mem string
+	}{
+		{name: "no nodes", cpu: "0", mem: "0"},
+		{name: "an empty node", nodes: four, cpu: "4000", mem: "16384"},
+		{
+			name:  "each node with 1 CPU free: not the 3 CPU summed",
+			nodes: four,
+			pods: []*corev1.Pod{
+				wpod("f1", "a", rl("cpu", "3")), wpod("f2", "b", rl("cpu", "3")), wpod("f3", "c", rl("cpu", "3")),
+			},
+			cpu: "1000", mem: "16384",
+		},
+		{
+			name:  "CPU and memory maxima may come from different nodes",
+			nodes: four,
+			pods: []*corev1.Pod{
+				wpod("f1", "a", rl("cpu", "3", "memory", "1Gi")), wpod("f2", "b", rl("cpu", "1", "memory", "10Gi")),
+				wpod("f3", "c", rl("cpu", "2", "memory", "8Gi")),
+			},
+			cpu: "3000", mem: "15360",
+		},
+		{
+			name:  "rounded down to 100m and 64Mi",
+			nodes: []*corev1.Node{wnode("a")},
+			pods:  []*corev1.Pod{wpod("p", "a", rl("cpu", "1250m", "memory", "100Mi"))},
+			cpu:   "2700", mem: "16256",
+		},
+		{
+			name:  "flotilla's own delegates take room on their node",
+			nodes: []*corev1.Node{wnode("a")},
+			pods:  []*corev1.Pod{wpod("p", "a", rl("cpu", "3"), own)},
+			cpu:   "1000", mem: "16384",
+		},
+		{
+			name:  "terminal pods hold nothing",
+			nodes: []*corev1.Node{wnode("a")},
+			pods:  []*corev1.Pod{wpod("p", "a", rl("cpu", "3"), func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })},
+			cpu:   "4000", mem: "16384",
+		},
+		{
+			name:  "NotReady and cordoned nodes take nothing",
+			nodes: []*corev1.Node{wnode("a", notReady), wnode("b", cordoned), wnode("c", offering(rl("cpu", "1", "memory", "1Gi", "pods", "10")))},
+			cpu:   "1000", mem: "1024",
+		},
+		{
+			name:  "a node with no pod slot left takes nothing",
+			nodes: []*corev1.Node{wnode("a", offering(rl("cpu", "4", "memory", "16Gi", "pods", "1"))), wnode("b", offering(rl("cpu", "1", "memory", "1Gi", "pods", "10")))},
+			pods:  []*corev1.Pod{wpod("p", "a", nil)},
+			cpu:   "1000", mem: "1024",
+		},
+		{
+			name:  "overcommitted: zero, not negative",
+			nodes: []*corev1.Node{wnode("a")},
+			pods:  []*corev1.Pod{wpod("p", "a", rl("cpu", "5", "memory", "20Gi"))},
+			cpu:   "0", mem: "0",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := maxPodLabels(tc.nodes, tc.pods)
+			want := map[string]string{LabelMaxPodCPU: tc.cpu, LabelMaxPodMemory: tc.mem}
+			if !maps.Equal(got, want) {
+				t.Errorf("maxPodLabels = %v, want %v", got, want)
+			}
+		})
 	}
 }

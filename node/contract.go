@@ -42,6 +42,18 @@ const (
 	AnnotationWorkloadNodes      = "flotilla.io/workload-nodes"
 	AnnotationWorkloadNodesReady = "flotilla.io/workload-nodes-ready"
 
+	// LabelMaxPodCPU and LabelMaxPodMemory are the largest CPU (millicores) and memory (MiB) requests one Ready,
+	// schedulable workload node can still take, each on whichever node has most of it, rounded down to
+	// MaxPodCPUStep and MaxPodMemoryStep (maxPodLabels). The webhook's node affinity (package admission)
+	// compares a pod's requests with them (operator Gt), so the management scheduler never sends a pod to a
+	// cluster where no single node fits it, although the node's allocatable, summed over the cluster, does.
+	LabelMaxPodCPU    = "flotilla.io/max-pod-cpu"
+	LabelMaxPodMemory = "flotilla.io/max-pod-memory"
+	// MaxPodCPUStep (millicores) and MaxPodMemoryStep (MiB) are the steps the labels are rounded down to, so
+	// pod churn in the workload cluster rarely rewrites the virtual node.
+	MaxPodCPUStep    = 100
+	MaxPodMemoryStep = 64
+
 	// Reasons of the virtual node's Ready condition.
 	ReasonClusterReady       = "ClusterReady"
 	ReasonClusterUnreachable = "ClusterUnreachable"

@@ -5,11 +5,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+
+	"github.com/flotilla-io/flotilla/node"
 )
 
 // placeInWorkload rewrites the node constraints of a proxy's spec for the workload scheduler. The
 // management scheduler has already chosen this virtual node; requirements on what only the virtual node has
-// (its name and its base labels: hostname, type, role, cluster) mean nothing to workload nodes and would
+// (its name and its base labels: hostname, type, role, cluster; its max-pod labels) mean nothing to workload nodes and would
 // leave the delegate unschedulable, while requirements on labels real nodes carry (region, zone, instance
 // type) still choose among the workload nodes and are kept. Topology spread constraints and pod
 // (anti-)affinity terms over a topology only virtual nodes have (cluster, type, role) were enforced by the
@@ -117,8 +119,14 @@ func preferredInWorkload(prefs []corev1.PreferredSchedulingTerm, vnode *corev1.N
 
 // splitTerm separates the requirements of a term on the virtual node itself (its base labels, and node
 // fields, which can only name the node) from those on labels real nodes carry.
+//
+// Requirements on the virtual node's max-pod labels (the webhook's fit affinity) go from both: they held when
+// the management scheduler bound the pod here, their values have moved since, and no workload node has them.
 func splitTerm(t corev1.NodeSelectorTerm, vnode *corev1.Node) (virtual, rest corev1.NodeSelectorTerm) {
 	for _, r := range t.MatchExpressions {
+		if r.Key == node.LabelMaxPodCPU || r.Key == node.LabelMaxPodMemory {
+			continue
+		}
 		if _, ok := vnode.Labels[r.Key]; ok {
 			virtual.MatchExpressions = append(virtual.MatchExpressions, r)
 		} else {

@@ -25,6 +25,9 @@ func TestPlaceInWorkload(t *testing.T) {
 	preferred := func(ps ...corev1.PreferredSchedulingTerm) *corev1.Affinity {
 		return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: ps}}
 	}
+	gt := func(key, value string) corev1.NodeSelectorRequirement {
+		return corev1.NodeSelectorRequirement{Key: key, Operator: corev1.NodeSelectorOpGt, Values: []string{value}}
+	}
 	region := in("topology.kubernetes.io/region", "eu-west-3")
 	zone := in("topology.kubernetes.io/zone", "eu-west-3a")
 	hostname := in("kubernetes.io/hostname", "eu-west-3-1")
@@ -116,6 +119,19 @@ func TestPlaceInWorkload(t *testing.T) {
 				corev1.PreferredSchedulingTerm{Weight: 20, Preference: term(zone)},
 				corev1.PreferredSchedulingTerm{Weight: 40, Preference: term(region)},
 			)},
+		},
+		{
+			name: "the webhook's fit affinity is the management scheduler's and goes",
+			spec: corev1.PodSpec{Affinity: required(
+				term(region, corev1.NodeSelectorRequirement{Key: "flotilla.io/cluster", Operator: corev1.NodeSelectorOpDoesNotExist}),
+				term(region, gt("flotilla.io/max-pod-cpu", "1999"), gt("flotilla.io/max-pod-memory", "63")))},
+			want: corev1.PodSpec{Affinity: required(term(region))},
+		},
+		{
+			name: "fit affinity alone goes entirely",
+			spec: corev1.PodSpec{Affinity: required(
+				term(corev1.NodeSelectorRequirement{Key: "flotilla.io/cluster", Operator: corev1.NodeSelectorOpDoesNotExist}),
+				term(gt("flotilla.io/max-pod-cpu", "1999")))},
 		},
 		{
 			name: "pod (anti-)affinity is the workload scheduler's and stays",

@@ -73,6 +73,9 @@ type Config struct {
 	// failover taint): then a terminating proxy is removed without its delegate confirmed gone (see
 	// GuardRemovals). nil never declares it lost.
 	ClusterLost func() bool
+	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
+	// is evicted for its controller to replace it (replacement.go); 0 never evicts.
+	RescheduleAfter time.Duration
 }
 
 const (
@@ -116,6 +119,7 @@ type Provider struct {
 	// anyone said otherwise); see SetClusterReady.
 	clusterNotReady string
 	notify          func(*corev1.Pod) // the pod controller's status callback
+	replacer        *replacer         // nil when re-placement is off
 	notifyOn        chan struct{}     // closed once notify is set
 
 	// counters are the cumulative CPU times the kubelet API reports, integrated from the workload
@@ -191,6 +195,10 @@ func New(cfg Config) (*Provider, error) {
 	}); err != nil {
 		return nil, err
 	}
+	var err error
+	if p.replacer, err = newReplacer(p, cfg.RescheduleAfter); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -214,6 +222,9 @@ func (p *Provider) Run(ctx context.Context) error {
 		wg.Go(func() { p.work(ctx, p.syncs, p.syncDelegate) })
 	}
 	wg.Go(func() { wait.UntilWithContext(ctx, p.collect, orphanInterval) })
+	if p.replacer != nil {
+		wg.Go(func() { p.replacer.run(ctx) })
+	}
 	// Statuses go to the pod controller's callback, which it registers when it starts.
 	select {
 	case <-p.notifyOn:

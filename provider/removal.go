@@ -42,6 +42,14 @@ func (p *Provider) confirmGone(ctx context.Context, namespace, name string, prox
 	case err != nil:
 		return fmt.Errorf("%w: workload cluster %s does not answer: %v", ErrDelegateNotGone, p.cfg.ClusterName, err)
 	case d != nil && parentUID(d) == proxyUID:
+		// virtual-kubelet asks the provider to delete the delegates of running proxies only (and that ask
+		// fails while the workload cluster is away): a proxy can reach its removal with its delegate untouched,
+		// so the removal starts the delete, gracefully, so that the workload's kubelet still confirms it.
+		if d.DeletionTimestamp == nil {
+			if err := p.deleteDelegate(ctx, d, d.Spec.TerminationGracePeriodSeconds); err != nil {
+				return fmt.Errorf("%w: deleting delegate %s/%s in workload cluster %s: %v", ErrDelegateNotGone, namespace, name, p.cfg.ClusterName, err)
+			}
+		}
 		return fmt.Errorf("%w: delegate %s/%s still exists in workload cluster %s", ErrDelegateNotGone, namespace, name, p.cfg.ClusterName)
 	default:
 		return nil

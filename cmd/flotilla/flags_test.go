@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider"
 )
 
 // parsed runs flotilla's command tree on args with stand-ins for what the commands run, and returns the
@@ -53,7 +54,7 @@ func TestRootFlags(t *testing.T) {
 		TLSCertFile: "/lab/kubelet.crt", TLSKeyFile: "/lab/kubelet.key", ClientCAFile: "/lab/ca.crt",
 		MetricsAddr: "127.0.0.1:40000", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, FailoverAfter: node.DefaultFailoverAfter,
-		LeaderElectNamespace: "flotilla-system", LogLevel: "info", IngressClasses: map[string]string{},
+		RescheduleAfter: provider.DefaultRescheduleAfter, LeaderElectNamespace: "flotilla-system", LogLevel: "info", IngressClasses: map[string]string{},
 		PodSecurityLevel: "baseline",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -63,13 +64,13 @@ func TestRootFlags(t *testing.T) {
 	// Every flag of deploy/flotilla and of the tests, spelled as they spell it.
 	code, stderr, got, _ = parsed(t, append(labArgs,
 		"--node-name", "vn", "--management-id=m-1", "--taint=false", "--leader-elect", "--leader-elect-namespace=ops",
-		"--failover-after=0", "--probe-interval=500ms", "--pod-workers=5", "--management-qps=1.5",
+		"--failover-after=0", "--reschedule-after=30s", "--probe-interval=500ms", "--pod-workers=5", "--management-qps=1.5",
 		"--ingress-class-map", "public=alb, internal=nlb", "--exclude-labels=^gpu$", "--log-level=debug", "--pod-security-level=restricted")...)
 	if code != 0 || got == nil {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	if got.NodeName != "vn" || got.ManagementID != "m-1" || got.Taint || !got.LeaderElect || got.LeaderElectNamespace != "ops" ||
-		got.FailoverAfter != 0 || got.ProbeInterval != 500*time.Millisecond || got.PodWorkers != 5 || got.ManagementQPS != 1.5 ||
+		got.FailoverAfter != 0 || got.RescheduleAfter != 30*time.Second || got.ProbeInterval != 500*time.Millisecond || got.PodWorkers != 5 || got.ManagementQPS != 1.5 ||
 		!cmp.Equal(got.IngressClasses, map[string]string{"public": "alb", "internal": "nlb"}) || got.ExcludeLabels != "^gpu$" ||
 		got.LogLevel != "debug" || got.PodSecurityLevel != "restricted" {
 		t.Errorf("options %+v", got)

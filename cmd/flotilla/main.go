@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
@@ -59,7 +60,10 @@ type options struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	FailoverAfter time.Duration
-	LeaderElect   bool
+	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
+	// is evicted for its controller to replace it (0: never).
+	RescheduleAfter time.Duration
+	LeaderElect     bool
 	// LeaderElectNamespace holds the Lease flotilla-<node> with --leader-elect.
 	LeaderElectNamespace string
 	LogLevel             string
@@ -97,6 +101,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", 2*time.Second, "how often the workload cluster's health is probed")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", time.Second, "how long a health probe may take before the cluster counts as unreachable")
 	fs.DurationVar(&o.FailoverAfter, "failover-after", node.DefaultFailoverAfter, "how long the workload cluster may be unreachable or without Ready nodes before the virtual node is tainted "+node.LostTaintKey+":NoExecute and its pods are replaced elsewhere; 0 leaves them to Kubernetes' not-ready toleration (5 minutes by default)")
+	fs.DurationVar(&o.RescheduleAfter, "reschedule-after", provider.DefaultRescheduleAfter, "how long a pod may stay unschedulable in the workload cluster before it is evicted (Eviction API, honouring PodDisruptionBudgets) so its controller replaces it, and the management scheduler places the replacement again; each further re-placement of one controller's pods from this cluster waits twice as long (up to 8 times this); pods without a controller are never evicted; 0 turns re-placement off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas of this flotilla: serve the virtual node only while holding its leader Lease in the management cluster, and stand by otherwise")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "flotilla-system", "namespace of the management cluster holding the leader Lease flotilla-<node> (with --leader-elect)")
 	addLogLevelFlag(fs, &o.LogLevel)
@@ -121,6 +126,9 @@ func (o *options) Validate() []error {
 	}
 	if o.FailoverAfter < 0 {
 		errs = append(errs, fmt.Sprintf("--failover-after: %s is negative", o.FailoverAfter))
+	}
+	if o.RescheduleAfter < 0 {
+		errs = append(errs, fmt.Sprintf("--reschedule-after: %s is negative", o.RescheduleAfter))
 	}
 	if _, err := regexp.Compile(o.ExcludeLabels); err != nil {
 		errs = append(errs, fmt.Sprintf("--exclude-labels: %v", err))

@@ -224,6 +224,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		References:      followers,
 		Namespaces:      namespaces,
 		Workers:         o.PodWorkers,
+		RescheduleAfter: o.RescheduleAfter,
 		ClusterLost: func() bool {
 			n, err := virtualNodes.Core().V1().Nodes().Lister().Get(o.NodeName)
 			return err == nil && node.Lost(n)

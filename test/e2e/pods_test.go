@@ -160,6 +160,8 @@ func TestUnschedulableDelegateShowsWhy(t *testing.T) {
 	ns := fleetNamespace(t)
 	ctx := testContext(t, time.Minute)
 	pod := podOn(ns, "big", c.Name)
+	// Bound by nodeName: the webhook's fit affinity keeps the management scheduler from sending it there.
+	pod.Spec.NodeSelector, pod.Spec.NodeName = nil, c.Name
 	pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("5") // nodes have 4
 	if _, err := shared.Management.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica st
 		"--tls-key-file=" + keyFile,
 		"--client-ca-file=" + filepath.Join(credentialsDir, join.KeyClientCA),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
+		"--reschedule-after=" + RescheduleAfter.String(),
 	}, extraArgs...)
 	name, log := c.Name+"/flotilla", "flotilla.log"
 	if replica != "" {
@@ -113,6 +114,11 @@ func (r *Replica) Stop() error { return r.p.stop(10 * time.Second) }
 
 // Kill kills it, as a crash would.
 func (r *Replica) Kill() error { return r.p.kill() }
+
+// RescheduleAfter is the lab flotillas' --reschedule-after: short, so tests see a re-placement (or see that
+// none happens) within seconds rather than the default five minutes. A later --reschedule-after in extraArgs
+// or Options.FlotillaArgs wins.
+const RescheduleAfter = 10 * time.Second
 
 // kubeletPort is the kubelet API's well-known port. Tools such as virtual-kubelet's e2e suite reach a
 // node's kubelet through the apiserver's node proxy at this port, whatever the node reports.
