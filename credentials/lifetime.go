@@ -11,11 +11,3 @@ func TokenLifetime(token string) (issued, expires time.Time, ok bool) {
 	}
 	return t.issued, t.expires, true
 }
-
-// ServiceAccount is whose token t renews: flotilla grants that identity, and no other, read access to the
-// workload namespaces it uses.
-func (t *Token) ServiceAccount() (namespace, name string) {
-	t.renew.mu.Lock()
-	defer t.renew.mu.Unlock()
-	return t.renew.sa.namespace, t.renew.sa.name
-}

@@ -106,6 +106,14 @@ func (t *Token) Expiry() time.Time {
 	return t.renew.sa.expires
 }
 
+// ServiceAccount is whose token t renews: flotilla grants that identity, and no other, read access to the
+// workload namespaces it uses.
+func (t *Token) ServiceAccount() (namespace, name string) {
+	t.renew.mu.Lock()
+	defer t.renew.mu.Unlock()
+	return t.renew.sa.namespace, t.renew.sa.name
+}
+
 // renewer is the token source under client-go's cache: the cache asks it for a token only when the one it
 // holds is due (the oauth2 expiry is the renewal time) or was answered 401, so every call but the first
 // renews.

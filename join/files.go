@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 )
 
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
-
 // WriteFiles writes the credentials as files of dir, one per key, readable by the owner only: what a
 // flotilla run outside the management cluster points its flags at (the Secret, mounted, gives the same).
 func WriteFiles(dir string, data map[string][]byte) error {

@@ -182,10 +182,11 @@ func newJoiner(ctx context.Context, cfg *Config) (*joiner, error) {
 
 // caData is the CA a kubeconfig trusts for its server, which the kubeconfigs join writes trust too.
 func caData(cfg *rest.Config) ([]byte, error) {
-	if len(cfg.CAData) > 0 || cfg.CAFile == "" {
-		return cfg.CAData, nil
+	loaded := rest.CopyConfig(cfg)
+	if err := rest.LoadTLSFiles(loaded); err != nil {
+		return nil, err
 	}
-	return readFile(cfg.CAFile)
+	return loaded.CAData, nil
 }
 
 // credentials keeps each credential of an earlier join that is still good and issues the others.
