@@ -217,8 +217,9 @@ func (r *replacer) sync(ctx context.Context, key string) error {
 	case err != nil:
 		return fmt.Errorf("evicting unschedulable proxy: %w", err)
 	}
-	// The delegate goes at once: virtual-kubelet's pod controller does not call DeletePod for a proxy that is
-	// not running, and nothing else would look at it before the next resync. Its grace period is the proxy's.
+	// The delegate goes at once, with the proxy's grace period: virtual-kubelet's pod controller does not call
+	// DeletePod for a proxy that is not running, and the removal guard (removal.go) would start it only once the
+	// proxy's grace period is over.
 	if err := r.p.deleteDelegate(ctx, delegate, proxy.Spec.TerminationGracePeriodSeconds); err != nil {
 		logger.WithError(err).Warn("deleting the delegate of an evicted proxy; the resync retries")
 	}
