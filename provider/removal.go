@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 )
 
 // At most one incarnation. A pod's controller (a StatefulSet above all) starts the next pod of a name only
@@ -90,7 +92,7 @@ func (g guardedPodInterface) Delete(ctx context.Context, name string, opts metav
 
 // RetryHeldRemovals tries a removal ErrDelegateNotGone held again after RemovalRetry, with no limit, and
 // leaves every other failure to fallback (virtual-kubelet's default policy).
-func RetryHeldRemovals(fallback func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error)) func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error) {
+func RetryHeldRemovals(fallback vknode.ShouldRetryFunc) vknode.ShouldRetryFunc {
 	return func(ctx context.Context, key string, timesTried int, originallyAdded time.Time, err error) (*time.Duration, error) {
 		if errors.Is(err, ErrDelegateNotGone) {
 			retry := RemovalRetry
