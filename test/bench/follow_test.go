@@ -29,7 +29,6 @@ func BenchmarkServicesFollow(b *testing.B) {
 	l := lab.ForTest(b, lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true})
 	mc := l.Management.Client
 	ctx := context.Background()
-	writeMethods := []string{"POST", "PUT", "PATCH", "DELETE"}
 
 	for i := 0; i < b.N; i++ {
 		ns := fmt.Sprintf("follow-%d", i)

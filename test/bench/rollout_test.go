@@ -17,83 +17,238 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/flotilla-io/flotilla/node"
+	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
-const replicas = 500
+// fleet is one size of the like-for-like rollout: replicas spread evenly over clusters.
+type fleet struct{ replicas, clusters int }
 
-// BenchmarkDeploymentRollout times a 500-replica Deployment to all pods Running, created directly in one
-// workload cluster and then in the management cluster through flotilla (spread over two clusters), and
-// reports the ratio and flotilla's CPU time and peak memory.
+// BenchmarkDeploymentRollout creates the same pods directly in all workload clusters at once (one Deployment
+// of replicas/clusters in each) and through flotilla (one management Deployment of replicas spread evenly over
+// the virtual nodes), in one lab, and reports the ratio of their times to all pods Running. It also reports
+// flotilla's own share of the delegation path (proxy bound -> delegate Running -> proxy Running), its API
+// requests per pod on each side (create -> Running -> delete), its CPU time and its memory per 2,500 pods.
+//
+// The 10,000-pod fleet runs eleven control planes; on a small machine select it alone, with
+// -bench 'DeploymentRollout/10000'.
 func BenchmarkDeploymentRollout(b *testing.B) {
-	// Nodes big enough that 500 pods fit in one cluster, so both paths place every pod.
+	for _, f := range []fleet{{replicas: 1000, clusters: 4}, {replicas: 10000, clusters: 10}} {
+		b.Run(fmt.Sprintf("%dx%d", f.replicas, f.clusters), func(b *testing.B) { benchmarkRollout(b, f) })
+	}
+}
+
+func benchmarkRollout(b *testing.B, f fleet) {
+	perCluster := f.replicas / f.clusters
+	// Room for every cluster's share on any one node, so the schedulers never run out of pods.
 	big := lab.NodeAllocatable.DeepCopy()
-	big[corev1.ResourcePods] = resource.MustParse("500")
+	big[corev1.ResourcePods] = *resource.NewQuantity(int64(perCluster), resource.DecimalSI)
 	var workloads []lab.WorkloadSpec
-	for _, name := range []string{"us-west-2-0", "us-west-2-1"} {
-		w := lab.Workload(name, "us-west-2")
+	for i := range f.clusters {
+		region := []string{"us-west-2", "eu-west-3"}[i%2]
+		w := lab.Workload(fmt.Sprintf("%s-%d", region, i/2), region)
 		w.Allocatable = big
 		workloads = append(workloads, w)
 	}
 	l := lab.ForTest(b, lab.Options{Workloads: workloads, Flotilla: true})
-	direct := l.Workloads[0].Client
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
 	for i := 0; i < b.N; i++ {
-		directTime := rollout(b, ctx, direct, fmt.Sprintf("direct-%d", i), tenancy.LabelOpen)
-
-		before := map[string]lab.Usage{}
+		// Direct: each workload cluster's own share, all at once.
+		ns := fmt.Sprintf("direct-%d", i)
+		var direct []*podClock
 		for _, w := range l.Workloads {
-			before[w.Name], _ = l.FlotillaUsage(w.Name)
+			prepareNamespace(b, ctx, w.Client, ns, tenancy.LabelOpen)
+			direct = append(direct, startPodClock(ctx, b, w.Client, ns, podUID))
 		}
-		flotillaTime := rollout(b, ctx, l.Management.Client, fmt.Sprintf("flotilla-%d", i), tenancy.LabelEnabled)
-		var cpu time.Duration
-		var peak int64
+		start := time.Now()
 		for _, w := range l.Workloads {
-			u, err := l.FlotillaUsage(w.Name)
-			if err != nil {
+			if _, err := w.Client.AppsV1().Deployments(ns).Create(ctx, pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(perCluster)), metav1.CreateOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			cpu += u.CPU - before[w.Name].CPU
-			peak = max(peak, u.PeakRSS)
 		}
+		directTime := waitRunningClocks(b, ctx, f.replicas, direct...).Sub(start)
+		for _, w := range l.Workloads {
+			lab.DeleteNamespace(w.Client, ns)
+		}
+
+		// Through flotilla: one management Deployment over every virtual node.
+		ns = fmt.Sprintf("flotilla-%d", i)
+		prepareNamespace(b, ctx, l.Management.Client, ns, tenancy.LabelEnabled)
+		proxies := startPodClock(ctx, b, l.Management.Client, ns, podUID)
+		var delegates []*podClock
+		for _, w := range l.Workloads {
+			delegates = append(delegates, startPodClock(ctx, b, w.Client, ns, func(p *corev1.Pod) string { return p.Labels[provider.LabelParentUID] }))
+		}
+		before := readFlotillas(b, l)
+		deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
+		deploy.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
+			LabelSelector: deploy.Spec.Selector,
+		}}
+		start = time.Now()
+		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
+		running := readFlotillas(b, l)
+		deleteAndWaitGone(b, ctx, l, ns)
+		after := readFlotillas(b, l)
+		lab.DeleteNamespace(l.Management.Client, ns)
+
 		ratio := flotillaTime.Seconds() / directTime.Seconds()
+		delegateRunning := make([]map[string]time.Time, len(delegates))
+		for j, d := range delegates {
+			delegateRunning[j] = d.snapshot(runningAt, nil)
+		}
+		proxyBound := proxies.snapshot(boundAt, nil)
+		toDelegate := spans(proxyBound, delegateRunning...)
+		toProxy := spans(proxyBound, proxies.snapshot(runningAt, nil))
+		pods := float64(f.replicas)
 		b.ReportMetric(directTime.Seconds(), "direct-s")
 		b.ReportMetric(flotillaTime.Seconds(), "flotilla-s")
 		b.ReportMetric(ratio, "ratio")
-		b.ReportMetric(cpu.Seconds(), "flotilla-cpu-s")
-		b.ReportMetric(float64(peak>>20), "flotilla-peak-MiB")
-		b.Logf("%d replicas to Running: direct in one cluster %s, through flotilla over %d clusters %s (ratio %.2f); flotilla CPU %s (all processes), peak RSS %d MiB (largest process)",
-			replicas, directTime.Round(time.Millisecond), len(l.Workloads), flotillaTime.Round(time.Millisecond), ratio, cpu.Round(time.Millisecond), peak>>20)
+		b.ReportMetric(percentile(toProxy, 0.5).Seconds(), "bound-to-proxy-running-p50-s")
+		b.ReportMetric(after.writes("management", before)/pods, "management-writes/pod")
+		b.ReportMetric(after.writes("workload", before)/pods, "workload-writes/pod")
+		b.ReportMetric(running.rssPer2500(before, perCluster)/(1<<20), "MiB/2500pods")
+		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
+			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio)
+		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
+			percentile(toDelegate, 0.5).Round(time.Millisecond), percentile(toDelegate, 0.99).Round(time.Millisecond), percentile(toDelegate, 1).Round(time.Millisecond),
+			percentile(toProxy, 0.5).Round(time.Millisecond), percentile(toProxy, 0.99).Round(time.Millisecond), percentile(toProxy, 1).Round(time.Millisecond))
+		b.Logf("flotilla requests per pod, create -> Running: management %.2f (writes %.2f), workload %.2f (writes %.2f); whole lifecycle create -> Running -> delete: management writes %.2f, workload writes %.2f",
+			running.requests("management", before)/pods, running.writes("management", before)/pods,
+			running.requests("workload", before)/pods, running.writes("workload", before)/pods,
+			after.writes("management", before)/pods, after.writes("workload", before)/pods)
+		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
+			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
 	}
 }
 
-// rollout creates a Deployment in a namespace of its own, labelled tenancyLabel=true (tenancy.LabelEnabled
-// in the management cluster, tenancy.LabelOpen in a workload cluster), waits until all its pods are
-// Running, and returns how long that took. It deletes the namespace afterwards.
-func rollout(b *testing.B, ctx context.Context, c kubernetes.Interface, ns, tenancyLabel string) time.Duration {
+// podUID keys a pod by its own UID.
+func podUID(p *corev1.Pod) string { return string(p.UID) }
+
+// prepareNamespace creates namespace ns labelled tenancyLabel=true (tenancy.LabelEnabled in the management
+// cluster, tenancy.LabelOpen in a workload cluster) and waits for its default ServiceAccount, without which
+// no pod can be created; none of it is timed.
+func prepareNamespace(b *testing.B, ctx context.Context, c kubernetes.Interface, ns, tenancyLabel string) {
 	b.Helper()
 	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{tenancyLabel: "true"}}}
 	if _, err := c.CoreV1().Namespaces().Create(ctx, namespace, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = c.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) }()
-	// The default ServiceAccount must exist before pods can be created; it is not part of what we time.
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := c.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	}); err != nil {
 		b.Fatal(err)
 	}
+}
 
-	deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, replicas)
-	start := time.Now()
-	if _, err := c.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+// deleteAndWaitGone deletes the management Deployment of namespace ns and waits until neither its proxies
+// nor their delegates are left, which ends a pod's lifecycle for flotilla.
+func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string) {
+	b.Helper()
+	if err := l.Management.Client.AppsV1().Deployments(ns).Delete(ctx, "rollout", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
 		b.Fatal(err)
 	}
-	waitRunning(b, ctx, c, ns, replicas)
-	return time.Since(start)
+	clients := []kubernetes.Interface{l.Management.Client}
+	for _, w := range l.Workloads {
+		clients = append(clients, w.Client)
+	}
+	left := 0
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
+		left = 0
+		for _, c := range clients {
+			pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+			if err != nil {
+				return false, nil
+			}
+			left += len(pods.Items)
+		}
+		return left == 0, nil
+	})
+	if err != nil {
+		b.Fatalf("%d proxies and delegates left after deleting the Deployment", left)
+	}
+}
+
+// flotillaReadings are every flotilla's request counts and resource usage at one moment.
+type flotillaReadings map[string]flotillaReading
+
+type flotillaReading struct {
+	requests, writes map[string]float64 // by cluster role
+	usage            lab.Usage
+}
+
+var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
+	b.Helper()
+	out := flotillaReadings{}
+	for _, w := range l.Workloads {
+		r := flotillaReading{requests: map[string]float64{}, writes: map[string]float64{}}
+		for _, role := range []string{"management", "workload"} {
+			var err error
+			if r.requests[role], err = l.FlotillaRequests(w.Name, role); err != nil {
+				b.Fatal(err)
+			}
+			if r.writes[role], err = l.FlotillaRequests(w.Name, role, writeMethods...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var err error
+		if r.usage, err = l.FlotillaUsage(w.Name); err != nil {
+			b.Fatal(err)
+		}
+		out[w.Name] = r
+	}
+	return out
+}
+
+func (now flotillaReadings) requests(role string, since flotillaReadings) float64 {
+	var sum float64
+	for name, r := range now {
+		sum += r.requests[role] - since[name].requests[role]
+	}
+	return sum
+}
+
+func (now flotillaReadings) writes(role string, since flotillaReadings) float64 {
+	var sum float64
+	for name, r := range now {
+		sum += r.writes[role] - since[name].writes[role]
+	}
+	return sum
+}
+
+func (now flotillaReadings) cpu(since flotillaReadings) time.Duration {
+	var sum time.Duration
+	for name, r := range now {
+		sum += r.usage.CPU - since[name].usage.CPU
+	}
+	return sum
+}
+
+func (now flotillaReadings) peakRSS() int64 {
+	var peak int64
+	for _, r := range now {
+		peak = max(peak, r.usage.PeakRSS)
+	}
+	return peak
+}
+
+// rssPer2500 is the largest growth of one process's resident memory since, scaled from the pods it serves
+// to 2,500.
+func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int) float64 {
+	var worst float64
+	for name, r := range now {
+		worst = max(worst, float64(r.usage.Resident-since[name].usage.Resident))
+	}
+	return worst / float64(podsEach) * 2500
 }
 
 // pauseDeployment is a Deployment of pause containers that opts in to the virtual nodes' taint.

@@ -45,6 +45,11 @@ type Cluster struct {
 // IsManagement tells the management cluster from the workload clusters.
 func (c *Cluster) IsManagement() bool { return c.Workload.Name == "" }
 
+// managementClientRates are the management controller-manager's and scheduler's client rates: those of
+// the four workload clusters' summed, and more, since every pod of the fleet is created and bound there
+// (docs/OPERATIONS.md, "Tuning the management cluster").
+var managementClientRates = []string{"--kube-api-qps=300", "--kube-api-burst=600"}
+
 func (c *Cluster) processes() []*process {
 	ps := []*process{c.APIServer, c.Scheduler, c.ControllerManager, c.Kwok, c.MetricsServer}
 	out := ps[:0]
@@ -228,11 +233,23 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 			"--v=1",
 		}
 	}
+	schedulerArgs := common(filepath.Join(dir, "scheduler.kubeconfig"), schedPort)
+	kcmArgs := common(filepath.Join(dir, "controller-manager.kubeconfig"), kcmPort)
+	if c.IsManagement() {
+		// The management cluster creates and binds every pod of the fleet: tuned as docs/OPERATIONS.md
+		// advises, not at the defaults sized for one cluster's (20 and 50 requests/s).
+		schedulerArgs = append(schedulerArgs, managementClientRates...)
+		kcmArgs = append(kcmArgs, managementClientRates...)
+		// A virtual node reports its cluster NotReady itself; notice it within a second rather than five, so
+		// pods tolerating not-ready for a few seconds leave in about that time. A fleet has few nodes, so the
+		// shorter period costs nothing.
+		kcmArgs = append(kcmArgs, "--node-monitor-period=1s")
+	}
 	c.Scheduler = &process{
 		Name: name + "/kube-scheduler", Path: cp.bins["kube-scheduler"], LogFile: filepath.Join(logs, "kube-scheduler.log"),
-		Args: common(filepath.Join(dir, "scheduler.kubeconfig"), schedPort),
+		Args: schedulerArgs,
 	}
-	kcmArgs := append(common(filepath.Join(dir, "controller-manager.kubeconfig"), kcmPort),
+	kcmArgs = append(kcmArgs,
 		"--cluster-name="+name,
 		"--service-account-private-key-file="+saPrivate,
 		"--root-ca-file="+ca.CertFile(),
