@@ -32,8 +32,6 @@ const (
 
 // Reasons of the Events flotilla records on proxies and of the status it shows on them.
 const (
-	// ReasonDelegated: the delegate was created in the workload cluster (Normal event).
-	ReasonDelegated = "Delegated"
 	// ReasonRefused: the workload apiserver rejected the delegate or a change to it (quota, admission,
 	// validation); flotilla retries with backoff.
 	ReasonRefused = "Refused"

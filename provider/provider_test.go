@@ -36,7 +36,6 @@ func TestCreateDelegate(t *testing.T) {
 	if err != nil || sa.Labels[LabelManagement] != "mgmt-1" {
 		t.Errorf("service account %v, %v", sa, err)
 	}
-	h.expectEvent("web-1", ReasonDelegated, "workload cluster eu-west-3-1")
 }
 
 func TestCreateAdoptsOwnDelegate(t *testing.T) {

@@ -205,18 +205,34 @@ func delegatedStatus(proxy, delegate *corev1.PodStatus, hostIP string) *corev1.P
 	s.StartTime = d.StartTime
 	s.InitContainerStatuses = d.InitContainerStatuses
 	s.ContainerStatuses = d.ContainerStatuses
-	setHostIP(s, hostIP)
+	if reported(delegate) {
+		setHostIP(s, hostIP)
+	}
 	return s
 }
 
+// reported says whether the delegate's kubelet has reported on it: it shows containers or has left Pending.
+// Until then the proxy's status shows only what the workload scheduler says (a delegate it cannot place), and
+// gains the host IP with the kubelet's first report, as a kubelet's own first status carries it: a delegate
+// being created and placed costs the management cluster no write.
+func reported(delegate *corev1.PodStatus) bool {
+	return delegate.Phase != corev1.PodPending || len(delegate.ContainerStatuses) > 0 || len(delegate.InitContainerStatuses) > 0
+}
+
 // mergeConditions takes each condition type from the delegate when it reports one and from the proxy
-// otherwise (the proxy's PodScheduled=True stands until the workload scheduler has spoken, for instance).
+// otherwise (the proxy's PodScheduled=True stands until the workload scheduler has spoken, for instance). A
+// condition whose status the proxy already shows keeps the proxy's transition and probe times: it has not
+// changed for the proxy (the workload scheduler placing the delegate does not re-schedule the proxy), and
+// taking the delegate's times would cost a write that says nothing.
 func mergeConditions(proxy, delegate []corev1.PodCondition) []corev1.PodCondition {
 	out := slices.Clone(delegate)
 	for i := range out {
 		out[i].ObservedGeneration = 0
 		if c := findCondition(proxy, out[i].Type); c != nil {
 			out[i].ObservedGeneration = c.ObservedGeneration
+			if c.Status == out[i].Status {
+				out[i].LastTransitionTime, out[i].LastProbeTime = c.LastTransitionTime, c.LastProbeTime
+			}
 		}
 	}
 	for _, c := range proxy {

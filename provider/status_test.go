@@ -118,8 +118,42 @@ func TestProxyStatus(t *testing.T) {
 			}(),
 			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
 				Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, ObservedGeneration: 1,
-					Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}},
-				HostIP: "10.0.0.7", HostIPs: host},
+					Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}}},
+		},
+		{
+			name:  "a delegate no one in the workload cluster has reported on leaves the proxy as it is",
+			proxy: pending(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}
+				return d
+			}(),
+			want: &pending().Status,
+		},
+		{
+			name:  "the workload scheduler placing the delegate leaves the proxy as it is",
+			proxy: pending(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+					{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: started}}}
+				return d
+			}(),
+			want: &pending().Status,
+		},
+		{
+			name:  "the kubelet's first report brings the host IP",
+			proxy: pending(),
+			delegate: func() *corev1.Pod {
+				d := delegate()
+				d.Status = corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx:1",
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}}
+				return d
+			}(),
+			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
+				Conditions: []corev1.PodCondition{scheduled}, HostIP: "10.0.0.7", HostIPs: host,
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx:1",
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}},
 		},
 		{
 			name:     "the delegate's status wins over a stale problem",
@@ -274,8 +308,7 @@ func TestProxyStatus(t *testing.T) {
 				return d
 			}(),
 			down: "ClusterUnreachable",
-			want: &corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, ObservedGeneration: 1,
-				Conditions: []corev1.PodCondition{scheduled}, HostIP: "10.0.0.7", HostIPs: host},
+			want: &pending().Status,
 		},
 		{
 			name:     "a terminal proxy stays final while the cluster is not Ready",

@@ -128,8 +128,9 @@ func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) er
 	_, err = p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Create(ctx, desired, metav1.CreateOptions{})
 	switch {
 	case err == nil:
+		// No Normal event says so: the scheduler's Scheduled event already names the cluster, and a write to
+		// the management cluster per pod is a fifth of what a pod's whole lifecycle costs it.
 		p.setProblem(key, nil)
-		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeNormal, ReasonDelegated, "Delegated to workload cluster %s", p.cfg.ClusterName)
 		return nil
 	case apierrors.IsAlreadyExists(err):
 		live, getErr := p.cfg.Workload.CoreV1().Pods(proxy.Namespace).Get(ctx, proxy.Name, metav1.GetOptions{})

@@ -287,7 +287,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation).
 		PodClient:         p.GuardRemovals(management.CoreV1()),
 		PodInformer:       pods,
-		EventRecorder:     recorder,
+		EventRecorder:     provider.PodControllerRecorder(recorder),
 		Provider:          p,
 		ConfigMapInformer: neverStarted.Core().V1().ConfigMaps(),
 		SecretInformer:    neverStarted.Core().V1().Secrets(),
