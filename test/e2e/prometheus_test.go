@@ -246,6 +246,23 @@ func TestMetricsAccess(t *testing.T) {
 	}
 }
 
+// flotillaSample sums a family's samples with the given labels over the /metrics of the flotillas of the named
+// workload clusters (see sampleValue).
+func flotillaSample(t *testing.T, clusters []string, family string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, c := range clusters {
+		families, err := shared.ScrapeFlotilla(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := sampleValue(families[family], labels)
+		sum += v
+	}
+	t.Logf("%s%v over %v: %v", family, labels, clusters, sum)
+	return sum
+}
+
 // get GETs url, with a bearer token if one is given, and returns the status code and body.
 func get(client *http.Client, url, token string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
