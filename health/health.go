@@ -7,16 +7,16 @@ package health
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"reflect"
 	"sync"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/rest"
+
+	"github.com/flotilla-io/flotilla/internal/serve"
 )
 
 // Serve serves /healthz and /readyz (with the given checks) on addr until ctx ends.
@@ -28,16 +28,7 @@ func Serve(ctx context.Context, addr string, ready ...healthz.HealthChecker) err
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logrus.Errorf("health endpoints: %v", err)
-		}
-	}()
+	serve.Until(ctx, l, mux, "health endpoints")
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/flotilla-io/flotilla/internal/serve"
 )
 
 // Access is how /metrics is guarded on an address that is not a loopback one.
@@ -43,12 +44,13 @@ func (r *Recorder) Serve(ctx context.Context, addr string, access Access) error 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", r.handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = mux
+	var tlsConfig *tls.Config
 	if !loopback {
-		if srv.Handler, err = guarded(mux, access); err != nil {
+		if handler, err = guarded(mux, access); err != nil {
 			return err
 		}
-		if srv.TLSConfig, err = servingTLS(access); err != nil {
+		if tlsConfig, err = servingTLS(access); err != nil {
 			return err
 		}
 	}
@@ -56,18 +58,10 @@ func (r *Recorder) Serve(ctx context.Context, addr string, access Access) error 
 	if err != nil {
 		return err
 	}
-	if srv.TLSConfig != nil {
-		l = tls.NewListener(l, srv.TLSConfig)
+	if tlsConfig != nil {
+		l = tls.NewListener(l, tlsConfig)
 	}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logrus.Errorf("metrics endpoint: %v", err)
-		}
-	}()
+	serve.Until(ctx, l, handler, "metrics endpoint")
 	return nil
 }
 
