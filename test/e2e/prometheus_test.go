@@ -137,7 +137,7 @@ func TestPrometheusMetrics(t *testing.T) {
 		{"rest_client_rate_limiter_duration_seconds", map[string]string{"host": hosts["management"]}},
 	} {
 		v, ok := sampleValue(families[want.family], want.labels)
-		t.Logf("%s%v = %v", want.family, want.labels, v)
+		t.Logf("%s%v = %v%s", want.family, want.labels, v, meanOf(families[want.family], want.labels))
 		if !ok || v <= 0 {
 			t.Errorf("%s%v: want a positive value, got %v (present: %v)", want.family, want.labels, v, ok)
 		}
@@ -261,6 +261,28 @@ func flotillaSample(t *testing.T, clusters []string, family string, labels map[s
 	}
 	t.Logf("%s%v over %v: %v", family, labels, clusters, sum)
 	return sum
+}
+
+// meanOf says the mean of a histogram's samples with the given labels, "" for other families.
+func meanOf(family *dto.MetricFamily, labels map[string]string) string {
+	if family.GetType() != dto.MetricType_HISTOGRAM {
+		return ""
+	}
+	var sum, count float64
+	for _, m := range family.GetMetric() {
+		matches := true
+		for k, v := range labels {
+			matches = matches && label(m, k) == v
+		}
+		if matches {
+			sum += m.GetHistogram().GetSampleSum()
+			count += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	if count == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" samples, mean %.3fs", sum/count)
 }
 
 // get GETs url, with a bearer token if one is given, and returns the status code and body.
