@@ -265,21 +265,12 @@ func flotillaSample(t *testing.T, clusters []string, family string, labels map[s
 
 // meanOf says the mean of a histogram's samples with the given labels, "" for other families.
 func meanOf(family *dto.MetricFamily, labels map[string]string) string {
-	if family.GetType() != dto.MetricType_HISTOGRAM {
-		return ""
-	}
 	var sum, count float64
-	for _, m := range family.GetMetric() {
-		matches := true
-		for k, v := range labels {
-			matches = matches && label(m, k) == v
-		}
-		if matches {
-			sum += m.GetHistogram().GetSampleSum()
-			count += float64(m.GetHistogram().GetSampleCount())
-		}
+	for _, m := range matching(family, labels) {
+		sum += m.GetHistogram().GetSampleSum()
+		count += float64(m.GetHistogram().GetSampleCount())
 	}
-	if count == 0 {
+	if family.GetType() != dto.MetricType_HISTOGRAM || count == 0 {
 		return ""
 	}
 	return fmt.Sprintf(" samples, mean %.3fs", sum/count)
@@ -333,20 +324,27 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// sampleValue sums the family's samples that carry all the given labels: counters' and gauges' values,
-// histograms' sample counts; false when none does.
-func sampleValue(family *dto.MetricFamily, labels map[string]string) (float64, bool) {
-	var sum float64
-	found := false
+// matching are the family's samples that carry all the given labels.
+func matching(family *dto.MetricFamily, labels map[string]string) []*dto.Metric {
+	var out []*dto.Metric
 	for _, m := range family.GetMetric() {
 		matches := true
 		for k, v := range labels {
 			matches = matches && label(m, k) == v
 		}
-		if !matches {
-			continue
+		if matches {
+			out = append(out, m)
 		}
-		found = true
+	}
+	return out
+}
+
+// sampleValue sums the family's samples that carry all the given labels: counters' and gauges' values,
+// histograms' sample counts; false when none does.
+func sampleValue(family *dto.MetricFamily, labels map[string]string) (float64, bool) {
+	var sum float64
+	samples := matching(family, labels)
+	for _, m := range samples {
 		switch {
 		case m.Counter != nil:
 			sum += m.GetCounter().GetValue()
@@ -356,5 +354,5 @@ func sampleValue(family *dto.MetricFamily, labels map[string]string) (float64, b
 			sum += float64(m.GetHistogram().GetSampleCount())
 		}
 	}
-	return sum, found
+	return sum, len(samples) > 0
 }
