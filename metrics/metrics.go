@@ -23,6 +23,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -76,40 +77,28 @@ func New(cluster string) (*Recorder, error) {
 		delegations: delegations{pending: map[string]*delegation{}},
 		changes:     changes{since: map[string]time.Time{}},
 	}
-	seconds := func(name, description string) metric.Float64Histogram {
-		if err != nil {
-			return nil
-		}
-		var h metric.Float64Histogram
-		h, err = meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(description),
-			metric.WithExplicitBucketBoundaries(durationBuckets...))
-		return h
+	seconds := func(description string) []metric.Float64HistogramOption {
+		return []metric.Float64HistogramOption{metric.WithUnit("s"), metric.WithDescription(description),
+			metric.WithExplicitBucketBoundaries(durationBuckets...)}
 	}
-	counter := func(name, description string) metric.Int64Counter {
-		if err != nil {
-			return nil
-		}
-		var c metric.Int64Counter
-		c, err = meter.Int64Counter(name, metric.WithDescription(description))
-		return c
-	}
-	gauge := func(name, description string) metric.Int64Gauge {
-		if err != nil {
-			return nil
-		}
-		var g metric.Int64Gauge
-		g, err = meter.Int64Gauge(name, metric.WithDescription(description))
-		return g
-	}
-	r.requests = counter("flotilla.api.requests", "Requests flotilla sent to a cluster's apiserver, by the cluster's role and HTTP method.")
-	r.apiservers = gauge("flotilla.apiserver.info", "1 for each apiserver flotilla talks to: its host (as client-go's rest_client_* metrics label it) and role.")
-	r.delegation = seconds("flotilla.delegation.duration", "Time from a proxy's binding to this node to each step of its delegation: delegate_created, delegate_running, proxy_running.")
-	r.follow = seconds("flotilla.follow.duration", "Time from a change of a followed management object to the write of its copy in the workload cluster.")
-	r.reachable = gauge("flotilla.workload.reachable", "1 while the workload apiserver answers flotilla's health probe, 0 while it does not.")
-	r.refusals = counter("flotilla.delegation.refusals", "Proxies that got a reason they have no delegate (the reason the proxy shows).")
-	r.failovers = counter("flotilla.failovers", "Cluster-lost taints this flotilla set on a virtual node, its own (ClusterLost) or a peer's (FlotillaLost).")
-	r.fencing = counter("flotilla.fencing.deletions", "Delegates deleted because their proxy is gone, evicted, or another pod's.")
-	if err != nil {
+	errs := make([]error, 8) // one per instrument; the meter refuses only a malformed name
+	r.requests, errs[0] = meter.Int64Counter("flotilla.api.requests",
+		metric.WithDescription("Requests flotilla sent to a cluster's apiserver, by the cluster's role and HTTP method."))
+	r.apiservers, errs[1] = meter.Int64Gauge("flotilla.apiserver.info",
+		metric.WithDescription("1 for each apiserver flotilla talks to: its host (as client-go's rest_client_* metrics label it) and role."))
+	r.delegation, errs[2] = meter.Float64Histogram("flotilla.delegation.duration",
+		seconds("Time from a proxy's binding to this node to each step of its delegation: delegate_created, delegate_running, proxy_running.")...)
+	r.follow, errs[3] = meter.Float64Histogram("flotilla.follow.duration",
+		seconds("Time from a change of a followed management object to the write of its copy in the workload cluster.")...)
+	r.reachable, errs[4] = meter.Int64Gauge("flotilla.workload.reachable",
+		metric.WithDescription("1 while the workload apiserver answers flotilla's health probe, 0 while it does not."))
+	r.refusals, errs[5] = meter.Int64Counter("flotilla.delegation.refusals",
+		metric.WithDescription("Proxies that got a reason they have no delegate (the reason the proxy shows)."))
+	r.failovers, errs[6] = meter.Int64Counter("flotilla.failovers",
+		metric.WithDescription("Cluster-lost taints this flotilla set on a virtual node, its own (ClusterLost) or a peer's (FlotillaLost)."))
+	r.fencing, errs[7] = meter.Int64Counter("flotilla.fencing.deletions",
+		metric.WithDescription("Delegates deleted because their proxy is gone, evicted, or another pod's."))
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return r, nil
