@@ -7,7 +7,9 @@ COPY admission ./admission
 COPY cmd ./cmd
 COPY credentials ./credentials
 COPY deploy ./deploy
+COPY health ./health
 COPY join ./join
+COPY metrics ./metrics
 COPY node ./node
 COPY internal ./internal
 COPY provider ./provider

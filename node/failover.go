@@ -60,16 +60,19 @@ type Failover struct {
 	nodes    corev1client.NodeInterface
 	lister   corelisters.NodeLister
 	recorder record.EventRecorder
+	// tainted, when set, is told each cluster-lost taint set, with the node and the Event's reason.
+	tainted func(node, reason string)
 }
 
 // NewFailover prepares the failover of the virtual node nodeName: ready reports the node's Ready condition as
 // flotilla derives it and whether that rests on an observation (Controller.Ready), lister reads the virtual
 // nodes (this one and its peers) as the management cluster has them, and nodes writes them. after is how
 // long a cluster may be unusable; zero turns failover off, but a taint left from before is still removed
-// from this node once its cluster is Ready.
+// from this node once its cluster is Ready. tainted, if not nil, is told each cluster-lost taint set (a
+// failover), with the node's name and the Event's reason (ReasonClusterLost, ReasonFlotillaLost).
 func NewFailover(nodeName string, after time.Duration, ready func() (corev1.NodeCondition, bool),
-	nodes corev1client.NodeInterface, lister corelisters.NodeLister, recorder record.EventRecorder) *Failover {
-	return &Failover{nodeName: nodeName, after: after, ready: ready, nodes: nodes, lister: lister, recorder: recorder}
+	nodes corev1client.NodeInterface, lister corelisters.NodeLister, recorder record.EventRecorder, tainted func(node, reason string)) *Failover {
+	return &Failover{nodeName: nodeName, after: after, ready: ready, nodes: nodes, lister: lister, recorder: recorder, tainted: tainted}
 }
 
 // Run keeps the taint in line with the cluster's health until ctx is done.
@@ -177,6 +180,9 @@ func (f *Failover) setTaint(ctx context.Context, nodeName string, lost bool, war
 		eventType := corev1.EventTypeNormal
 		if lost {
 			eventType = corev1.EventTypeWarning
+			if f.tainted != nil {
+				f.tainted(nodeName, reason)
+			}
 		}
 		f.recorder.Event(n, eventType, reason, message)
 		return nil

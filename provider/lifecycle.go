@@ -67,6 +67,16 @@ func (p *Provider) deleteDelegate(ctx context.Context, d *corev1.Pod, grace *int
 	return err
 }
 
+// fence deletes the delegate d for its proxy's sake (reason: a metrics.Fence... constant), and counts it
+// unless it was being deleted already.
+func (p *Provider) fence(ctx context.Context, d *corev1.Pod, grace *int64, reason string) error {
+	err := p.deleteDelegate(ctx, d, grace)
+	if err == nil && d.DeletionTimestamp == nil {
+		p.cfg.Metrics.Fenced(reason)
+	}
+	return err
+}
+
 // GetPod describes the delegate of the pod of this name as the pod controller expects (see proxyView).
 func (p *Provider) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
 	d, err := p.delegate(ctx, namespace, name)

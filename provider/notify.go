@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/flotilla-io/flotilla/metrics"
 )
 
 // syncStatus hands the pod controller the status one proxy should show (see proxyStatus). The pod
@@ -49,6 +51,9 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	}
 	if d != nil && parentUID(d) != proxy.UID {
 		d = nil // an earlier pod's delegate says nothing about this one
+	}
+	if d != nil && d.Status.Phase == corev1.PodRunning {
+		p.cfg.Metrics.DelegationStep(proxy.UID, metrics.DelegateRunning)
 	}
 	status := proxyStatus(proxy, d, p.problemOf(key), env)
 	if status == nil || equality.Semantic.DeepEqual(*status, proxy.Status) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
@@ -51,7 +52,7 @@ func (p *Provider) collectOrphans(ctx context.Context) {
 		if live[types.NamespacedName{Namespace: d.Namespace, Name: d.Name}] == parentUID(d) {
 			continue
 		}
-		if err := p.deleteDelegate(ctx, d, gracePeriod(d)); err != nil {
+		if err := p.fence(ctx, d, gracePeriod(d), metrics.FenceOrphaned); err != nil {
 			log.G(ctx).WithError(err).Warnf("orphan collection: cannot delete delegate %s/%s", d.Namespace, d.Name)
 			continue
 		}

@@ -26,6 +26,7 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
@@ -76,6 +77,8 @@ type Config struct {
 	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
 	// is evicted for its controller to replace it (replacement.go); 0 never evicts.
 	RescheduleAfter time.Duration
+	// Metrics measures the steps of delegations and counts refusals and fencing deletions. Optional.
+	Metrics *metrics.Recorder
 }
 
 const (

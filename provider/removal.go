@@ -11,6 +11,8 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
+
+	"github.com/flotilla-io/flotilla/metrics"
 )
 
 // At most one incarnation. A pod's controller (a StatefulSet above all) starts the next pod of a name only
@@ -48,7 +50,7 @@ func (p *Provider) confirmGone(ctx context.Context, namespace, name string, prox
 		// fails while the workload cluster is away): a proxy can reach its removal with its delegate untouched,
 		// so the removal starts the delete, gracefully, so that the workload's kubelet still confirms it.
 		if d.DeletionTimestamp == nil {
-			if err := p.deleteDelegate(ctx, d, d.Spec.TerminationGracePeriodSeconds); err != nil {
+			if err := p.fence(ctx, d, d.Spec.TerminationGracePeriodSeconds, metrics.FenceRemoval); err != nil {
 				return fmt.Errorf("%w: deleting delegate %s/%s in workload cluster %s: %v", ErrDelegateNotGone, namespace, name, p.cfg.ClusterName, err)
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/flotilla-io/flotilla/metrics"
 )
 
 // Re-placement: a delegate the workload cluster's scheduler cannot place (PodScheduled False, reason
@@ -220,7 +222,7 @@ func (r *replacer) sync(ctx context.Context, key string) error {
 	// The delegate goes at once, with the proxy's grace period: virtual-kubelet's pod controller does not call
 	// DeletePod for a proxy that is not running, and the removal guard (removal.go) would start it only once the
 	// proxy's grace period is over.
-	if err := r.p.deleteDelegate(ctx, delegate, proxy.Spec.TerminationGracePeriodSeconds); err != nil {
+	if err := r.p.fence(ctx, delegate, proxy.Spec.TerminationGracePeriodSeconds, metrics.FenceEvicted); err != nil {
 		logger.WithError(err).Warn("deleting the delegate of an evicted proxy; the resync retries")
 	}
 	r.mu.Lock()

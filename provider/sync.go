@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
 )
 
@@ -48,7 +49,7 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 		if d == nil {
 			return nil
 		}
-		return p.deleteDelegate(ctx, d, gracePeriod(d))
+		return p.fence(ctx, d, gracePeriod(d), metrics.FenceProxyGone)
 	}
 	return p.reconcile(ctx, key, proxy, d)
 }
@@ -58,7 +59,7 @@ func (p *Provider) reconcile(ctx context.Context, key string, proxy, d *corev1.P
 	switch {
 	case d != nil && parentUID(d) != proxy.UID:
 		// Left over from an earlier pod of the same name: it must go before this pod's delegate can exist.
-		if err := p.deleteDelegate(ctx, d, new(int64(0))); err != nil {
+		if err := p.fence(ctx, d, new(int64(0)), metrics.FenceEarlierPod); err != nil {
 			return err
 		}
 		return fmt.Errorf("waiting for the delegate of an earlier pod %s to go", key)
@@ -130,6 +131,7 @@ func (p *Provider) create(ctx context.Context, key string, proxy *corev1.Pod) er
 	case err == nil:
 		// No Normal event says so: the scheduler's Scheduled event already names the cluster, and a write to
 		// the management cluster per pod is a fifth of what a pod's whole lifecycle costs it.
+		p.cfg.Metrics.DelegationStep(proxy.UID, metrics.DelegateCreated)
 		p.setProblem(key, nil)
 		return nil
 	case apierrors.IsAlreadyExists(err):
@@ -244,6 +246,7 @@ func (p *Provider) show(key string, proxy *corev1.Pod, prob problem, events ...e
 	if !p.setProblem(key, &prob) {
 		return
 	}
+	p.cfg.Metrics.Refused(prob.reason)
 	if proxy.Status.Reason != prob.reason || proxy.Status.Message != prob.message {
 		if len(events) == 0 {
 			events = []event{{reason: prob.reason, message: prob.message}}

@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -41,18 +37,6 @@ func loadKubeconfig(role, path string, qps float32, burst int) (*rest.Config, er
 	cfg.QPS, cfg.Burst = qps, burst
 	cfg.UserAgent = "flotilla"
 	return cfg, nil
-}
-
-// countRequests makes every request to a cluster count in the flotilla.api.requests metric, labelled
-// with the cluster's role, so API cost per minute can be read off /metrics.
-func countRequests(cfg *rest.Config, role string, counter metric.Int64Counter) {
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			counter.Add(req.Context(), 1, metric.WithAttributes(
-				attribute.String("cluster", role), attribute.String("method", req.Method)))
-			return rt.RoundTrip(req)
-		})
-	})
 }
 
 // managementIdentity is the UID of the management cluster's kube-system namespace: stable for the

@@ -52,7 +52,7 @@ func TestRootFlags(t *testing.T) {
 		PodWorkers: 20, PodQueueQPS: 200, PodQueueBurst: 1000,
 		InternalIP: "127.0.1.2", KubeletPort: 10250, KubeletBind: "127.0.1.2",
 		TLSCertFile: "/lab/kubelet.crt", TLSKeyFile: "/lab/kubelet.key", ClientCAFile: "/lab/ca.crt",
-		MetricsAddr: "127.0.0.1:40000", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
+		MetricsAddr: "127.0.0.1:40000", HealthAddr: ":10248", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, FailoverAfter: node.DefaultFailoverAfter,
 		RescheduleAfter: provider.DefaultRescheduleAfter, LeaderElectNamespace: "flotilla-system", LogLevel: "info", IngressClasses: map[string]string{},
 		PodSecurityLevel: "baseline",

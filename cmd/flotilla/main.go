@@ -55,6 +55,7 @@ type options struct {
 	TLSKeyFile    string
 	ClientCAFile  string
 	MetricsAddr   string
+	HealthAddr    string
 	Taint         bool
 	ExcludeLabels string
 	ProbeInterval time.Duration
@@ -95,7 +96,8 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (required)")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "serving key of the kubelet API (required)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "CA that signs the management apiserver's kubelet client certificate")
-	fs.StringVar(&o.MetricsAddr, "metrics-address", "127.0.0.1:10255", "address of the Prometheus /metrics endpoint; empty disables it")
+	fs.StringVar(&o.MetricsAddr, "metrics-address", "127.0.0.1:10255", "address of the Prometheus /metrics endpoint: plain HTTP to anyone on a loopback address; on any other, HTTPS (--tls-cert-file) for callers the management apiserver authenticates and authorizes to get /metrics; empty disables it")
+	fs.StringVar(&o.HealthAddr, "health-address", ":10248", "address of the /healthz and /readyz endpoints, for the kubelet's probes (no credentials needed); empty disables them")
 	fs.BoolVar(&o.Taint, "taint", true, "taint the virtual node "+node.TaintKey+"="+node.TaintValue+":NoSchedule so only pods that opt in land on it")
 	fs.StringVar(&o.ExcludeLabels, "exclude-labels", node.DefaultExcludeLabels.String(), "regular expression of workload node label keys never copied to the virtual node")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", 2*time.Second, "how often the workload cluster's health is probed")

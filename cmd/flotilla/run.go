@@ -25,8 +25,10 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/flotilla-io/flotilla/credentials"
+	"github.com/flotilla-io/flotilla/health"
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
 	"github.com/flotilla-io/flotilla/internal/reachability"
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/provider/follow"
@@ -40,7 +42,8 @@ const informerResync = 10 * time.Minute
 // run connects to both clusters and serves (see serve), or with --leader-elect serves only while this
 // process holds the virtual node's leader lease.
 func run(ctx context.Context, o *options) error {
-	tel, err := setupTelemetry()
+	setupTelemetry()
+	metricsRecorder, err := metrics.New(o.ClusterName)
 	if err != nil {
 		return err
 	}
@@ -80,8 +83,8 @@ func run(ctx context.Context, o *options) error {
 	if failoverToken != nil {
 		go failoverToken.Run(ctx)
 	}
-	countRequests(managementCfg, "management", tel.requests)
-	countRequests(workloadCfg, "workload", tel.requests)
+	metricsRecorder.CountRequests(managementCfg, "management")
+	metricsRecorder.CountRequests(workloadCfg, "workload")
 	// Informers of the workload cluster wait while it is down rather than back off (see reachability).
 	workloadGate := &reachability.Gate{}
 	workloadCfg.Wrap(workloadGate.Wrap)
@@ -108,6 +111,13 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
 	}
+	// Ready while the management apiserver answers and, once this replica serves, its informers have synced.
+	informers := &health.Informers{}
+	if o.HealthAddr != "" {
+		if err := health.Serve(ctx, o.HealthAddr, health.APIServer("management", heartbeat.Discovery().RESTClient(), 2*time.Second), informers); err != nil {
+			return fmt.Errorf("--health-address: %w", err)
+		}
+	}
 	if o.ManagementID == "" {
 		if o.ManagementID, err = managementIdentity(ctx, management, managementCfg.Host); err != nil {
 			return err
@@ -117,11 +127,14 @@ func run(ctx context.Context, o *options) error {
 		"cluster": o.ClusterName, "node": o.NodeName, "management": managementCfg.Host,
 		"managementID": o.ManagementID, "workload": workloadCfg.Host,
 	}).Info("flotilla starting")
-	if err := tel.serveMetrics(ctx, o.MetricsAddr); err != nil {
-		return fmt.Errorf("--metrics-address: %w", err)
+	if o.MetricsAddr != "" {
+		access := metrics.Access{Management: management, CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile}
+		if err := metricsRecorder.Serve(ctx, o.MetricsAddr, access); err != nil {
+			return fmt.Errorf("--metrics-address: %w", err)
+		}
 	}
 	c := &clusters{management: management, workload: workload, failover: failover, probe: probe, heartbeat: heartbeat,
-		workloadCfg: workloadCfg, workloadGate: workloadGate}
+		workloadCfg: workloadCfg, workloadGate: workloadGate, metrics: metricsRecorder, informers: informers}
 	if workloadToken != nil {
 		namespace, name := workloadToken.ServiceAccount()
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
@@ -148,6 +161,9 @@ type clusters struct {
 	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
 	// each namespace it uses; nil when its workload identity is not a ServiceAccount.
 	workloadReader *rbacv1.Subject
+	// metrics measures what flotilla does; informers is the readiness check of the management informers.
+	metrics   *metrics.Recorder
+	informers *health.Informers
 }
 
 // serve wires flotilla together and runs it until ctx ends or a part of it fails: the virtual node's
@@ -171,6 +187,10 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// cluster-wide list or watch of ConfigMaps or Secrets is ever made: a node may not make one.
 	neverStarted := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()
+	// A delegation's clock starts when a proxy is seen bound, and stops when it is seen Running.
+	if _, err := pods.Informer().AddEventHandler(c.metrics.ProxyEvents()); err != nil {
+		return err
+	}
 	// The virtual nodes, this one and its peers: a deletion of this one by hand is undone at once, a peer
 	// whose flotilla is lost is failed over (see node.Failover), and each publishes its copies'
 	// load-balancer addresses (see package follow).
@@ -201,6 +221,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		Namespaces:          namespaces,
 		EventRecorder:       recorder,
 		IngressClasses:      o.IngressClasses,
+		Metrics:             c.metrics,
 	})
 	if err != nil {
 		return err
@@ -225,6 +246,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		Namespaces:      namespaces,
 		Workers:         o.PodWorkers,
 		RescheduleAfter: o.RescheduleAfter,
+		Metrics:         c.metrics,
 		ClusterLost: func() bool {
 			n, err := virtualNodes.Core().V1().Nodes().Lister().Get(o.NodeName)
 			return err == nil && node.Lost(n)
@@ -270,6 +292,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		FailoverAfter: o.FailoverAfter,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
+			c.metrics.Reachable(reachable)
 			workloadGate.Set(reachable)
 			if reachable { // what failed while the cluster was away is retried now, not after its backoff
 				p.Resync()
@@ -321,7 +344,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 	// Once a workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
 	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, c.failover.CoreV1().Nodes(),
-		virtualNodes.Core().V1().Nodes().Lister(), recorder)
+		virtualNodes.Core().V1().Nodes().Lister(), recorder, c.metrics.FailedOver)
 	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
 	if err != nil {
 		return err
@@ -337,6 +360,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	objectInformers.Start(ctx.Done())
 	virtualNodes.Start(ctx.Done())
 	namespaceInformers.Start(ctx.Done())
+	c.informers.Add(podInformers, objectInformers, virtualNodes, namespaceInformers)
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
 	go failover.Run(ctx)

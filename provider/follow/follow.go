@@ -78,6 +78,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
@@ -228,6 +229,8 @@ type Config struct {
 	IngressClasses map[string]string
 	// Workers per kind; 0 means 4.
 	Workers int
+	// Metrics measures how long a management object's change takes to reach its copy. Optional.
+	Metrics *metrics.Recorder
 }
 
 // Followers follows the four kinds for one virtual node.
@@ -323,6 +326,7 @@ func New(cfg Config) (*Followers, error) {
 	f.secretWatches = newObjectWatches(KindSecret, &corev1.Secret{}, listWatch("secrets"), f.secrets.enqueueKey)
 	f.cmWatches.forbidden = func(ns, name string, err error) { f.readForbidden(KindConfigMap, ns, name, err) }
 	f.secretWatches.forbidden = func(ns, name string, err error) { f.readForbidden(KindSecret, ns, name, err) }
+	f.cmWatches.changes, f.secretWatches.changes = cfg.Metrics.FollowChanges(KindConfigMap), cfg.Metrics.FollowChanges(KindSecret)
 
 	// ConfigMaps: wanted while a proxy of this node that counts (see counts) references them.
 	f.configMaps.source = watchedOf(f.cmWatches)
@@ -419,6 +423,8 @@ func New(cfg Config) (*Followers, error) {
 		{svcs.Informer(), queueAll(f.serviceK.enqueue)},
 		{ings.Informer(), f.ingressEvents()},
 		{nodes, f.lbs.nodeEvents(f.enqueueLB)},
+		{svcs.Informer(), cfg.Metrics.FollowChanges(f.serviceK.name)},
+		{ings.Informer(), cfg.Metrics.FollowChanges(f.ingresses.name)},
 	}
 	for _, r := range regs {
 		if _, err := r.inf.AddEventHandler(r.handler); err != nil {

@@ -205,6 +205,7 @@ func (k *kind[T]) work(ctx context.Context) {
 		err := k.sync(ctx, key)
 		switch {
 		case err == nil:
+			k.f.cfg.Metrics.FollowSettled(k.name, key)
 			k.queue.Forget(key)
 		case ctx.Err() != nil:
 		case isUnknownCopies(err):
@@ -565,6 +566,7 @@ func (k *kind[T]) wrote(key, hash string) {
 	k.mu.Lock()
 	k.applied[key] = hash
 	k.mu.Unlock()
+	k.f.cfg.Metrics.FollowWritten(k.name, key)
 	k.clear(key, ReasonRefused, tenancy.ReasonWorkloadNamespaceForbidden)
 }
 

@@ -39,6 +39,8 @@ type objectWatches[T object] struct {
 	// forbidden, when set, is told each time the management apiserver refuses a watch's list or watch, from
 	// the forbiddenAfter-th refusal in a row on (the watch backs off meanwhile, up to 30 s between attempts).
 	forbidden func(namespace, name string, err error)
+	// changes are further handlers of each watch's events (the follow latency's clock).
+	changes cache.ResourceEventHandler
 
 	mu      sync.Mutex
 	closed  bool
@@ -62,7 +64,7 @@ func (ow *objectWatch) close() { ow.stopOnce.Do(func() { close(ow.stop) }) }
 
 func newObjectWatches[T object](kind string, example T, listWatch func(namespace, name string, selector fields.Selector) cache.ListerWatcher, queue func(namespace, name string)) *objectWatches[T] {
 	return &objectWatches[T]{kind: kind, listWatch: listWatch, example: example, queue: queue,
-		watches: map[string]*objectWatch{}, held: map[string][]string{}}
+		changes: cache.ResourceEventHandlerFuncs{}, watches: map[string]*objectWatch{}, held: map[string][]string{}}
 }
 
 // set makes holder name exactly keys ("<namespace>/<name>"; none to let go of everything): watches of newly
@@ -142,6 +144,7 @@ func (w *objectWatches[T]) start(key string) *objectWatch {
 	_, _ = ow.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: queue, UpdateFunc: func(_, obj any) { queue(obj) }, DeleteFunc: queue,
 	})
+	_, _ = ow.informer.AddEventHandler(w.changes)
 	if w.closed {
 		return ow
 	}

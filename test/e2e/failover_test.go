@@ -50,6 +50,13 @@ func TestLostClusterFailsOver(t *testing.T) {
 	if !carriesTaint(n, node.LostTaintKey, corev1.TaintEffectNoExecute) {
 		t.Errorf("%s after failover: taints %v, want %s:NoExecute", lost, n.Spec.Taints, node.LostTaintKey)
 	}
+	// Its flotilla's metrics tell: the cluster unreachable, the failover counted.
+	if v := flotillaSample(t, []string{lost}, "flotilla_workload_reachable", map[string]string{"cluster": lost}); v != 0 {
+		t.Errorf("flotilla_workload_reachable of %s while its apiserver is down: %v, want 0", lost, v)
+	}
+	if v := flotillaSample(t, []string{lost}, "flotilla_failovers_total", map[string]string{"node": lost, "reason": node.ReasonClusterLost}); v < 1 {
+		t.Errorf("flotilla_failovers_total{node=%s,reason=%s}: %v, want at least 1", lost, node.ReasonClusterLost, v)
+	}
 	eventually(t, 10*time.Second, node.ReasonClusterLost+" event on "+lost, func(ctx context.Context) (bool, string) {
 		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonClusterLost, "")
 	})
@@ -67,6 +74,9 @@ func TestLostClusterFailsOver(t *testing.T) {
 		return recovered(ctx, ns, lost, "eu-west-3", 4)
 	})
 	t.Logf("settled %s after %s's apiserver came back", took.Round(time.Millisecond), lost)
+	if v := flotillaSample(t, []string{lost}, "flotilla_workload_reachable", map[string]string{"cluster": lost}); v != 1 {
+		t.Errorf("flotilla_workload_reachable of %s once its apiserver is back: %v, want 1", lost, v)
+	}
 	eventually(t, 10*time.Second, node.ReasonClusterRecovered+" event on "+lost, func(ctx context.Context) (bool, string) {
 		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonClusterRecovered, "")
 	})
@@ -100,6 +110,15 @@ func TestLostFlotillaFailsOver(t *testing.T) {
 	eventually(t, 10*time.Second, node.ReasonFlotillaLost+" event on "+lost, func(ctx context.Context) (bool, string) {
 		return followEvent(ctx, metav1.NamespaceDefault, "Node", lost, node.ReasonFlotillaLost, "")
 	})
+	var peers []string
+	for _, w := range shared.Workloads {
+		if w.Name != lost {
+			peers = append(peers, w.Name)
+		}
+	}
+	if v := flotillaSample(t, peers, "flotilla_failovers_total", map[string]string{"node": lost, "reason": node.ReasonFlotillaLost}); v < 1 {
+		t.Errorf("flotilla_failovers_total{node=%s,reason=%s} over the peers' flotillas: %v, want at least 1", lost, node.ReasonFlotillaLost, v)
+	}
 
 	if err := shared.StartFlotilla(lost); err != nil {
 		t.Fatal(err)

@@ -179,6 +179,9 @@ func testEvictsControlledPod(t *testing.T) {
 		return replaced, fmt.Sprintf("%d pods", len(pods.Items))
 	})
 	t.Logf("evicted and replaced %s after the verdict (replacement seen in %s; re-placement delay %s)", time.Since(start), took, lab.RescheduleAfter)
+	if v := flotillaSample(t, []string{filledCluster}, "flotilla_fencing_deletions_total", map[string]string{"reason": "evicted"}); v < 1 {
+		t.Errorf("flotilla_fencing_deletions_total{reason=evicted} of %s after an eviction: %v, want at least 1", filledCluster, v)
+	}
 	// The replacement lands on the same full cluster (its template says so): the next eviction waits twice as
 	// long, so within one delay it is still there.
 	time.Sleep(lab.RescheduleAfter)

@@ -38,7 +38,7 @@ func (l *Lab) joinWorkload(ctx context.Context, c *Cluster, ip net.IP) (credenti
 }
 
 // flotillaProcess prepares a flotilla process serving workload cluster c with the credentials `flotilla join`
-// made (credentialsDir), its kubelet API at ip, and a metrics port. replica is "" for the lab's own flotilla
+// made (credentialsDir), its kubelet API at ip, and a metrics and a health port. replica is "" for the lab's own flotilla
 // of c, which serves with the join's serving certificate, and names any other (see AddReplica), which gets
 // one of its own for its own address from the lab's CA.
 func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica string, ip net.IP, extraArgs []string) (p *process, metricsURL string, err error) {
@@ -52,7 +52,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica st
 		}
 		certFile, keyFile = serving.CertFile, serving.KeyFile
 	}
-	ports, err := freePorts(1)
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, "", err
 	}
@@ -68,6 +68,8 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica st
 		"--tls-key-file=" + keyFile,
 		"--client-ca-file=" + filepath.Join(credentialsDir, join.KeyClientCA),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
+		// Several flotillas share the machine: each its own health port rather than the default :10248.
+		"--health-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--reschedule-after=" + RescheduleAfter.String(),
 	}, extraArgs...)
 	name, log := c.Name+"/flotilla", "flotilla.log"
@@ -105,6 +107,9 @@ func (l *Lab) AddReplica(cluster, name string, extraArgs ...string) (*Replica, e
 	}
 	return &Replica{p: p, attached: l.attached, InternalIP: ip.String()}, nil
 }
+
+// HealthURL is the base URL of the replica's /healthz and /readyz.
+func (r *Replica) HealthURL() string { return "http://" + r.p.flag("--health-address") }
 
 // Start starts the replica.
 func (r *Replica) Start() error { return r.p.start(r.attached) }
@@ -250,6 +255,15 @@ func (l *Lab) StartFlotilla(name string) error {
 		return err
 	}
 	return p.start(l.attached)
+}
+
+// FlotillaHealth is the base URL of the /healthz and /readyz endpoints of a workload cluster's flotilla.
+func (l *Lab) FlotillaHealth(name string) (string, error) {
+	p, err := l.flotilla(name)
+	if err != nil {
+		return "", err
+	}
+	return "http://" + p.flag("--health-address"), nil
 }
 
 // RestartFlotilla stops and starts the flotilla process of a workload cluster.

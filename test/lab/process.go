@@ -34,12 +34,13 @@ type process struct {
 // each gets a session of its own so a terminal's Ctrl-C does not reach it.
 // flag is the value the process was started with for a --name=value argument, "" if none.
 func (p *process) flag(name string) string {
+	value := ""
 	for _, a := range p.Args {
 		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v
+			value = v // the last one wins, as with pflag
 		}
 	}
-	return ""
+	return value
 }
 
 func (p *process) start(attached bool) error {
