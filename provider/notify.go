@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // syncStatus hands the pod controller the status one proxy should show (see proxyStatus). The pod
@@ -47,6 +51,7 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String(tracing.AttrPodUID, string(proxy.UID)))
 	if d != nil && parentUID(d) != proxy.UID {
 		d = nil // an earlier pod's delegate says nothing about this one
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // syncDelegate makes the workload cluster agree with one proxy: it creates, adopts, updates or deletes the
@@ -44,12 +47,13 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 	}
 	if proxy == nil {
 		// The proxy is gone, so must its delegate be (usually the pod controller's DeletePod got there first).
-		p.setProblem(key, nil)
+		p.forget(key)
 		if d == nil {
 			return nil
 		}
 		return p.deleteDelegate(ctx, d, gracePeriod(d))
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String(tracing.AttrPodUID, string(proxy.UID)))
 	return p.reconcile(ctx, key, proxy, d)
 }
 
@@ -266,6 +270,13 @@ func (p *Provider) setProblem(key string, prob *problem) bool {
 	}
 	p.problems[key] = *prob
 	return !had || old != *prob
+}
+
+// forget drops what the provider remembers of a proxy that is gone (or about to be): the problem that kept
+// it from a delegate, and its delegation's span.
+func (p *Provider) forget(key string) {
+	p.setProblem(key, nil)
+	p.delegations.End(key)
 }
 
 // problemOf is what keeps key's proxy from a delegate, nil if nothing.

@@ -24,6 +24,9 @@ const (
 	SpanSyncStatus = "flotilla.syncStatus"
 	// SpanUpdateProxyStatus is the management cluster's write of a proxy's status.
 	SpanUpdateProxyStatus = "flotilla.updateProxyStatus"
+	// SpanReplaceUnschedulable is one look at a Pending delegate for whether its proxy should be evicted to
+	// be placed again (--reschedule-after), and the eviction.
+	SpanReplaceUnschedulable = "flotilla.replaceUnschedulable"
 	// SpanFollow is one write of an object that follows proxies (ConfigMap, Secret, Service, Ingress) to
 	// its workload copy.
 	SpanFollow = "flotilla.follow"
