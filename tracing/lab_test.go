@@ -2,7 +2,9 @@ package tracing_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +23,8 @@ import (
 // delegation's trace: one tree under virtual-kubelet's pod controller span, holding flotilla's sync of the
 // delegate (the pod's namespace, name and UID and the cluster as attributes) with the workload cluster's
 // calls and the ConfigMap's follow beneath it, and the management cluster's write of the proxy's status.
+// The same flotilla logs with --log-format=json: its log is JSON lines, and those about the pod name the
+// cluster.
 func TestDelegationTrace(t *testing.T) {
 	const cluster = "eu-west-3-1"
 	r := startReceiver(t)
@@ -30,7 +34,7 @@ func TestDelegationTrace(t *testing.T) {
 	}
 	l := lab.ForTest(t, lab.Options{
 		Workloads: []lab.WorkloadSpec{lab.Workload(cluster, "eu-west-3")},
-		Flotilla:  true, FlotillaEnv: env,
+		Flotilla:  true, FlotillaEnv: env, FlotillaArgs: []string{"--log-format=json"},
 	})
 	mgmt := l.Management.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -67,6 +71,43 @@ func TestDelegationTrace(t *testing.T) {
 	if len(problems) > 0 {
 		t.Errorf("the delegation's trace:\n%s", strings.Join(problems, "\n"))
 	}
+
+	logged, err := os.ReadFile(l.Flotillas[cluster].LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems := jsonLogProblems(string(logged), ns, proxy.Name, cluster); len(problems) > 0 {
+		t.Errorf("flotilla's log %s:\n%s", l.Flotillas[cluster].LogFile, strings.Join(problems, "\n"))
+	}
+}
+
+// jsonLogProblems is what is wrong with a flotilla's log in JSON: a line that is not a JSON object, a line
+// about the pod namespace/name without the cluster, or no line about the pod at all.
+func jsonLogProblems(logged, namespace, name, cluster string) []string {
+	var problems []string
+	about := 0
+	for _, l := range strings.Split(logged, "\n") {
+		if l == "" || strings.HasPrefix(l, "==== ") { // the lab's own line before each start
+			continue
+		}
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			problems = append(problems, fmt.Sprintf("not JSON: %s", l))
+			continue
+		}
+		// virtual-kubelet names a pod by namespace and pod (its name), or key; flotilla by pod (its key).
+		key := namespace + "/" + name
+		if (line["namespace"] == namespace && line["pod"] == name) || line["pod"] == key || line["key"] == key {
+			about++
+			if line["cluster"] != cluster {
+				problems = append(problems, fmt.Sprintf("about the pod, without cluster %s: %s", cluster, l))
+			}
+		}
+	}
+	if about == 0 {
+		problems = append(problems, "no line about the pod")
+	}
+	return problems
 }
 
 // delegationTraceProblems is what is wrong with the trace of the delegation of the proxy of that UID among
