@@ -72,7 +72,7 @@ type Config struct {
 	Workers int
 	// ClusterLost says whether the workload cluster has been declared lost (the virtual node carries the
 	// failover taint): then a terminating proxy is removed without its delegate confirmed gone (see
-	// GuardRemovals). nil never declares it lost.
+	// PodControllerClient). nil never declares it lost.
 	ClusterLost func() bool
 	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
 	// is evicted for its controller to replace it (replacement.go); 0 never evicts.

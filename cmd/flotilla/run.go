@@ -295,8 +295,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
-		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation).
-		PodClient:         p.TraceStatusWrites(p.GuardRemovals(management.CoreV1())),
+		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation);
+		// a proxy's status writes are spans of its delegation's trace.
+		PodClient:         p.PodControllerClient(management.CoreV1()),
 		PodInformer:       pods,
 		EventRecorder:     recorder,
 		Provider:          p,
