@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,7 +49,7 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String(tracing.AttrPodUID, string(proxy.UID)))
+	tracing.SetPodUID(ctx, proxy.UID)
 	if d != nil && parentUID(d) != proxy.UID {
 		d = nil // an earlier pod's delegate says nothing about this one
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,7 +51,7 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 		}
 		return p.deleteDelegate(ctx, d, gracePeriod(d))
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String(tracing.AttrPodUID, string(proxy.UID)))
+	tracing.SetPodUID(ctx, proxy.UID)
 	return p.reconcile(ctx, key, proxy, d)
 }
 

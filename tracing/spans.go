@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Span names.
@@ -67,6 +68,12 @@ func PodAttributes(pod metav1.Object, cluster string) []attribute.KeyValue {
 		attribute.String(AttrNamespace, pod.GetNamespace()), attribute.String(AttrPodName, pod.GetName()),
 		attribute.String(AttrPodUID, string(pod.GetUID())), attribute.String(AttrCluster, cluster),
 	}
+}
+
+// SetPodUID records the UID of the proxy ctx's span is about, once it is known (a span started from a key
+// has the pod's namespace and name only).
+func SetPodUID(ctx context.Context, uid types.UID) {
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String(AttrPodUID, string(uid)))
 }
 
 // ObjectAttributes are the attributes of a span about a followed object of that kind.
