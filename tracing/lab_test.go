@@ -72,6 +72,7 @@ func TestDelegationTrace(t *testing.T) {
 	if len(problems) > 0 {
 		t.Errorf("the delegation's trace:\n%s", strings.Join(problems, "\n"))
 	}
+	t.Logf("the traces of pod %s:\n%s", proxy.UID, traceTree(r.Spans(), string(proxy.UID)))
 
 	logged, err := os.ReadFile(l.Flotillas[cluster].LogFile)
 	if err != nil {
@@ -210,4 +211,32 @@ func delegationTraceProblems(spans []span, uid, namespace, name, cluster string)
 	}
 	check(wrote, "no %s with a \"management update pods/status\" call beneath it in the trace", tracing.SpanUpdateProxyStatus)
 	return problems
+}
+
+// traceTree draws the traces holding a span about the pod of that UID, a span a line, children indented
+// under their parent.
+func traceTree(spans []span, uid string) string {
+	traces := map[string]bool{}
+	children := map[string][]span{}
+	for _, s := range spans {
+		if s.Attributes[tracing.AttrPodUID] == uid {
+			traces[s.TraceID] = true
+		}
+		children[s.ParentID] = append(children[s.ParentID], s)
+	}
+	var b strings.Builder
+	var draw func(s span, depth int)
+	draw = func(s span, depth int) {
+		fmt.Fprintf(&b, "%s%s\n", strings.Repeat("  ", depth), s.Name)
+		for _, c := range children[s.SpanID] {
+			draw(c, depth+1)
+		}
+	}
+	for _, root := range children[""] {
+		if traces[root.TraceID] {
+			fmt.Fprintf(&b, "trace %s\n", root.TraceID)
+			draw(root, 1)
+		}
+	}
+	return b.String()
 }
