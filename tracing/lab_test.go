@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/test/lab"
@@ -65,7 +66,7 @@ func TestDelegationTrace(t *testing.T) {
 	})
 	// The spans come in batches, a tenth of a second apart.
 	var problems []string
-	lab.Poll(t, 30*time.Second, "the delegation's trace", func() (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		problems = delegationTraceProblems(r.Spans(), string(proxy.UID), ns, proxy.Name, cluster)
 		return len(problems) == 0, nil
 	})
