@@ -14,6 +14,7 @@ COPY node ./node
 COPY internal ./internal
 COPY provider ./provider
 COPY tenancy ./tenancy
+COPY tracing ./tracing
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/flotilla ./cmd/flotilla
 
 FROM gcr.io/distroless/static-debian12:nonroot

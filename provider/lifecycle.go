@@ -14,8 +14,10 @@ import (
 
 // CreatePod queues the proxy for delegation and returns at once. The pod controller marks a
 // restartPolicy: Never pod Failed for good when CreatePod returns an error, so failures are instead retried
-// with backoff and shown on the proxy by the delegate queue (sync.go).
-func (p *Provider) CreatePod(_ context.Context, pod *corev1.Pod) error {
+// with backoff and shown on the proxy by the delegate queue (sync.go). The pod controller's span in ctx
+// becomes the parent of the delegation's spans (tracing.Delegations).
+func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	p.delegations.Begin(ctx, pod.Namespace+"/"+pod.Name)
 	p.enqueue(pod, p.syncs)
 	if p.clusterReadiness() != "" {
 		// The cluster's state was reported before this proxy reached the pod cache (flotilla starting while
@@ -37,7 +39,7 @@ func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
 // created a moment ago is not missed. The delegate's removal is then reported through the delegate informer.
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	// Whatever kept this pod from a delegate is over; a later pod of the same name starts afresh.
-	p.setProblem(pod.Namespace+"/"+pod.Name, nil)
+	p.forget(pod.Namespace + "/" + pod.Name)
 	d, err := p.liveDelegate(ctx, pod.Namespace, pod.Name)
 	if err != nil || d == nil || parentUID(d) != pod.UID {
 		return err // nothing of this pod's to delete: success for the pod controller

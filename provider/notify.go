@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flotilla-io/flotilla/metrics"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // syncStatus hands the pod controller the status one proxy should show (see proxyStatus). The pod
@@ -49,6 +50,7 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	tracing.SetPodUID(ctx, proxy.UID)
 	if d != nil && parentUID(d) != proxy.UID {
 		d = nil // an earlier pod's delegate says nothing about this one
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // ReferenceFollower is what the provider needs of package follow's Followers.
@@ -72,7 +73,7 @@ type Config struct {
 	Workers int
 	// ClusterLost says whether the workload cluster has been declared lost (the virtual node carries the
 	// failover taint): then a terminating proxy is removed without its delegate confirmed gone (see
-	// GuardRemovals). nil never declares it lost.
+	// PodControllerClient). nil never declares it lost.
 	ClusterLost func() bool
 	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
 	// is evicted for its controller to replace it (replacement.go); 0 never evicts.
@@ -129,6 +130,10 @@ type Provider struct {
 	// cluster's metrics API (see usage.go); usageMu guards them.
 	usageMu  sync.Mutex
 	counters map[string]cpuCounter
+
+	// delegations are the spans that asked for the proxies' delegations, for the spans of the work that
+	// follows to join their traces.
+	delegations tracing.Delegations
 }
 
 func workers(n int) int {
@@ -222,7 +227,7 @@ func (p *Provider) Run(ctx context.Context) error {
 	defer p.statuses.ShutDown()
 	defer p.syncs.ShutDown()
 	for range workers(p.cfg.Workers) {
-		wg.Go(func() { p.work(ctx, p.syncs, p.syncDelegate) })
+		wg.Go(func() { p.work(ctx, p.syncs, tracing.SpanSyncDelegate, p.syncDelegate) })
 	}
 	wg.Go(func() { wait.UntilWithContext(ctx, p.collect, orphanInterval) })
 	if p.replacer != nil {
@@ -232,7 +237,7 @@ func (p *Provider) Run(ctx context.Context) error {
 	select {
 	case <-p.notifyOn:
 		for range workers(p.cfg.Workers) {
-			wg.Go(func() { p.work(ctx, p.statuses, p.syncStatus) })
+			wg.Go(func() { p.work(ctx, p.statuses, tracing.SpanSyncStatus, p.syncStatus) })
 		}
 	case <-ctx.Done():
 	}
@@ -316,21 +321,36 @@ func (p *Provider) NotifyPods(_ context.Context, notify func(*corev1.Pod)) {
 	p.notify = notify
 }
 
-// work runs sync on the keys of q until q shuts down, retrying failures with backoff.
-func (p *Provider) work(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], sync func(context.Context, string) error) {
+// work runs sync on the keys of q (proxies' keys) until q shuts down, retrying failures with backoff. Each
+// sync is a span named span (see syncTraced).
+func (p *Provider) work(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], span string, sync func(context.Context, string) error) {
 	for {
 		key, shutdown := q.Get()
 		if shutdown {
 			return
 		}
-		if err := sync(ctx, key); err != nil {
-			log.G(ctx).WithField("key", key).WithError(err).Warn("will retry")
+		if err := p.syncTraced(ctx, key, span, sync); err != nil {
 			q.AddRateLimited(key)
 		} else {
 			q.Forget(key)
 		}
 		q.Done(key)
 	}
+}
+
+// syncTraced runs sync on a proxy's key within a span of that name, a child of the proxy's delegation while
+// it is delegated (see tracing.Delegations), and with a logger whose every line names the proxy (pod: its
+// key), the workload cluster, and the span.
+func (p *Provider) syncTraced(ctx context.Context, key, name string, sync func(context.Context, string) error) error {
+	namespace, podName, _ := cache.SplitMetaNamespaceKey(key)
+	ctx, span := p.delegations.Start(ctx, key, name, tracing.PodAttributes(&metav1.ObjectMeta{Namespace: namespace, Name: podName}, p.cfg.ClusterName)...)
+	logger := log.G(ctx).WithFields(log.Fields{"pod": key, "cluster": p.cfg.ClusterName}).WithFields(tracing.LogFields(ctx))
+	err := sync(log.WithLogger(ctx, logger), key)
+	if err != nil {
+		logger.WithError(err).Warn("will retry")
+	}
+	tracing.End(span, err)
+	return err
 }
 
 // enqueue adds the key of a pod (or of a deleted pod's tombstone) to the queues.

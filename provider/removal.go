@@ -8,7 +8,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 
@@ -60,36 +59,16 @@ func (p *Provider) confirmGone(ctx context.Context, namespace, name string, prox
 	}
 }
 
-// GuardRemovals wraps the pod client virtual-kubelet's pod controller deletes proxies with, so that a
-// deletion with a UID precondition (virtual-kubelet's removal of a terminated proxy) waits for confirmGone.
-// Use RetryHeldRemovals as the controller's DeletePodsFromKubernetesShouldRetryFunc, so a held removal is
-// tried again for as long as it takes.
-func (p *Provider) GuardRemovals(pods corev1client.PodsGetter) corev1client.PodsGetter {
-	return guardedPods{PodsGetter: pods, p: p}
-}
-
-type guardedPods struct {
-	corev1client.PodsGetter
-	p *Provider
-}
-
-func (g guardedPods) Pods(namespace string) corev1client.PodInterface {
-	return guardedPodInterface{PodInterface: g.PodsGetter.Pods(namespace), p: g.p, namespace: namespace}
-}
-
-type guardedPodInterface struct {
-	corev1client.PodInterface
-	p         *Provider
-	namespace string
-}
-
-func (g guardedPodInterface) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+// Delete is the removal guard of PodControllerClient: a deletion with a UID precondition (virtual-kubelet's
+// removal of a terminated proxy) waits for confirmGone. Use RetryHeldRemovals as the controller's
+// DeletePodsFromKubernetesShouldRetryFunc, so a held removal is tried again for as long as it takes.
+func (c podControllerPodInterface) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
 	if opts.Preconditions != nil && opts.Preconditions.UID != nil {
-		if err := g.p.confirmGone(ctx, g.namespace, name, *opts.Preconditions.UID); err != nil {
+		if err := c.p.confirmGone(ctx, c.namespace, name, *opts.Preconditions.UID); err != nil {
 			return err
 		}
 	}
-	return g.PodInterface.Delete(ctx, name, opts)
+	return c.PodInterface.Delete(ctx, name, opts)
 }
 
 // RetryHeldRemovals tries a removal ErrDelegateNotGone held again after RemovalRetry, with no limit, and

@@ -16,7 +16,7 @@ import (
 func TestProxyRemovalWaitsForDelegate(t *testing.T) {
 	h := newHarness(t)
 	h.setUpWorkloadNamespace()
-	guarded := h.p.GuardRemovals(h.flotillaMgmt.CoreV1())
+	guarded := h.p.PodControllerClient(h.flotillaMgmt.CoreV1())
 	remove := func(name string, uid *metav1.Preconditions) error {
 		opts := metav1.NewDeleteOptions(0)
 		opts.Preconditions = uid

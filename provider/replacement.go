@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-io/flotilla/metrics"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // Re-placement: a delegate the workload cluster's scheduler cannot place (PodScheduled False, reason
@@ -171,7 +172,7 @@ func newReplacer(p *Provider, after time.Duration) (*replacer, error) {
 // run works the queue until ctx ends.
 func (r *replacer) run(ctx context.Context) {
 	go func() { <-ctx.Done(); r.queue.ShutDown() }()
-	r.p.work(ctx, r.queue, r.sync)
+	r.p.work(ctx, r.queue, tracing.SpanReplaceUnschedulable, r.sync)
 }
 
 func (r *replacer) sync(ctx context.Context, key string) error {
@@ -203,7 +204,7 @@ func (r *replacer) sync(ctx context.Context, key string) error {
 		return nil
 	}
 
-	logger := log.G(ctx).WithField("pod", key)
+	logger := log.G(ctx)
 	uid := proxy.UID
 	err = r.p.cfg.Management.CoreV1().Pods(namespace).EvictV1(ctx, &policyv1.Eviction{
 		ObjectMeta:    metav1.ObjectMeta{Namespace: namespace, Name: name},

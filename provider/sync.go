@@ -13,6 +13,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // syncDelegate makes the workload cluster agree with one proxy: it creates, adopts, updates or deletes the
@@ -45,12 +46,13 @@ func (p *Provider) syncDelegate(ctx context.Context, key string) error {
 	}
 	if proxy == nil {
 		// The proxy is gone, so must its delegate be (usually the pod controller's DeletePod got there first).
-		p.setProblem(key, nil)
+		p.forget(key)
 		if d == nil {
 			return nil
 		}
 		return p.fence(ctx, d, gracePeriod(d), metrics.FenceProxyGone)
 	}
+	tracing.SetPodUID(ctx, proxy.UID)
 	return p.reconcile(ctx, key, proxy, d)
 }
 
@@ -270,6 +272,13 @@ func (p *Provider) setProblem(key string, prob *problem) bool {
 	}
 	p.problems[key] = *prob
 	return !had || old != *prob
+}
+
+// forget drops what the provider remembers of a proxy that is gone (or about to be): the problem that kept
+// it from a delegate, and its delegation's span.
+func (p *Provider) forget(key string) {
+	p.setProblem(key, nil)
+	p.delegations.End(key)
 }
 
 // problemOf is what keeps key's proxy from a delegate, nil if nothing.

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
@@ -54,7 +56,7 @@ func TestRootFlags(t *testing.T) {
 		TLSCertFile: "/lab/kubelet.crt", TLSKeyFile: "/lab/kubelet.key", ClientCAFile: "/lab/ca.crt",
 		MetricsAddr: "127.0.0.1:40000", HealthAddr: ":10248", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, FailoverAfter: node.DefaultFailoverAfter,
-		RescheduleAfter: provider.DefaultRescheduleAfter, LeaderElectNamespace: "flotilla-system", LogLevel: "info", IngressClasses: map[string]string{},
+		RescheduleAfter: provider.DefaultRescheduleAfter, LeaderElectNamespace: "flotilla-system", LogLevel: "info", LogFormat: "text", IngressClasses: map[string]string{},
 		PodSecurityLevel: "baseline",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -82,7 +84,7 @@ func TestWebhookFlags(t *testing.T) {
 	if code != 0 || got == nil || serve != nil {
 		t.Fatalf("exit %d, webhook %v, served %v: %s", code, got != nil, serve != nil, stderr)
 	}
-	want := &webhookOptions{TLSCertFile: "/tls/tls.crt", TLSKeyFile: "/tls/tls.key", BindAddress: "0.0.0.0:8443", LogLevel: "info"}
+	want := &webhookOptions{TLSCertFile: "/tls/tls.crt", TLSKeyFile: "/tls/tls.key", BindAddress: "0.0.0.0:8443", LogLevel: "info", LogFormat: "text"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)
 	}
@@ -160,6 +162,59 @@ func TestExitStatus(t *testing.T) {
 		cmd = newCommand(runners{webhook: func(context.Context, *webhookOptions) error { return tc.err }})
 		if code := execute(context.Background(), cmd, []string{"webhook", "--tls-cert-file=c", "--tls-key-file=k"}, &stderr); code != tc.want {
 			t.Errorf("webhook returning %v: exit %d, want %d", tc.err, code, tc.want)
+		}
+	}
+}
+
+// TestLogFlags: --log-level and --log-format, on every command, each value either taken or refused with a
+// message naming the flag; the formatter each format makes.
+func TestLogFlags(t *testing.T) {
+	webhook := []string{"webhook", "--tls-cert-file=c", "--tls-key-file=k"}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantFormat string // "" when refused
+		wantErr    []string
+	}{
+		{"root: text by default", labArgs, "text", nil},
+		{"root: json", append(labArgs, "--log-format=json"), "json", nil},
+		{"root: text said", append(labArgs, "--log-format", "text"), "text", nil},
+		{"root: an unknown format", append(labArgs, "--log-format=logfmt"), "", []string{`--log-format: "logfmt" is neither text nor json`}},
+		{"root: formats are spelled in lower case", append(labArgs, "--log-format=JSON"), "", []string{`--log-format: "JSON" is neither text nor json`}},
+		{"root: both wrong, both told", append(labArgs, "--log-format=yaml", "--log-level=loud"), "", []string{`--log-format: "yaml"`, "--log-level:"}},
+		{"webhook: text by default", webhook, "text", nil},
+		{"webhook: json", append(webhook, "--log-format=json"), "json", nil},
+		{"webhook: an unknown format", append(webhook, "--log-format=xml"), "", []string{`--log-format: "xml" is neither text nor json`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stderr, serve, hook := parsed(t, tc.args...)
+			var got string
+			switch {
+			case serve != nil:
+				got = serve.LogFormat
+			case hook != nil:
+				got = hook.LogFormat
+			}
+			if tc.wantFormat != "" {
+				if code != 0 || got != tc.wantFormat {
+					t.Errorf("exit %d, format %q, want %q: %s", code, got, tc.wantFormat, stderr)
+				}
+				return
+			}
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr does not say %q:\n%s", want, stderr)
+				}
+			}
+		})
+	}
+	for format, want := range map[string]any{"text": &logrus.TextFormatter{}, "json": &logrus.JSONFormatter{}} {
+		f, err := logFormatter(format)
+		if err != nil || reflect.TypeOf(f) != reflect.TypeOf(want) {
+			t.Errorf("%s: formatter %T, %v; want %T", format, f, err, want)
 		}
 	}
 }

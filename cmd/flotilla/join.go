@@ -26,6 +26,7 @@ type joinOptions struct {
 	DryRun               bool
 	Force                bool
 	LogLevel             string
+	LogFormat            string
 }
 
 func (o *joinOptions) addCommonFlags(fs *pflag.FlagSet) {
@@ -34,7 +35,7 @@ func (o *joinOptions) addCommonFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the virtual node (required)")
 	fs.StringVar(&o.ManagementID, "management-id", "", "identity of the management cluster, as given to flotilla's --management-id (default: UID of its kube-system namespace)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "say what would be done, and do nothing")
-	addLogLevelFlag(fs, &o.LogLevel)
+	addLogFlags(fs, &o.LogLevel, &o.LogFormat)
 }
 
 // Validate reports every problem of the parsed flags at once.
@@ -50,9 +51,7 @@ func (o *joinOptions) Validate() []error {
 	if o.TokenTTL < 0 {
 		errs = append(errs, fmt.Sprintf("--token-ttl: %s is negative", o.TokenTTL))
 	}
-	if err := validLogLevel(o.LogLevel); err != nil {
-		errs = append(errs, err.Error())
-	}
+	errs = append(errs, loggingProblems(o.LogLevel, o.LogFormat)...)
 	return asErrors(errs)
 }
 
@@ -89,7 +88,7 @@ func newJoinCommand(run func(context.Context, *joinOptions) error) *cobra.Comman
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE:          runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error { return run(ctx, o) }),
+		RunE:          runValidated(o.Validate, &o.LogLevel, &o.LogFormat, func(ctx context.Context) error { return run(ctx, o) }),
 	}
 	fs := cmd.Flags()
 	o.addCommonFlags(fs)
@@ -111,7 +110,7 @@ func newUnjoinCommand(run func(context.Context, *joinOptions) error) *cobra.Comm
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE:          runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error { return run(ctx, o) }),
+		RunE:          runValidated(o.Validate, &o.LogLevel, &o.LogFormat, func(ctx context.Context) error { return run(ctx, o) }),
 	}
 	o.addCommonFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.Force, "force", false, "unjoin even though pods are still bound to the virtual node")

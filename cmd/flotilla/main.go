@@ -19,9 +19,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bombsimon/logrusr/v4"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
@@ -68,6 +70,7 @@ type options struct {
 	// LeaderElectNamespace holds the Lease flotilla-<node> with --leader-elect.
 	LeaderElectNamespace string
 	LogLevel             string
+	LogFormat            string
 	// IngressClasses maps management ingress classes to workload ones (--ingress-class-map a=b,c=d).
 	IngressClasses map[string]string
 	// PodSecurityLevel is the least Pod Security level enforced in the workload namespaces flotilla creates.
@@ -106,7 +109,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RescheduleAfter, "reschedule-after", provider.DefaultRescheduleAfter, "how long a pod may stay unschedulable in the workload cluster before it is evicted (Eviction API, honouring PodDisruptionBudgets) so its controller replaces it, and the management scheduler places the replacement again; each further re-placement of one controller's pods from this cluster waits twice as long (up to 8 times this); pods without a controller are never evicted; 0 turns re-placement off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas of this flotilla: serve the virtual node only while holding its leader Lease in the management cluster, and stand by otherwise")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "flotilla-system", "namespace of the management cluster holding the leader Lease flotilla-<node> (with --leader-elect)")
-	addLogLevelFlag(fs, &o.LogLevel)
+	addLogFlags(fs, &o.LogLevel, &o.LogFormat)
 	o.IngressClasses = map[string]string{}
 	fs.Var(pairs{&o.IngressClasses}, "ingress-class-map", "ingress classes to rename in this workload cluster, as management=workload pairs, comma-separated (e.g. public=alb)")
 	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", tenancy.DefaultLevel, "least Pod Security level (privileged, baseline, restricted) enforced in the workload namespaces flotilla creates; a management namespace's own stricter pod-security.kubernetes.io/enforce level wins")
@@ -135,9 +138,7 @@ func (o *options) Validate() []error {
 	if _, err := regexp.Compile(o.ExcludeLabels); err != nil {
 		errs = append(errs, fmt.Sprintf("--exclude-labels: %v", err))
 	}
-	if err := validLogLevel(o.LogLevel); err != nil {
-		errs = append(errs, err.Error())
-	}
+	errs = append(errs, loggingProblems(o.LogLevel, o.LogFormat)...)
 	if _, err := tenancy.ParseLevel(o.PodSecurityLevel); err != nil {
 		errs = append(errs, fmt.Sprintf("--pod-security-level: %v", err))
 	}
@@ -195,22 +196,43 @@ func parsePairs(s string) (map[string]string, error) {
 	return pairs, nil
 }
 
-func addLogLevelFlag(fs *pflag.FlagSet, level *string) {
+func addLogFlags(fs *pflag.FlagSet, level, format *string) {
 	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(format, "log-format", "text", "log format: text (key=value), or json (one object a line, for a log collector)")
 }
 
-func validLogLevel(level string) error {
+// loggingProblems are what is wrong with --log-level and --log-format.
+func loggingProblems(level, format string) []string {
+	var problems []string
 	if _, err := logrus.ParseLevel(level); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		problems = append(problems, fmt.Sprintf("--log-level: %v", err))
 	}
-	return nil
+	if _, err := logFormatter(format); err != nil {
+		problems = append(problems, fmt.Sprintf("--log-format: %v", err))
+	}
+	return problems
 }
 
-// setupLogging configures logrus, flotilla's logger (virtual-kubelet's too); level is validated.
-func setupLogging(level string) {
+// logFormatter is the logrus formatter of a --log-format.
+func logFormatter(format string) (logrus.Formatter, error) {
+	switch format {
+	case "text":
+		return &logrus.TextFormatter{FullTimestamp: true}, nil
+	case "json":
+		return &logrus.JSONFormatter{}, nil
+	default:
+		return nil, fmt.Errorf("%q is neither text nor json", format)
+	}
+}
+
+// setupLogging configures logrus, flotilla's logger, which virtual-kubelet's and client-go's (klog) lines
+// go through too, so every line has the chosen format; level and format are validated.
+func setupLogging(level, format string) {
 	l, _ := logrus.ParseLevel(level)
+	f, _ := logFormatter(format)
 	logrus.SetLevel(l)
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	logrus.SetFormatter(f)
+	klog.SetLogger(logrusr.New(logrus.StandardLogger()))
 }
 
 // asErrors turns problems into errors, nil for none.
@@ -253,7 +275,7 @@ func newCommand(r runners) *cobra.Command {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error {
+		RunE: runValidated(o.Validate, &o.LogLevel, &o.LogFormat, func(ctx context.Context) error {
 			o.Complete()
 			return r.serve(ctx, o)
 		}),
@@ -265,13 +287,13 @@ func newCommand(r runners) *cobra.Command {
 }
 
 // runValidated is a command's RunE: the flags' problems all at once (exit 2), then logging at the chosen
-// level, then run, whose error is a failure while running (exit 1).
-func runValidated(validate func() []error, logLevel *string, run func(context.Context) error) func(*cobra.Command, []string) error {
+// level and format, then run, whose error is a failure while running (exit 1).
+func runValidated(validate func() []error, logLevel, logFormat *string, run func(context.Context) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		if err := validated(validate()); err != nil {
 			return err
 		}
-		setupLogging(*logLevel)
+		setupLogging(*logLevel, *logFormat)
 		if err := run(cmd.Context()); err != nil {
 			return failure{err}
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"golang.org/x/time/rate"
@@ -33,6 +34,7 @@ import (
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // informerResync is how often informers replay their caches to handlers: a safety net only, since
@@ -47,6 +49,13 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, o.ClusterName, o.NodeName)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	// Every line virtual-kubelet, the provider and the node controller log names the workload cluster.
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("cluster", o.ClusterName))
 	managementCfg, err := loadKubeconfig("management", o.ManagementKubeconfig, float32(o.ManagementQPS), o.ManagementBurst)
 	if err != nil {
 		return err
@@ -85,6 +94,8 @@ func run(ctx context.Context, o *options) error {
 	}
 	metricsRecorder.CountRequests(managementCfg, "management")
 	metricsRecorder.CountRequests(workloadCfg, "workload")
+	managementCfg.Wrap(tracing.Transport("management"))
+	workloadCfg.Wrap(tracing.Transport("workload"))
 	// Informers of the workload cluster wait while it is down rather than back off (see reachability).
 	workloadGate := &reachability.Gate{}
 	workloadCfg.Wrap(workloadGate.Wrap)
@@ -307,8 +318,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
-		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation).
-		PodClient:         p.GuardRemovals(management.CoreV1()),
+		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation);
+		// a proxy's status writes are spans of its delegation's trace.
+		PodClient:         p.PodControllerClient(management.CoreV1()),
 		PodInformer:       pods,
 		EventRecorder:     provider.PodControllerRecorder(recorder),
 		Provider:          p,

@@ -19,6 +19,7 @@ type webhookOptions struct {
 	TLSKeyFile  string
 	BindAddress string
 	LogLevel    string
+	LogFormat   string
 }
 
 // AddFlags binds the webhook command's flags to o, with their defaults.
@@ -26,7 +27,7 @@ func (o *webhookOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "serving certificate of the webhook, for the Service's DNS name (required); re-read when it changes")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "serving key of the webhook (required); re-read when it changes")
 	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0:8443", "host:port the webhook listens on, for "+admission.MutatePath+", /healthz and /readyz")
-	addLogLevelFlag(fs, &o.LogLevel)
+	addLogFlags(fs, &o.LogLevel, &o.LogFormat)
 }
 
 // Validate reports every problem of the parsed flags at once.
@@ -40,9 +41,7 @@ func (o *webhookOptions) Validate() []error {
 	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		errs = append(errs, fmt.Sprintf("--bind-address: %q is not a port", port))
 	}
-	if err := validLogLevel(o.LogLevel); err != nil {
-		errs = append(errs, err.Error())
-	}
+	errs = append(errs, loggingProblems(o.LogLevel, o.LogFormat)...)
 	return asErrors(errs)
 }
 
@@ -59,7 +58,7 @@ func newWebhookCommand(serve func(context.Context, *webhookOptions) error) *cobr
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE:          runValidated(o.Validate, &o.LogLevel, func(ctx context.Context) error { return serve(ctx, o) }),
+		RunE:          runValidated(o.Validate, &o.LogLevel, &o.LogFormat, func(ctx context.Context) error { return serve(ctx, o) }),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // This file is the one mechanism every followed kind shares: a rate-limited work queue of management object
@@ -328,8 +329,9 @@ func (k *kind[T]) notify(src T) {
 
 // ensure makes the workload copy of src current, creating it if need be. It never touches an object of the
 // same name that this node does not own: that is a *ConflictError, reported once as an Event on src. It
-// returns the copy as last seen.
-func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bool, error) {
+// returns the copy as last seen. A write is a span (tracing.SpanFollow) under ctx's: a proxy's sync's, when
+// a delegate needs src.
+func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (_ T, _ bool, err error) {
 	key := src.GetNamespace() + "/" + src.GetName()
 	if k.follows != nil && !k.follows(src) {
 		return cp, haveCopy, &UnsupportedReferenceError{Reason: ReasonUnsupportedReference, Kind: k.name,
@@ -350,6 +352,8 @@ func (k *kind[T]) ensure(ctx context.Context, src T, cp T, haveCopy bool) (T, bo
 	if !haveCopy && justApplied {
 		return cp, false, nil // written a moment ago; the cache has not caught up
 	}
+	ctx, span := tracing.Start(ctx, tracing.SpanFollow, tracing.ObjectAttributes(k.name, src)...)
+	defer func() { tracing.End(span, err) }()
 	workload := k.workload(src.GetNamespace())
 	if !haveCopy {
 		// Not among this node's copies: free, or someone else's. Ask the apiserver, not a cache, in a

@@ -57,6 +57,9 @@ type Options struct {
 	// Flotilla starts one flotilla process per workload cluster.
 	Flotilla     bool
 	FlotillaArgs []string
+	// FlotillaEnv is added to the environment of the lab's own flotilla processes (NAME=value): the OTEL_*
+	// variables of a trace collector, say.
+	FlotillaEnv []string
 	// ProxyableKubelet names the workload cluster whose flotilla serves its kubelet API on this machine's
 	// own (non-loopback) address, port 10250. The apiserver's node proxy refuses loopback addresses, so
 	// only that node answers `kubectl get --raw /api/v1/nodes/<name>/proxy/...`; one lab per machine can
@@ -204,6 +207,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			if err != nil {
 				return nil, err
 			}
+			p.Env = opts.FlotillaEnv
 			l.Flotillas[c.Name], l.FlotillaMetrics[c.Name] = p, metrics
 			if err := p.start(opts.Attached); err != nil {
 				return nil, err

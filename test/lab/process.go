@@ -19,6 +19,8 @@ type process struct {
 	Args    []string `json:"args"`
 	LogFile string   `json:"logFile"`
 	PID     int      `json:"pid"`
+	// Env is added to the lab's own environment, which the process inherits.
+	Env []string `json:"env,omitempty"`
 
 	// cmd is set only in the process that started it; a lab loaded from its state file (make lab-down)
 	// knows only the PID.
@@ -55,6 +57,7 @@ func (p *process) start(attached bool) error {
 	fmt.Fprintf(logf, "\n==== %s starting %s %q\n", time.Now().Format(time.RFC3339), p.Path, p.Args)
 
 	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if attached {
