@@ -1,0 +1,141 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// The kubelet API's streams as kubectl opens them through a cluster's apiserver: exec and attach over
+// websocket with a fallback to SPDY, port-forward over SPDY tunnelled in websocket with the same fallback.
+// Tests and benchmarks open them on the management cluster (through flotilla) and on a workload cluster
+// (directly) alike.
+
+// Session is what a pod's exec or attach connects to the client's side.
+type Session struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+}
+
+// Exec runs command in a container of a pod, as `kubectl exec` does.
+func (c *Cluster) Exec(ctx context.Context, namespace, pod, container string, command []string, s Session) error {
+	return c.stream(ctx, namespace, pod, "exec", &corev1.PodExecOptions{
+		Container: container, Command: command,
+		Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil, TTY: s.TTY,
+	}, s)
+}
+
+// Attach attaches to a container of a pod, as `kubectl attach` does.
+func (c *Cluster) Attach(ctx context.Context, namespace, pod, container string, s Session) error {
+	return c.stream(ctx, namespace, pod, "attach", &corev1.PodAttachOptions{
+		Container: container, Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil, TTY: s.TTY,
+	}, s)
+}
+
+func (c *Cluster) stream(ctx context.Context, namespace, pod, subresource string, opts runtime.Object, s Session) error {
+	url := c.Client.CoreV1().RESTClient().Post().Namespace(namespace).Resource("pods").Name(pod).SubResource(subresource).
+		VersionedParams(opts, scheme.ParameterCodec).URL()
+	spdyExec, err := remotecommand.NewSPDYExecutor(c.Config, http.MethodPost, url)
+	if err != nil {
+		return err
+	}
+	// A websocket handshake is a GET (RFC 6455).
+	wsExec, err := remotecommand.NewWebSocketExecutor(c.Config, http.MethodGet, url.String())
+	if err != nil {
+		return err
+	}
+	exec, err := remotecommand.NewFallbackExecutor(wsExec, spdyExec, upgradeRefused)
+	if err != nil {
+		return err
+	}
+	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Tty: s.TTY})
+}
+
+// PortForward forwards a local loopback port to a port of a pod, as `kubectl port-forward` does, until stop
+// is called; addr is the local address to connect to.
+func (c *Cluster) PortForward(namespace, pod string, port int) (addr string, stop func(), err error) {
+	url := c.Client.CoreV1().RESTClient().Post().Namespace(namespace).Resource("pods").Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(c.Config)
+	if err != nil {
+		return "", nil, err
+	}
+	tunnel, err := portforward.NewSPDYOverWebsocketDialer(url, c.Config)
+	if err != nil {
+		return "", nil, err
+	}
+	dialer := portforward.NewFallbackDialer(tunnel, spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url), upgradeRefused)
+	stopCh, ready := make(chan struct{}), make(chan struct{})
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, stopCh, ready, io.Discard, io.Discard)
+	if err != nil {
+		return "", nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-done:
+		return "", nil, fmt.Errorf("port-forward to %s/%s:%d: %w", namespace, pod, port, err)
+	}
+	ports, err := fw.GetPorts()
+	if err != nil {
+		close(stopCh)
+		return "", nil, err
+	}
+	return "127.0.0.1:" + strconv.Itoa(int(ports[0].Local)), func() {
+		close(stopCh)
+		<-done
+	}, nil
+}
+
+// upgradeRefused says when kubectl falls back from websocket to SPDY.
+func upgradeRefused(err error) bool {
+	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+}
+
+// FlotillaGoroutines reads go_goroutines from a flotilla's /metrics.
+func (l *Lab) FlotillaGoroutines(name string) (float64, error) {
+	families, err := l.flotillaMetrics(name)
+	if err != nil {
+		return 0, err
+	}
+	m := families["go_goroutines"].GetMetric()
+	if len(m) == 0 {
+		return 0, fmt.Errorf("flotilla of %s reports no go_goroutines", name)
+	}
+	return m[0].GetGauge().GetValue(), nil
+}
+
+// FlotillaSockets counts the sockets a flotilla process holds open (its TCP connections, to clusters and
+// from clients, and its listeners).
+func (l *Lab) FlotillaSockets(name string) (int, error) {
+	p, err := l.flotilla(name)
+	if err != nil {
+		return 0, err
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", p.PID)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n, nil
+}
