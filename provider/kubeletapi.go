@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -120,10 +121,7 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 		return err
 	}
 	defer conn.Close()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
+	context.AfterFunc(ctx, func() { conn.Close() })
 
 	headers := http.Header{}
 	headers.Set(corev1.StreamType, corev1.StreamTypeError)
@@ -148,14 +146,38 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 	if err != nil {
 		return err
 	}
+	// The kubelet API hands PortForward a context that never ends (virtual-kubelet's port-forward handler
+	// passes context.Background()): the forward ends when its bytes stop. Once either direction has ended,
+	// the other gets portForwardLinger to finish, as containerd's port-forward gives it, so that a client's
+	// half-close still receives the answer, and a client gone for good (its connection closed) does not
+	// leave the workload side open, waiting on a pod that never closes its end.
+	copied := make(chan struct{}, 2)
 	go func() {
-		defer data.Close() // tells the remote end nothing more is coming
 		_, _ = io.Copy(data, stream)
+		_ = data.Close() // tells the remote end nothing more is coming
+		copied <- struct{}{}
 	}()
-	_, _ = io.Copy(stream, data)
+	go func() {
+		_, _ = io.Copy(stream, data)
+		copied <- struct{}{}
+	}()
+	<-copied
+	select {
+	case <-copied:
+	case <-time.After(portForwardLinger):
+	}
 	_ = data.Reset() // drop unsent data so the error stream can finish
-	return <-remoteErr
+	select {
+	case err := <-remoteErr:
+		return err
+	case <-time.After(portForwardLinger):
+		return nil // the deferred close of the connection ends the error stream's reader
+	}
 }
+
+// portForwardLinger is how long a port-forward's remaining direction may run once the other has ended, and
+// how long its workload side may take to report an error once the data stopped.
+const portForwardLinger = time.Second
 
 // canStream checks that streaming is configured and that the pod is this node's.
 func (p *Provider) canStream(ctx context.Context, namespace, podName string) error {

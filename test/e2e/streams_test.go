@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -340,46 +338,11 @@ func TestPortForwardCarriesBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	took, err := echoThrough(ctx, addr, forwardedMiB<<20)
+	took, err := lab.EchoThrough(ctx, addr, forwardedMiB<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d MiB each way through flotilla in %s (%.1f MiB/s each way)", forwardedMiB, took.Round(time.Millisecond), forwardedMiB/took.Seconds())
-}
-
-// echoThrough sends n random bytes to an echo server at addr while reading them back, and checks that what
-// came back hashes as what went out.
-func echoThrough(ctx context.Context, addr string, n int) (time.Duration, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
-	payload := make([]byte, n)
-	if _, err := rand.Read(payload); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	sent := make(chan error, 1)
-	go func() {
-		_, err := conn.Write(payload)
-		sent <- err
-	}()
-	back := sha256.New()
-	if _, err := io.CopyN(back, conn, int64(n)); err != nil {
-		return 0, fmt.Errorf("reading back: %w", err)
-	}
-	took := time.Since(start)
-	if err := <-sent; err != nil {
-		return 0, fmt.Errorf("sending: %w", err)
-	}
-	if want := sha256.Sum256(payload); !bytes.Equal(back.Sum(nil), want[:]) {
-		return 0, fmt.Errorf("the %d bytes that came back differ from those sent (SHA-256 %x, sent %x)", n, back.Sum(nil), want)
-	}
-	return took, nil
 }
 
 // The streams TestConcurrentStreams opens at once, by kind: twenty in all.

@@ -1,14 +1,19 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -138,4 +143,39 @@ func (l *Lab) FlotillaSockets(name string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// EchoThrough sends n random bytes to an echo server at addr while reading them back, and checks that what
+// came back hashes as what went out; it returns how long the bytes took.
+func EchoThrough(ctx context.Context, addr string, n int) (time.Duration, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	payload := make([]byte, n)
+	if _, err := rand.Read(payload); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(payload)
+		sent <- err
+	}()
+	back := sha256.New()
+	if _, err := io.CopyN(back, conn, int64(n)); err != nil {
+		return 0, fmt.Errorf("reading back: %w", err)
+	}
+	took := time.Since(start)
+	if err := <-sent; err != nil {
+		return 0, fmt.Errorf("sending: %w", err)
+	}
+	if want := sha256.Sum256(payload); !bytes.Equal(back.Sum(nil), want[:]) {
+		return 0, fmt.Errorf("the %d bytes that came back differ from those sent (SHA-256 %x, sent %x)", n, back.Sum(nil), want)
+	}
+	return took, nil
 }
