@@ -19,8 +19,10 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	clientexec "k8s.io/client-go/util/exec"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	utilexec "k8s.io/utils/exec"
 )
 
 // This file serves the kubelet API (kubectl logs, exec, attach, port-forward, and the stats the metrics
@@ -85,8 +87,14 @@ func (p *Provider) stream(ctx context.Context, namespace, podName, subresource s
 	if attach.TTY() && attach.Resize() != nil {
 		so.TerminalSizeQueue = sizeQueue{ctx: ctx, sizes: attach.Resize()}
 	}
+	// Returned unwrapped: see the ExitError assertion below.
 	return exec.StreamWithContext(ctx, so)
 }
+
+// A workload kubelet's non-zero exit code reaches the client because client-go reports it as a
+// CodeExitError, which virtual-kubelet's exec handler recognises (by type assertion, hence unwrapped) as a
+// k8s.io/utils/exec.ExitError and answers with the protocol's NonZeroExitCode.
+var _ utilexec.ExitError = clientexec.CodeExitError{}
 
 // sizeQueue passes terminal resizes on until the session's context ends (the kubelet API never closes its
 // channel, and a queue that never returns nil would keep the executor's resize loop alive).
