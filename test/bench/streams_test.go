@@ -29,7 +29,7 @@ const (
 // flotilla -> workload apiserver -> kwok) beside the same operation on its delegate directly in the workload
 // cluster (workload apiserver -> kwok): the time to the first line of `logs -f`, an exec's round trip (`true`,
 // from request to exit status), and port-forward throughput (32 MiB to the lab's echo server and back, per
-// direction), with the ratio.
+// direction), with how many times slower the path through flotilla is.
 func BenchmarkStreams(b *testing.B) {
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload("us-west-2-0", "us-west-2")}, Flotilla: true, Kubelets: true})
 	w := l.Workloads[0]
@@ -77,7 +77,7 @@ func BenchmarkStreams(b *testing.B) {
 		b.ReportMetric(throughput[0], "port-forward-MiB/s")
 		b.ReportMetric(throughput[1], "direct-port-forward-MiB/s")
 		b.Logf("\n%-34s %16s %12s %8s\n%-34s %14.1fms %10.1fms %7.2fx\n%-34s %14.1fms %10.1fms %7.2fx\n%-34s %11.1fMiB/s %7.1fMiB/s %7.2fx",
-			"median of "+fmt.Sprint(streamSamples)+" (port-forward: "+fmt.Sprint(forwardedMiB)+" MiB)", "through flotilla", "direct", "ratio",
+			"median of "+fmt.Sprint(streamSamples)+" (port-forward: "+fmt.Sprint(forwardedMiB)+" MiB)", "through flotilla", "direct", "slower",
 			"time to first log line (logs -f)", firstLine[0], firstLine[1], firstLine[0]/firstLine[1],
 			"exec round trip (true)", execTrip[0], execTrip[1], execTrip[0]/execTrip[1],
 			"port-forward throughput each way", throughput[0], throughput[1], throughput[1]/throughput[0])

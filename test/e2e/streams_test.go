@@ -266,6 +266,7 @@ func TestExecWithTTY(t *testing.T) {
 	if err := exitCodeThrough(viaFlotilla, direct, 3); err != nil {
 		t.Error(err)
 	}
+	t.Logf("exit 3 through flotilla: %v\ndirectly: %v", viaFlotilla, direct)
 	if err := shared.Management.Exec(ctx, ns, "shell", streamContainer, []string{"true"}, lab.Session{Stdout: io.Discard}); err != nil {
 		t.Errorf("a command that succeeds: %v", err)
 	}
