@@ -128,13 +128,14 @@ func (e lineEcho) roundTrip(line string, limit time.Duration) error {
 	}
 }
 
-// execCat runs cat in the pod with stdin held open: a line sent comes back. The session ends with ctx.
+// execCat runs cat in the pod with stdin held open, from a client that sends no keep-alive pings: a line
+// sent comes back. The session ends with ctx.
 func execCat(ctx context.Context, c *lab.Cluster, ns, pod string) (lineEcho, <-chan error) {
 	stdinR, stdinW := io.Pipe()
 	stdoutR, stdoutW := io.Pipe()
 	ended := make(chan error, 1)
 	go func() {
-		err := c.Exec(ctx, ns, pod, streamContainer, []string{"cat"}, lab.Session{Stdin: stdinR, Stdout: stdoutW})
+		err := c.Exec(ctx, ns, pod, streamContainer, []string{"cat"}, lab.Session{Stdin: stdinR, Stdout: stdoutW, Silent: true})
 		stdoutW.CloseWithError(fmt.Errorf("exec ended: %v", err))
 		ended <- err
 	}()
@@ -150,7 +151,8 @@ const logGap = 10 * time.Second
 
 // TestStreamsLast: `logs -f` on a proxy delivers the lab's log line a second for more than three minutes
 // without a gap; an exec session (cat, its stdin held open) and a port-forward connection opened beside it
-// still carry a line after each minute of silence.
+// still carry a line after each minute of silence. Their client sends no keep-alive pings, so the silence is
+// idleness for every server on the way (client-go's pings would hide an idle timeout).
 func TestStreamsLast(t *testing.T) {
 	ns := fleetNamespace(t)
 	ctx := testContext(t, streamsLast+2*time.Minute)
@@ -161,7 +163,7 @@ func TestStreamsLast(t *testing.T) {
 		logs.end(followLogs(ctx, shared.Management, ns, "lasting", func(string) { logs.add() }))
 	}()
 	cat, execEnded := execCat(ctx, shared.Management, ns, "lasting")
-	addr, stop, err := shared.Management.PortForward(ns, "lasting", 80)
+	addr, stop, err := shared.Management.SilentPortForward(ns, "lasting", 80)
 	if err != nil {
 		t.Fatal(err)
 	}

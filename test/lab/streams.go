@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,7 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	apispdy "k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
@@ -34,6 +37,10 @@ type Session struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	TTY            bool
+	// Silent opens the session over SPDY without keep-alive pings, as clients other than client-go's do
+	// (client-go's ping every few seconds): a session quiet on both sides is then idle for every server it
+	// passes.
+	Silent bool
 }
 
 // Exec runs command in a container of a pod, as `kubectl exec` does.
@@ -54,6 +61,18 @@ func (c *Cluster) Attach(ctx context.Context, namespace, pod, container string, 
 func (c *Cluster) stream(ctx context.Context, namespace, pod, subresource string, opts runtime.Object, s Session) error {
 	url := c.Client.CoreV1().RESTClient().Post().Namespace(namespace).Resource("pods").Name(pod).SubResource(subresource).
 		VersionedParams(opts, scheme.ParameterCodec).URL()
+	so := remotecommand.StreamOptions{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Tty: s.TTY}
+	if s.Silent {
+		transport, upgrader, err := c.silentSPDY()
+		if err != nil {
+			return err
+		}
+		exec, err := remotecommand.NewSPDYExecutorForTransports(transport, upgrader, http.MethodPost, url)
+		if err != nil {
+			return err
+		}
+		return exec.StreamWithContext(ctx, so)
+	}
 	spdyExec, err := remotecommand.NewSPDYExecutor(c.Config, http.MethodPost, url)
 	if err != nil {
 		return err
@@ -67,13 +86,28 @@ func (c *Cluster) stream(ctx context.Context, namespace, pod, subresource string
 	if err != nil {
 		return err
 	}
-	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Tty: s.TTY})
+	return exec.StreamWithContext(ctx, so)
+}
+
+// silentSPDY is client-go's SPDY transport for the cluster (spdy.RoundTripperFor) without its keep-alive
+// pings.
+func (c *Cluster) silentSPDY() (http.RoundTripper, spdy.Upgrader, error) {
+	tlsConfig, err := rest.TLSConfigFor(c.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	upgrader, err := apispdy.NewRoundTripperWithConfig(apispdy.RoundTripperConfig{TLS: tlsConfig, Proxier: http.ProxyFromEnvironment})
+	if err != nil {
+		return nil, nil, err
+	}
+	transport, err := rest.HTTPWrappersForConfig(c.Config, upgrader)
+	return transport, upgrader, err
 }
 
 // PortForward forwards a local loopback port to a port of a pod, as `kubectl port-forward` does, until stop
 // is called; addr is the local address to connect to.
 func (c *Cluster) PortForward(namespace, pod string, port int) (addr string, stop func(), err error) {
-	url := c.Client.CoreV1().RESTClient().Post().Namespace(namespace).Resource("pods").Name(pod).SubResource("portforward").URL()
+	url := c.portForwardURL(namespace, pod)
 	transport, upgrader, err := spdy.RoundTripperFor(c.Config)
 	if err != nil {
 		return "", nil, err
@@ -83,6 +117,24 @@ func (c *Cluster) PortForward(namespace, pod string, port int) (addr string, sto
 		return "", nil, err
 	}
 	dialer := portforward.NewFallbackDialer(tunnel, spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url), upgradeRefused)
+	return forward(dialer, namespace, pod, port)
+}
+
+// SilentPortForward is PortForward over SPDY without keep-alive pings (see Session.Silent).
+func (c *Cluster) SilentPortForward(namespace, pod string, port int) (addr string, stop func(), err error) {
+	transport, upgrader, err := c.silentSPDY()
+	if err != nil {
+		return "", nil, err
+	}
+	return forward(spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, c.portForwardURL(namespace, pod)), namespace, pod, port)
+}
+
+func (c *Cluster) portForwardURL(namespace, pod string) *url.URL {
+	return c.Client.CoreV1().RESTClient().Post().Namespace(namespace).Resource("pods").Name(pod).SubResource("portforward").URL()
+}
+
+// forward listens on a local loopback port and forwards its connections through dialer.
+func forward(dialer httpstream.Dialer, namespace, pod string, port int) (addr string, stop func(), err error) {
 	stopCh, ready := make(chan struct{}), make(chan struct{})
 	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, stopCh, ready, io.Discard, io.Discard)
 	if err != nil {
