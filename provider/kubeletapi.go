@@ -129,7 +129,8 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 		return err
 	}
 	defer conn.Close()
-	context.AfterFunc(ctx, func() { conn.Close() })
+	stopClosing := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stopClosing()
 
 	headers := http.Header{}
 	headers.Set(corev1.StreamType, corev1.StreamTypeError)
