@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -18,8 +19,10 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	clientexec "k8s.io/client-go/util/exec"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	utilexec "k8s.io/utils/exec"
 )
 
 // This file serves the kubelet API (kubectl logs, exec, attach, port-forward, and the stats the metrics
@@ -84,8 +87,14 @@ func (p *Provider) stream(ctx context.Context, namespace, podName, subresource s
 	if attach.TTY() && attach.Resize() != nil {
 		so.TerminalSizeQueue = sizeQueue{ctx: ctx, sizes: attach.Resize()}
 	}
+	// Returned unwrapped: see the ExitError assertion below.
 	return exec.StreamWithContext(ctx, so)
 }
+
+// A workload kubelet's non-zero exit code reaches the client because client-go reports it as a
+// CodeExitError, which virtual-kubelet's exec handler recognises (by type assertion, hence unwrapped) as a
+// k8s.io/utils/exec.ExitError and answers with the protocol's NonZeroExitCode.
+var _ utilexec.ExitError = clientexec.CodeExitError{}
 
 // sizeQueue passes terminal resizes on until the session's context ends (the kubelet API never closes its
 // channel, and a queue that never returns nil would keep the executor's resize loop alive).
@@ -120,10 +129,8 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 		return err
 	}
 	defer conn.Close()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
+	stopClosing := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stopClosing()
 
 	headers := http.Header{}
 	headers.Set(corev1.StreamType, corev1.StreamTypeError)
@@ -148,14 +155,38 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 	if err != nil {
 		return err
 	}
+	// The kubelet API hands PortForward a context that never ends (virtual-kubelet's port-forward handler
+	// passes context.Background()): the forward ends when its bytes stop. Once either direction has ended,
+	// the other gets portForwardLinger to finish, as containerd's port-forward gives it, so that a client's
+	// half-close still receives the answer, and a client gone for good (its connection closed) does not
+	// leave the workload side open, waiting on a pod that never closes its end.
+	copied := make(chan struct{}, 2)
 	go func() {
-		defer data.Close() // tells the remote end nothing more is coming
 		_, _ = io.Copy(data, stream)
+		_ = data.Close() // tells the remote end nothing more is coming
+		copied <- struct{}{}
 	}()
-	_, _ = io.Copy(stream, data)
+	go func() {
+		_, _ = io.Copy(stream, data)
+		copied <- struct{}{}
+	}()
+	<-copied
+	select {
+	case <-copied:
+	case <-time.After(portForwardLinger):
+	}
 	_ = data.Reset() // drop unsent data so the error stream can finish
-	return <-remoteErr
+	select {
+	case err := <-remoteErr:
+		return err
+	case <-time.After(portForwardLinger):
+		return nil // the deferred close of the connection ends the error stream's reader
+	}
 }
+
+// portForwardLinger is how long a port-forward's remaining direction may run once the other has ended, and
+// how long its workload side may take to report an error once the data stopped.
+const portForwardLinger = time.Second
 
 // canStream checks that streaming is configured and that the pod is this node's.
 func (p *Provider) canStream(ctx context.Context, namespace, podName string) error {

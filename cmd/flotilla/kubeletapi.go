@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	gorilla "github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
@@ -54,7 +55,7 @@ func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Pro
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
+	mux.Handle("/", podRoutes(api.PodHandlerConfig{
 		RunInContainer:    p.RunInContainer,
 		AttachToContainer: p.AttachToContainer,
 		GetContainerLogs:  p.GetContainerLogs,
@@ -65,7 +66,7 @@ func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Pro
 		GetStatsSummary:    p.GetStatsSummary,
 		GetMetricsResource: p.GetMetricsResource,
 		PortForward:        p.PortForward,
-	}, true))
+	}))
 
 	addr := net.JoinHostPort(o.KubeletBind, strconv.Itoa(o.KubeletPort))
 	l, err := tls.Listen("tcp", addr, cfg.TLSConfig)
@@ -79,4 +80,25 @@ func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Pro
 		}
 	}()
 	return func() { _ = srv.Close() }, nil
+}
+
+// A kubelet's stream timeouts (its --streaming-connection-idle-timeout default, and the streaming server's
+// stream creation timeout). virtual-kubelet's own defaults close an exec, attach or port-forward that is
+// quiet for 30 seconds: a shell left at its prompt, a port-forward between requests.
+const (
+	streamIdleTimeout     = 4 * time.Hour
+	streamCreationTimeout = 30 * time.Second
+)
+
+// podRoutes is virtual-kubelet's kubelet API with a kubelet's stream timeouts. Its PodHandler passes
+// port-forward the idle and creation timeouts the wrong way round (v1.13), so port-forward has a route of
+// its own, matched first, that passes them right.
+func podRoutes(cfg api.PodHandlerConfig) http.Handler {
+	cfg.StreamIdleTimeout, cfg.StreamCreationTimeout = streamIdleTimeout, streamCreationTimeout
+	r := gorilla.NewRouter()
+	r.HandleFunc("/portForward/{namespace}/{pod}", api.HandlePortForward(cfg.PortForward,
+		api.WithPortForwardStreamIdleTimeout(streamIdleTimeout), api.WithPortForwardCreationTimeout(streamCreationTimeout),
+	)).Methods(http.MethodPost, http.MethodGet)
+	r.PathPrefix("/").Handler(api.PodHandler(cfg, true))
+	return r
 }
