@@ -184,8 +184,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
 		return nil, err
 	}
-	if err := os.Symlink(bins["kubectl"], filepath.Join(binDir, "kubectl")); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, err
+	// Helm too, for the chart (README, "Install with Helm").
+	for _, tool := range []string{"kubectl", "helm"} {
+		if err := os.Symlink(bins[tool], filepath.Join(binDir, tool)); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
 	}
 	if opts.Flotilla {
 		// As the workload clusters' admins would, before any flotilla looks: the tutorial runs in `default`.
