@@ -22,7 +22,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -85,20 +84,6 @@ func testContext(t *testing.T, limit time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds or limit passes, then fails the test with the last reason cond gave.
-func eventually(t *testing.T, limit time.Duration, what string, cond func(ctx context.Context) (bool, string)) {
-	t.Helper()
-	var reason string
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, limit, true, func(ctx context.Context) (bool, error) {
-		var ok bool
-		ok, reason = cond(ctx)
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s (last: %s)", what, limit, reason)
-	}
 }
 
 // TestChartAcceptedByAPIServer: what helm template renders for both parts, with every option set or none,
@@ -215,7 +200,7 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 func checkRolledOut(t *testing.T, name string, replicas int32, arg string) {
 	t.Helper()
 	c := shared.Management.Client
-	eventually(t, 2*time.Minute, "deployment "+name+" rolled out", func(ctx context.Context) (bool, string) {
+	lab.Eventually(t, 2*time.Minute, "deployment "+name+" rolled out", func(ctx context.Context) (bool, string) {
 		d, err := c.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -259,7 +244,7 @@ func podsReady(ctx context.Context, d *appsv1.Deployment, want int, arg string) 
 // checkBudget: the disruption controller counts the Deployment's pods under its budget and lets one go.
 func checkBudget(t *testing.T, name string, pods int32) {
 	t.Helper()
-	eventually(t, time.Minute, "budget "+name, func(ctx context.Context) (bool, string) {
+	lab.Eventually(t, time.Minute, "budget "+name, func(ctx context.Context) (bool, string) {
 		pdb, err := shared.Management.Client.PolicyV1().PodDisruptionBudgets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -332,7 +317,7 @@ func checkAllGone(ctx context.Context, t *testing.T, made []runtime.Object, rele
 		m := obj.(metav1.Object)
 		names = append(names, gvks[0].Kind+" "+m.GetName())
 		resource := dyn.Resource(mapping.Resource)
-		eventually(t, time.Minute, gvks[0].Kind+" "+m.GetName()+" gone", func(ctx context.Context) (bool, string) {
+		lab.Eventually(t, time.Minute, gvks[0].Kind+" "+m.GetName()+" gone", func(ctx context.Context) (bool, string) {
 			var err error
 			if m.GetNamespace() != "" {
 				_, err = resource.Namespace(m.GetNamespace()).Get(ctx, m.GetName(), metav1.GetOptions{})
@@ -346,7 +331,7 @@ func checkAllGone(ctx context.Context, t *testing.T, made []runtime.Object, rele
 	c := shared.Management.Client
 	for _, release := range releases {
 		instance := "app.kubernetes.io/instance=" + release
-		eventually(t, time.Minute, "the pods and ReplicaSets of "+release+" gone", func(ctx context.Context) (bool, string) {
+		lab.Eventually(t, time.Minute, "the pods and ReplicaSets of "+release+" gone", func(ctx context.Context) (bool, string) {
 			pods, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: instance})
 			if err != nil {
 				return false, err.Error()
