@@ -190,7 +190,7 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 		h.run(t, "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "2m")
 	}
 	checkAllGone(ctx, t, made, fleet, cluster)
-	if left := h.run(t, "list", "--namespace", namespace, "--all", "--short"); strings.TrimSpace(left) != "" {
+	if left := h.run(t, "list", "--namespace", namespace, "--short"); strings.TrimSpace(left) != "" {
 		t.Errorf("helm still lists releases: %s", left)
 	}
 }
