@@ -129,15 +129,12 @@ func TestChartAcceptedByAPIServer(t *testing.T) {
 
 // TestChartInstallUpgradeUninstall: after `flotilla join`, helm installs the fleet part and a workload
 // cluster's release into the lab's management cluster; both roll out to Ready pods on its nodes, admitted
-// under Pod Security restricted, kept by their budgets; an upgrade with more replicas and another flag rolls
+// under Pod Security restricted, kept by their budgets; the fleet upgrades after another join applied its
+// roles and policies again; an upgrade of the cluster's release with more replicas and another flag rolls
 // out; uninstalling both leaves nothing of them, and the join's Secret in place. With Helm 4, then Helm 3.
 func TestChartInstallUpgradeUninstall(t *testing.T) {
 	ctx := testContext(t, 15*time.Minute)
-	data, err := join.Join(ctx, join.Config{Node: workload, Management: shared.Management.Config,
-		Workload: shared.Workload(workload).Config, KubeletDNSNames: []string{workload}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := joinWorkload(ctx, t)
 	if ns, err := shared.Management.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil ||
 		ns.Labels[psaapi.EnforceLevelLabel] != string(psaapi.LevelRestricted) {
 		t.Fatalf("namespace %s does not enforce Pod Security restricted: %v, %v", namespace, err, ns.Labels)
@@ -153,9 +150,28 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 	}
 }
 
+// joinWorkload runs `flotilla join` for the workload cluster and returns the credentials Secret's data.
+func joinWorkload(ctx context.Context, t *testing.T) map[string][]byte {
+	t.Helper()
+	data, err := join.Join(ctx, join.Config{Node: workload, Management: shared.Management.Config,
+		Workload: shared.Workload(workload).Config, KubeletDNSNames: []string{workload}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 	fleet, cluster := "flotilla-fleet", "flotilla-"+workload
 	deployment := "flotilla-" + workload
+	// A failure leaves no release behind for the next Helm to trip over.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, release := range []string{cluster, fleet} {
+				_, _ = exec.Command(h.bin, "uninstall", release, "--namespace", namespace, "--ignore-not-found", "--kubeconfig", h.kubeconfig).CombinedOutput()
+			}
+		}
+	})
 	// The lab and `flotilla join` applied the fleet's roles and policies already (the same files): the
 	// fleet release takes them over.
 	h.run(t, "install", fleet, chartPath(), "--namespace", namespace, "--set", "fleet.enabled=true", "--take-ownership",
@@ -167,6 +183,14 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 	checkRolledOut(t, deployment, 2, "--leader-elect")
 	checkBudget(t, deployment, 2)
 	checkBudget(t, "flotilla-webhook", 2)
+	checkOwned(ctx, t, fleet)
+
+	// Joining again applies the fleet's roles and policies again (server-side, forced); the fleet release
+	// upgrades over them without a conflict.
+	joinWorkload(ctx, t)
+	h.run(t, "upgrade", fleet, chartPath(), "--namespace", namespace, "--set", "fleet.enabled=true",
+		"--set", "fleet.webhook.replicas=3", "--wait", "--timeout", "3m")
+	checkRolledOut(t, "flotilla-webhook", 3, "webhook")
 	checkOwned(ctx, t, fleet)
 
 	h.run(t, "upgrade", cluster, chartPath(), "--namespace", namespace, "--set", "cluster.name="+workload,
