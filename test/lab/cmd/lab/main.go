@@ -138,7 +138,7 @@ func printNext(l *lab.Lab) {
 Next:
   export PATH=$PWD/%s:$PATH              # the lab's kubectl, matching its servers
   export KUBECONFIG=%s
-  kubectl get nodes                      # one virtual node per workload cluster
+  kubectl get nodes                      # one virtual node per workload cluster, and the management cluster's own
   kubectl --kubeconfig %s get nodes      # a workload cluster's kwok nodes
 Logs: %s/logs/<cluster>/{kube-apiserver,kube-scheduler,kube-controller-manager,kwok,flotilla}.log
 Stop: make lab-down
