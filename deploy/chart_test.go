@@ -239,6 +239,9 @@ func TestChartClusterPart(t *testing.T) {
 		t.Errorf("ports (-want +got):\n%s", diff)
 	}
 	checkProbes(t, c, "health", corev1.URISchemeHTTP)
+	if c.ReadinessProbe.TimeoutSeconds <= 2 {
+		t.Errorf("readiness probe times out in %d s, within the 2 s /readyz may wait for the apiserver", c.ReadinessProbe.TimeoutSeconds)
+	}
 	checkHardened(t, d)
 	var secret *corev1.SecretVolumeSource
 	for _, v := range spec.Volumes {
