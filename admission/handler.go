@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// MutatePath is where the webhook answers AdmissionReviews; deploy/webhook/ registers it.
+// MutatePath is where the webhook answers AdmissionReviews; the chart (deploy/charts/flotilla) registers it.
 const MutatePath = "/mutate-pods"
 
 // maxReviewBytes bounds a review's body: a pod is at most what etcd stores (1.5 MiB by default), and an

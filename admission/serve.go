@@ -18,7 +18,7 @@ import (
 )
 
 // shutdownGrace is how long reviews in flight may take to finish once the server is told to stop; the
-// apiserver gives a review at most the webhook's timeoutSeconds (5 s in deploy/webhook/).
+// apiserver gives a review at most the webhook's timeoutSeconds (5 s in deploy/charts/flotilla).
 const shutdownGrace = 10 * time.Second
 
 // Serve listens on addr and serves Handler(taint) over TLS until ctx ends (see ServeListener).

@@ -7,7 +7,7 @@
 //
 // The rules are the pure functions TolerationPatch in this file and fitOps in fit.go, joined by PodPatch; handler.go reads AdmissionReviews and answers
 // with its patch; serve.go serves the handler over TLS. The webhook reads nothing from any cluster: which
-// namespaces take part is the MutatingWebhookConfiguration's namespaceSelector (deploy/webhook/).
+// namespaces take part is the MutatingWebhookConfiguration's namespaceSelector (deploy/charts/flotilla).
 package admission
 
 import (

@@ -73,11 +73,11 @@ func Join(ctx context.Context, cfg Config) (map[string][]byte, error) {
 	}
 	for _, step := range []func(context.Context) error{
 		func(ctx context.Context) error {
-			return j.management.applyManifests(ctx, "rbac/management.yaml", "policies/management.yaml")
+			return j.management.applyManifests(ctx, deploy.NamespaceManifest, "rbac/management.yaml", "policies/management.yaml")
 		},
 		func(ctx context.Context) error { return j.management.applyAll(ctx, ManagementObjects(cfg.Node)) },
 		func(ctx context.Context) error {
-			return j.workload.applyManifests(ctx, "rbac/workload.yaml", "policies/workload.yaml")
+			return j.workload.applyManifests(ctx, deploy.NamespaceManifest, "rbac/workload.yaml", "policies/workload.yaml")
 		},
 		func(ctx context.Context) error {
 			return j.workload.applyAll(ctx, WorkloadObjects(cfg.ManagementID, cfg.Node))
@@ -374,7 +374,7 @@ func (s *side) applyManifests(ctx context.Context, files ...string) error {
 			if err := decoder.Decode(&u.Object); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
-				return fmt.Errorf("deploy/%s: %w", file, err)
+				return fmt.Errorf("%s/%s: %w", deploy.ManifestsDir, file, err)
 			}
 			if len(u.Object) == 0 {
 				continue

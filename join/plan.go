@@ -49,7 +49,7 @@ const (
 // LabelNode marks what join makes for one virtual node, in both clusters, so an admin can list it.
 const LabelNode = "flotilla.io/joined-node"
 
-// Roles of deploy/rbac that the per-node bindings refer to.
+// Roles of deploy/charts/flotilla/files/rbac that the per-node bindings refer to.
 const (
 	nodeRole           = "flotilla-node"
 	failoverRole       = "flotilla-failover"
@@ -65,11 +65,11 @@ func NodeUser(node string) string { return "system:node:" + node }
 func SecretName(node string) string { return "flotilla-" + node }
 
 // FailoverAccount is the management ServiceAccount that may set the cluster-lost taint
-// (deploy/policies/management.yaml matches its prefix).
+// (deploy/charts/flotilla/files/policies/management.yaml matches its prefix).
 func FailoverAccount(node string) string { return "flotilla-failover-" + node }
 
 // WorkloadAccount is flotilla's ServiceAccount in the workload cluster: flotilla.<management>.<node>, so the
-// workload apiserver's admission policy (deploy/policies/workload.yaml) reads the owner from the user name.
+// workload apiserver's admission policy (deploy/charts/flotilla/files/policies/workload.yaml) reads the owner from the user name.
 func WorkloadAccount(managementID, node string) string {
 	return "flotilla." + managementID + "." + node
 }

@@ -35,7 +35,7 @@ import (
 
 // These tests drive the provider against the real apiservers of a lab (a management cluster and one
 // workload cluster with kwok nodes, no flotilla process): the provider runs in-process with flotilla's own
-// identities, bound only to deploy/rbac, so a permission missing there fails a test. The lab's admin
+// identities, bound only to deploy/charts/flotilla/files/rbac, so a permission missing there fails a test. The lab's admin
 // clients only set up and inspect. Each test has a virtual node and a namespace of its own.
 
 // shared is the lab of this test binary.

@@ -13,13 +13,13 @@ const IdentityNamespace = "flotilla-system"
 const LabelNode = "flotilla.io/node"
 
 // WorkloadAccount is the name of flotilla's ServiceAccount in a workload cluster: flotilla.<management>.<node>.
-// The owner is in the name so the workload apiserver's admission policy (deploy/policies/workload.yaml) can
+// The owner is in the name so the workload apiserver's admission policy (deploy/charts/flotilla/files/policies/workload.yaml) can
 // tell from the user name alone which objects a request may touch; a management identity never holds a dot.
 func WorkloadAccount(managementID, node string) string {
 	return "flotilla." + managementID + "." + node
 }
 
-// NamespaceReaderRole is the ClusterRole (deploy/rbac/workload.yaml) that lets flotilla read its copies, the
+// NamespaceReaderRole is the ClusterRole (deploy/charts/flotilla/files/rbac/workload.yaml) that lets flotilla read its copies, the
 // Secrets among them, in one namespace: flotilla binds it to itself in each namespace it may use (ReadGrant),
 // so it reads no Secret of any other namespace. The workload admission policy lets it bind nothing else.
 const NamespaceReaderRole = "flotilla-namespace-reader"

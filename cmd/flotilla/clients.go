@@ -55,7 +55,7 @@ func managementIdentity(ctx context.Context, client kubernetes.Interface, host s
 		case apierrors.IsUnauthorized(err):
 			return false, fmt.Errorf("management cluster %s rejected flotilla's credentials: %w", host, err)
 		case apierrors.IsForbidden(err):
-			return false, fmt.Errorf("management cluster %s: flotilla may not read namespace kube-system (apply deploy/rbac/management.yaml): %w", host, err)
+			return false, fmt.Errorf("management cluster %s: flotilla may not read namespace kube-system (apply deploy/charts/flotilla/files/rbac/management.yaml): %w", host, err)
 		default:
 			last = err
 			logrus.Warnf("management cluster %s not reachable yet: %v", host, err)

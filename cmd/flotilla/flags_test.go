@@ -63,7 +63,7 @@ func TestRootFlags(t *testing.T) {
 		t.Errorf("options (-want +got):\n%s", diff)
 	}
 
-	// Every flag of deploy/flotilla and of the tests, spelled as they spell it.
+	// Every flag of the chart (deploy/charts/flotilla) and of the tests, spelled as they spell it.
 	code, stderr, got, _ = parsed(t, append(labArgs,
 		"--node-name", "vn", "--management-id=m-1", "--taint=false", "--leader-elect", "--leader-elect-namespace=ops",
 		"--failover-after=0", "--reschedule-after=30s", "--probe-interval=500ms", "--pod-workers=5", "--management-qps=1.5",

@@ -79,11 +79,11 @@ func newJoinCommand(run func(context.Context, *joinOptions) error) *cobra.Comman
 		Short: "Set up a workload cluster as a virtual node of a management cluster, with credentials confined by both apiservers",
 		Long: "flotilla join uses admin kubeconfigs of both clusters to set up one virtual node: in the management " +
 			"cluster its node identity system:node:<node> (a client certificate from a CertificateSigningRequest, " +
-			"which flotilla renews itself), the roles kubelets never need (deploy/rbac/management.yaml) bound to it, " +
-			"its failover identity, the admission policies of deploy/policies/management.yaml, a kubelet serving " +
+			"which flotilla renews itself), the roles kubelets never need (deploy/charts/flotilla/files/rbac/management.yaml) bound to it, " +
+			"its failover identity, the admission policies of deploy/charts/flotilla/files/policies/management.yaml, a kubelet serving " +
 			"certificate, and the Secret " + join.Namespace + "/flotilla-<node> holding flotilla's credentials; in the " +
 			"workload cluster its ServiceAccount " + join.Namespace + "/flotilla.<management>.<node>, the role of " +
-			"deploy/rbac/workload.yaml bound to it, and the admission policy of deploy/policies/workload.yaml. Each " +
+			"deploy/charts/flotilla/files/rbac/workload.yaml bound to it, and the admission policy of deploy/charts/flotilla/files/policies/workload.yaml. Each " +
 			"step prints one line; a second run changes nothing and says so.",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,

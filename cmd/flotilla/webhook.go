@@ -51,7 +51,7 @@ func newWebhookCommand(serve func(context.Context, *webhookOptions) error) *cobr
 		Use:   "webhook --tls-cert-file FILE --tls-key-file FILE",
 		Short: "Serve the admission webhook that opts pods of enabled namespaces in to the virtual nodes",
 		Long: "flotilla webhook serves a mutating admission webhook over TLS at " + admission.MutatePath + ": pods " +
-			"created in namespaces the MutatingWebhookConfiguration selects (deploy/webhook/, label " +
+			"created in namespaces the MutatingWebhookConfiguration selects (deploy/charts/flotilla, label " +
 			"flotilla.io/enabled=true) get the toleration of the virtual nodes' taint " + node.TaintKey + "=" +
 			node.TaintValue + ":NoSchedule unless they tolerate it already. It reads nothing from any cluster, so " +
 			"it needs no credentials and keeps answering whatever the workload clusters and their flotillas do.",

@@ -36,7 +36,7 @@ import (
 
 // These tests drive the followers against the real apiservers of a lab (a management cluster and one
 // workload cluster, no flotilla process), in-process with flotilla's own identities, bound only to
-// deploy/rbac. The lab's admin clients only set up and inspect. Each test has a virtual node and a namespace
+// deploy/charts/flotilla/files/rbac. The lab's admin clients only set up and inspect. Each test has a virtual node and a namespace
 // of its own; test/e2e/follow_test.go drives the same mechanism through flotilla processes.
 
 var shared *lab.Lab

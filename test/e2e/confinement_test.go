@@ -32,7 +32,7 @@ import (
 // shared.Credentials[confinementCluster]) and tries, for real, what would open the fleet to whoever steals
 // it: other nodes' Secrets and pods, other virtual nodes, load-balancer statuses it does not follow, system
 // namespaces and foreign objects of the workload cluster, role bindings. The apiservers must refuse each,
-// and say why (the Node authorizer, RBAC, NodeRestriction, or one of deploy/policies' admission policies).
+// and say why (the Node authorizer, RBAC, NodeRestriction, or one of deploy/charts/flotilla/files/policies' admission policies).
 // A few rows are allowed on purpose, to show each credential works at all.
 //
 // Every write the apiserver might let through by mistake is a dry run (metav1.DryRunAll): authorization and

@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-io/flotilla/tenancy"
@@ -54,17 +53,7 @@ func namespace(t *testing.T, clients ...kubernetes.Interface) string {
 // reason cond gave.
 func eventually(t *testing.T, limit time.Duration, what string, cond func(ctx context.Context) (bool, string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var reason string
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, limit, true, func(ctx context.Context) (bool, error) {
-		var ok bool
-		ok, reason = cond(ctx)
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s (last: %s)", what, limit, reason)
-	}
-	return time.Since(start)
+	return lab.Eventually(t, limit, what, cond)
 }
 
 // freeze stops a workload cluster's apiserver (SIGSTOP) and returns what resumes it; resuming twice is

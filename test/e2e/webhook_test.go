@@ -15,8 +15,8 @@ import (
 	"github.com/flotilla-io/flotilla/node"
 )
 
-// The admission webhook (`flotilla webhook`, registered by the lab from deploy/webhook as the management
-// apiserver's MutatingWebhookConfiguration): pods created in enabled namespaces get the virtual nodes'
+// The admission webhook (`flotilla webhook`, registered by the lab as the chart's MutatingWebhookConfiguration
+// with the management apiserver): pods created in enabled namespaces get the virtual nodes'
 // toleration and nothing else, whatever the workload clusters and their flotillas do. The pods of these tests
 // select no node, so they stay Pending and the webhook's work is all there is to see.
 

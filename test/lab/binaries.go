@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // toolchain is one tools module under test/tools and the commands the lab builds from it.
@@ -18,8 +21,9 @@ type toolchain struct {
 	module   string            // the dependency whose version keys the cache folder
 	commands map[string]string // binary name -> Go package
 	// ldflags stamps the version into binaries built from the module proxy, which otherwise report
-	// v0.0.0-master (and kubectl would warn of skew against every server).
-	ldflags func(version string) string
+	// v0.0.0-master (and kubectl would warn of skew against every server). requires gives the version of
+	// another module the tools module requires.
+	ldflags func(version string, requires func(module string) (string, error)) (string, error)
 }
 
 var toolchains = []toolchain{
@@ -33,15 +37,14 @@ var toolchains = []toolchain{
 			"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
 			"etcd":                    "go.etcd.io/etcd/server/v3",
 		},
-		ldflags: func(version string) string {
-			major, rest, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
-			minor, _, _ := strings.Cut(rest, ".")
+		ldflags: func(version string, _ func(string) (string, error)) (string, error) {
+			major, minor := majorMinor(version)
 			var flags []string
 			for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
 				flags = append(flags, "-X", pkg+".gitVersion="+version, "-X", pkg+".gitMajor="+major,
 					"-X", pkg+".gitMinor="+minor, "-X", pkg+".gitTreeState=clean")
 			}
-			return strings.Join(flags, " ")
+			return strings.Join(flags, " "), nil
 		},
 	},
 	{
@@ -54,6 +57,42 @@ var toolchains = []toolchain{
 		module:   "sigs.k8s.io/metrics-server",
 		commands: map[string]string{"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
 	},
+	// Helm, which installs deploy/charts/flotilla in the chart tests, as Helm's own Makefile stamps it: Helm 4
+	// reads the Kubernetes version it assumes offline (helm template, helm lint) from its client-go...
+	{
+		dir:      "test/tools/helm",
+		module:   "helm.sh/helm/v4",
+		commands: map[string]string{"helm": "helm.sh/helm/v4/cmd/helm"},
+		ldflags: func(version string, _ func(string) (string, error)) (string, error) {
+			return "-X helm.sh/helm/v4/internal/version.version=" + version, nil
+		},
+	},
+	// ...Helm 3 from flags, without which it assumes Kubernetes 1.20 and refuses the chart's kubeVersion.
+	{
+		dir:      "test/tools/helm3",
+		module:   "helm.sh/helm/v3",
+		commands: map[string]string{"helm3": "helm.sh/helm/v3/cmd/helm"},
+		ldflags: func(version string, requires func(string) (string, error)) (string, error) {
+			clientGo, err := requires("k8s.io/client-go")
+			if err != nil {
+				return "", err
+			}
+			// client-go v0.N is Kubernetes 1.N.
+			_, minor := majorMinor(clientGo)
+			flags := []string{"-X", "helm.sh/helm/v3/internal/version.version=" + version}
+			for _, pkg := range []string{"helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"} {
+				flags = append(flags, "-X", pkg+".k8sVersionMajor=1", "-X", pkg+".k8sVersionMinor="+minor)
+			}
+			return strings.Join(flags, " "), nil
+		},
+	},
+}
+
+// majorMinor splits a version vX.Y.Z into X and Y.
+func majorMinor(version string) (major, minor string) {
+	major, rest, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	minor, _, _ = strings.Cut(rest, ".")
+	return major, minor
 }
 
 // RepoRoot is the flotilla repository this package was compiled from.
@@ -89,18 +128,22 @@ func Binaries() (map[string]string, error) {
 
 	paths := map[string]string{}
 	for _, tc := range toolchains {
-		version, err := moduleVersion(filepath.Join(root, tc.dir, "go.mod"), tc.module)
+		gomod := filepath.Join(root, tc.dir, "go.mod")
+		version, err := moduleVersion(gomod, tc.module)
 		if err != nil {
 			return nil, err
 		}
 		var ldflags string
 		if tc.ldflags != nil {
-			ldflags = tc.ldflags(version)
+			requires := func(module string) (string, error) { return moduleVersion(gomod, module) }
+			if ldflags, err = tc.ldflags(version, requires); err != nil {
+				return nil, err
+			}
 		}
 		// The folder's name carries the version and a digest of how it was built, so a change of
 		// either builds afresh.
 		recipe := sha256.Sum256([]byte(ldflags))
-		bin := filepath.Join(cache, fmt.Sprintf("%s-%s-%x", filepath.Base(tc.module), version, recipe[:3]))
+		bin := filepath.Join(cache, fmt.Sprintf("%s-%s-%x", moduleName(tc.module), version, recipe[:3]))
 		var missing []string
 		for name, pkg := range tc.commands {
 			paths[name] = filepath.Join(bin, name)
@@ -111,6 +154,7 @@ func Binaries() (map[string]string, error) {
 		for _, m := range missing {
 			name, pkg, _ := strings.Cut(m, "=")
 			fmt.Fprintf(os.Stderr, "lab: building %s from %s %s (first time only, several minutes)\n", name, tc.module, version)
+			started := time.Now()
 			tmp := paths[name] + ".tmp"
 			cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", tmp, pkg)
 			cmd.Dir = filepath.Join(root, tc.dir)
@@ -121,9 +165,20 @@ func Binaries() (map[string]string, error) {
 			if err := os.Rename(tmp, paths[name]); err != nil {
 				return nil, err
 			}
+			fmt.Fprintf(os.Stderr, "lab: built %s in %s\n", name, time.Since(started).Round(time.Second))
 		}
 	}
 	return paths, nil
+}
+
+// moduleName is a module's path without its host and folders, and without the major version suffix
+// semantic import versioning adds (helm.sh/helm/v4 is helm).
+func moduleName(module string) string {
+	name := path.Base(module)
+	if _, err := strconv.Atoi(strings.TrimPrefix(name, "v")); err == nil && strings.HasPrefix(name, "v") {
+		return path.Base(path.Dir(module))
+	}
+	return name
 }
 
 // moduleVersion reads the version of module from a go.mod's require lines.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	psaapi "k8s.io/pod-security-admission/api"
 
+	"github.com/flotilla-io/flotilla/deploy"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
@@ -30,17 +31,17 @@ var NodeAllocatable = corev1.ResourceList{
 	corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"),
 }
 
-// applyRBAC applies flotilla's roles and admission policies from deploy/ with the lab's own kubectl, exactly
-// as an operator would (flotilla join applies the same files again, and binds them per node), and the
-// binding of the package tests' identity (test/lab/rbac).
+// applyRBAC applies flotilla's namespace, roles and admission policies (deploy.ManifestsDir) with the lab's
+// own kubectl, exactly as an operator would (flotilla join applies the same files again, and binds them per
+// node), and the binding of the package tests' identity (test/lab/rbac).
 func applyRBAC(ctx context.Context, c *Cluster, kubectl string) error {
 	role := "workload.yaml"
 	if c.IsManagement() {
 		role = "management.yaml"
 	}
 	root := RepoRoot()
-	args := []string{"--kubeconfig", c.Kubeconfig, "apply"}
-	for _, dir := range []string{"deploy/rbac", "deploy/policies", "test/lab/rbac"} {
+	args := []string{"--kubeconfig", c.Kubeconfig, "apply", "-f", filepath.Join(root, deploy.ManifestsDir, deploy.NamespaceManifest)}
+	for _, dir := range []string{filepath.Join(deploy.ManifestsDir, "rbac"), filepath.Join(deploy.ManifestsDir, "policies"), "test/lab/rbac"} {
 		args = append(args, "-f", filepath.Join(root, dir, role))
 	}
 	// The kube-node-lease namespace and RBAC's bootstrap roles appear shortly after /readyz; retry
@@ -85,7 +86,7 @@ func NodeName(cluster string, i int) string {
 	return fmt.Sprintf("%s-node-%c", cluster, 'a'+i)
 }
 
-// createNodes registers the workload cluster's kwok nodes, one per zone.
+// createNodes registers a cluster's kwok nodes, one per zone.
 func createNodes(ctx context.Context, c *Cluster) error {
 	spec := c.Workload
 	allocatable := NodeAllocatable

@@ -17,8 +17,10 @@ import (
 // Cluster is one Kubernetes control plane of the lab: the management cluster, or a workload cluster with
 // kwok nodes.
 type Cluster struct {
-	Name     string       `json:"name"`
-	Workload WorkloadSpec `json:"workload"` // zero for the management cluster
+	Name string `json:"name"`
+	// Workload is a workload cluster's spec; the management cluster's has no name, and nodes only with
+	// Options.ManagementNodes.
+	Workload WorkloadSpec `json:"workload"`
 	Server   string       `json:"server"`
 	// Kubeconfig is the admin kubeconfig (system:masters), for people and tests.
 	Kubeconfig string `json:"kubeconfig"`
@@ -173,7 +175,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		{"controller-manager", "system:kube-controller-manager", "", filepath.Join(dir, "controller-manager.kubeconfig")},
 		// kwok plays every kubelet of the cluster; it is a simulator, not the system under test.
 		{"kwok", "kwok", "system:masters", filepath.Join(dir, "kwok.kubeconfig")},
-		// flotilla's identity: the group is what deploy/rbac binds to.
+		// flotilla's identity: the group is what deploy/charts/flotilla/files/rbac binds to.
 		{"flotilla", "flotilla:" + name, FlotillaGroup, c.FlotillaKubeconfig},
 	}
 	for _, id := range identities {
@@ -268,7 +270,8 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		Name: name + "/kube-controller-manager", Path: cp.bins["kube-controller-manager"], LogFile: filepath.Join(logs, "kube-controller-manager.log"),
 		Args: kcmArgs,
 	}
-	if !c.IsManagement() {
+	// kwok plays every workload cluster's kubelets, and the management cluster's own (Options.ManagementNodes).
+	if !c.IsManagement() || spec.Nodes > 0 {
 		c.Kwok = &process{
 			Name: name + "/kwok", Path: cp.bins["kwok"], LogFile: filepath.Join(logs, "kwok.log"),
 			Args: []string{

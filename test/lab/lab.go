@@ -19,7 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// FlotillaGroup is the group of flotilla's client certificates; deploy/rbac binds its roles to it.
+// FlotillaGroup is the group of flotilla's client certificates; deploy/charts/flotilla/files/rbac binds its roles to it.
 const FlotillaGroup = "flotilla"
 
 // WorkloadSpec describes one workload cluster: its name and where its kwok nodes sit.
@@ -75,9 +75,21 @@ type Options struct {
 	// included (kubectl top, HorizontalPodAutoscalers). `make lab` and the end-to-end lab have them;
 	// package tests leave them off, for speed.
 	Kubelets bool
+	// ManagementNodes are kwok nodes of the management cluster's own, as a real management cluster has for
+	// what runs there rather than on a virtual node (flotilla's chart, say): untainted, so any pod may land
+	// on them. Zero leaves the management cluster with virtual nodes only, as the end-to-end tests assume.
+	ManagementNodes int
 	// Attached processes die with the process that started the lab (tests); detached ones outlive it
 	// (make lab) and are stopped by Down.
 	Attached bool
+}
+
+// managementSpec places the management cluster's own nodes (Options.ManagementNodes); its empty name is
+// what tells it from a workload cluster.
+func managementSpec(nodes int) WorkloadSpec {
+	spec := Workload("", "lab")
+	spec.Nodes = nodes
+	return spec
 }
 
 // Lab is a running lab.
@@ -150,7 +162,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	if l.Management, err = cp.newCluster("management", WorkloadSpec{}, 0); err != nil {
+	if l.Management, err = cp.newCluster("management", managementSpec(opts.ManagementNodes), 0); err != nil {
 		return nil, err
 	}
 	for i, spec := range opts.Workloads {
@@ -172,8 +184,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
 		return nil, err
 	}
-	if err := os.Symlink(bins["kubectl"], filepath.Join(binDir, "kubectl")); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, err
+	// Helm too, for the chart (README, "Install with Helm").
+	for _, tool := range []string{"kubectl", "helm"} {
+		if err := os.Symlink(bins[tool], filepath.Join(binDir, tool)); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
 	}
 	if opts.Flotilla {
 		// As the workload clusters' admins would, before any flotilla looks: the tutorial runs in `default`.
@@ -186,9 +201,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		if err != nil {
 			return nil, err
 		}
-		// Before any flotilla, as in a management cluster set up by deploy/: pods of enabled namespaces get
+		// Before any flotilla, as in a management cluster set up by the chart: pods of enabled namespaces get
 		// the virtual nodes' toleration from the moment there are virtual nodes.
-		if err := l.startWebhook(ctx, flotilla); err != nil {
+		if err := l.startWebhook(ctx, flotilla, bins["helm"]); err != nil {
 			return nil, err
 		}
 		for _, c := range l.Workloads {
@@ -254,7 +269,7 @@ func bootCluster(ctx context.Context, c *Cluster, kubectl string) error {
 			return err
 		}
 	}
-	if c.IsManagement() {
+	if c.Workload.Nodes == 0 {
 		return nil
 	}
 	if err := createNodes(ctx, c); err != nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // ForTest starts a lab for one test and stops it when the test ends, whether it passes, fails or panics.
@@ -70,4 +72,21 @@ func keepOrRemove(dir string, failed bool) {
 		return
 	}
 	_ = os.RemoveAll(dir)
+}
+
+// Eventually polls cond every 100 ms until it holds or limit passes, then fails the test with the last
+// reason cond gave. It returns how long cond took to hold.
+func Eventually(t testing.TB, limit time.Duration, what string, cond func(ctx context.Context) (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var reason string
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, limit, true, func(ctx context.Context) (bool, error) {
+		var ok bool
+		ok, reason = cond(ctx)
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not within %s (last: %s)", what, limit, reason)
+	}
+	return time.Since(start)
 }

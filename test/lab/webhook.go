@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -19,19 +18,19 @@ import (
 	"github.com/flotilla-io/flotilla/tenancy"
 )
 
-// WebhookRegistration is the MutatingWebhookConfiguration of deploy/webhook, which the lab registers as
-// shipped except for where the apiserver calls the webhook.
-const WebhookRegistration = "deploy/webhook/mutatingwebhookconfiguration.yaml"
+// webhookTemplate is the chart's MutatingWebhookConfiguration, which the lab registers as the chart renders
+// it except for where the apiserver calls the webhook.
+const webhookTemplate = "templates/fleet/webhook-configuration.yaml"
 
 // webhookCheckNamespace is the enabled namespace in which startWebhook waits for the management apiserver
 // to call the webhook; it is deleted afterwards.
 const webhookCheckNamespace = "flotilla-lab-webhook-check"
 
 // startWebhook runs `flotilla webhook` (bin) on a loopback port with a serving certificate of the lab's CA,
-// registers it with the management apiserver by deploy/webhook's MutatingWebhookConfiguration with its URL in
-// place of the in-cluster Service, and waits until the apiserver calls it. It runs beside the flotillas, not
-// inside any of them, as deploy/webhook runs it; stopping a flotilla leaves it serving.
-func (l *Lab) startWebhook(ctx context.Context, bin string) error {
+// registers it with the management apiserver by the chart's MutatingWebhookConfiguration (rendered by helm)
+// with its URL in place of the in-cluster Service, and waits until the apiserver calls it. It runs beside the
+// flotillas, not inside any of them, as the chart runs it; stopping a flotilla leaves it serving.
+func (l *Lab) startWebhook(ctx context.Context, bin, helm string) error {
 	dir := filepath.Join(l.Dir, "webhook")
 	ca := &authority{cert: l.ca.cert, key: l.ca.key, CertPEM: l.ca.CertPEM, dir: dir}
 	serving, err := ca.serving("webhook")
@@ -54,7 +53,7 @@ func (l *Lab) startWebhook(ctx context.Context, bin string) error {
 	if err := waitTCP(ctx, addr, l.Webhook); err != nil {
 		return err
 	}
-	registration, err := webhookRegistration("https://"+addr, l.ca.CertPEM)
+	registration, err := webhookRegistration(helm, "https://"+addr, l.ca.CertPEM)
 	if err != nil {
 		return err
 	}
@@ -64,22 +63,21 @@ func (l *Lab) startWebhook(ctx context.Context, bin string) error {
 	return l.waitWebhookCalled(ctx)
 }
 
-// webhookRegistration reads WebhookRegistration and points each of its webhooks at base (plus the path the
-// file gives its Service), trusting caPEM.
-func webhookRegistration(base string, caPEM []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	file := filepath.Join(RepoRoot(), WebhookRegistration)
-	b, err := os.ReadFile(file)
+// webhookRegistration renders webhookTemplate with helm and points each of its webhooks at base (plus the
+// path the chart gives its Service), trusting caPEM.
+func webhookRegistration(helm, base string, caPEM []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	b, err := RenderChart(helm, "flotilla", "--set", "fleet.enabled=true", "--show-only", webhookTemplate)
 	if err != nil {
 		return nil, err
 	}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	if err := yaml.UnmarshalStrict(b, mwc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", webhookTemplate, err)
 	}
 	for i := range mwc.Webhooks {
 		cc := &mwc.Webhooks[i].ClientConfig
 		if cc.Service == nil || cc.Service.Path == nil {
-			return nil, fmt.Errorf("%s: webhook %s calls no Service path", file, mwc.Webhooks[i].Name)
+			return nil, fmt.Errorf("%s: webhook %s calls no Service path", webhookTemplate, mwc.Webhooks[i].Name)
 		}
 		url := base + *cc.Service.Path
 		*cc = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}

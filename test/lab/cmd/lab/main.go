@@ -1,6 +1,7 @@
 // Command lab brings the local multi-cluster lab up and down for people (make lab / make lab-down).
 //
 //	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3] [--kubelets=false]
+//	         [--management-nodes 0] [--flotilla=false]
 //	lab down [--dir .lab]
 //	lab status [--dir .lab]   (processes and their memory)
 //	lab binaries   (build the control-plane binaries into .cache/ if missing)
@@ -31,12 +32,14 @@ func main() {
 	workloads := fs.String("workloads", defaultWorkloads(), "workload clusters as name=region, comma-separated")
 	nodes := fs.Int("nodes", 3, "kwok nodes per workload cluster, one per zone <region>a, b, c, ...")
 	kubelets := fs.Bool("kubelets", true, "kwok serves its nodes' kubelet API and metrics-server runs for every cluster (kubectl logs, exec, top)")
+	managementNodes := fs.Int("management-nodes", 0, "kwok nodes of the management cluster's own, for what runs there rather than on virtual nodes (flotilla's Helm chart)")
+	flotilla := fs.Bool("flotilla", true, "run `flotilla join`, one flotilla process per workload cluster and the webhook; false leaves that to you (the chart, say)")
 	_ = fs.Parse(os.Args[2:])
 
 	var err error
 	switch os.Args[1] {
 	case "up":
-		err = up(*dir, *workloads, *nodes, *kubelets)
+		err = up(*dir, *workloads, lab.Options{Kubelets: *kubelets, ManagementNodes: *managementNodes, Flotilla: *flotilla}, *nodes)
 	case "down":
 		err = down(*dir)
 	case "status":
@@ -53,7 +56,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N] [--kubelets=false]")
+	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N] [--kubelets=false] [--management-nodes N] [--flotilla=false]")
 	os.Exit(2)
 }
 
@@ -82,7 +85,8 @@ func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
 	return out, nil
 }
 
-func up(dir, workloads string, nodes int, kubelets bool) error {
+// up starts a lab in dir with opts and the workload clusters, nodes kwok nodes each.
+func up(dir, workloads string, opts lab.Options, nodes int) error {
 	if l, err := lab.Load(dir); err == nil && l.Running() {
 		fmt.Printf("The lab in %s is already up.\n", dir)
 		printNext(l)
@@ -106,12 +110,17 @@ func up(dir, workloads string, nodes int, kubelets bool) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	started := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Workloads: specs, Flotilla: true, Kubelets: kubelets})
+	opts.Dir, opts.Workloads = dir, specs
+	l, err := lab.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Lab up in %s: a management cluster and %d workload clusters, one flotilla each.\n",
-		time.Since(started).Round(time.Second), len(l.Workloads))
+	each := "one flotilla each"
+	if !opts.Flotilla {
+		each = "no flotilla yet"
+	}
+	fmt.Printf("Lab up in %s: a management cluster (%d nodes of its own) and %d workload clusters, %s.\n",
+		time.Since(started).Round(time.Second), opts.ManagementNodes, len(l.Workloads), each)
 	printNext(l)
 	return nil
 }
@@ -129,7 +138,7 @@ func printNext(l *lab.Lab) {
 Next:
   export PATH=$PWD/%s:$PATH              # the lab's kubectl, matching its servers
   export KUBECONFIG=%s
-  kubectl get nodes                      # one virtual node per workload cluster
+  kubectl get nodes                      # one virtual node per workload cluster, and the management cluster's own
   kubectl --kubeconfig %s get nodes      # a workload cluster's kwok nodes
 Logs: %s/logs/<cluster>/{kube-apiserver,kube-scheduler,kube-controller-manager,kwok,flotilla}.log
 Stop: make lab-down
