@@ -22,31 +22,31 @@ import (
 
 // serveKubeletAPI serves virtual-kubelet's kubelet HTTP API (logs, exec, attach, port-forward, stats)
 // over TLS, so `kubectl logs` and `kubectl exec` on a proxy pod reach its delegate. Callers are
-// authenticated and authorized by the management apiserver (TokenReview, SubjectAccessReview, and
-// client certificates signed by --client-ca-file), exactly as a kubelet does.
-func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
+// authenticated and authorized by the management apiserver, exactly as a kubelet does: a client certificate
+// signed by --client-ca-file (the apiserver's own), or a bearer token it accepts (TokenReview); then a
+// SubjectAccessReview of the node's subresource the path maps to (nodes/proxy, nodes/log, nodes/stats,
+// nodes/metrics). reviews is the management client those reviews go through: one of their own, so a flood
+// of bogus tokens waits on its rate limit and never on pod work's.
+func serveKubeletAPI(o *options, reviews kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
 	var cfg nodeutil.NodeConfig
-	tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile)}
-	if o.ClientCAFile != "" {
-		// Verify a client certificate when one is offered; token callers offer none.
-		tlsOpts = append(tlsOpts, nodeutil.WithCAFromPath(o.ClientCAFile), func(c *tls.Config) error {
+	// A client certificate is verified when one is offered (a stranger's ends the handshake); token callers
+	// offer none.
+	if err := nodeutil.WithTLSConfig(nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile), nodeutil.WithCAFromPath(o.ClientCAFile),
+		func(c *tls.Config) error {
 			c.ClientAuth = tls.VerifyClientCertIfGiven
 			return nil
-		})
-	}
-	if err := nodeutil.WithTLSConfig(tlsOpts...)(&cfg); err != nil {
+		})(&cfg); err != nil {
 		return nil, fmt.Errorf("kubelet API TLS: %w", err)
 	}
 
-	auth, err := nodeutil.WebhookAuth(management, o.NodeName, func(c *nodeutil.WebhookAuthConfig) error {
-		if o.ClientCAFile == "" {
-			return nil
-		}
+	auth, err := nodeutil.WebhookAuth(reviews, o.NodeName, func(c *nodeutil.WebhookAuthConfig) error {
 		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.ClientCAFile)
 		if err != nil {
 			return err
 		}
 		c.AuthnConfig.ClientCertificateCAContentProvider = ca
+		c.AuthnConfig.CacheTTL = tokenReviewTTL
+		c.AuthzConfig.AllowCacheTTL, c.AuthzConfig.DenyCacheTTL = accessAllowedTTL, accessDeniedTTL
 		return nil
 	})
 	if err != nil {
@@ -80,3 +80,15 @@ func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Pro
 	}()
 	return func() { _ = srv.Close() }, nil
 }
+
+// How long the kubelet API trusts the management apiserver's answers: a kubelet's defaults
+// (KubeletConfiguration authentication.webhook.cacheTTL, authorization.webhook.cacheAuthorizedTTL and
+// cacheUnauthorizedTTL). A token's TokenReview, accepted or rejected, is asked again after tokenReviewTTL (one
+// the apiserver could not answer is not kept); a caller's SubjectAccessReview after accessAllowedTTL when
+// allowed, accessDeniedTTL when denied, so a right granted reaches the node within 30 s and one withdrawn
+// within 5 minutes.
+const (
+	tokenReviewTTL   = 2 * time.Minute
+	accessAllowedTTL = 5 * time.Minute
+	accessDeniedTTL  = 30 * time.Second
+)
