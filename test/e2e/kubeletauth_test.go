@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"slices"
@@ -12,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+
+	"github.com/flotilla-io/flotilla/test/lab"
 )
 
 // kubeletAuthCluster is the workload cluster whose flotilla's kubelet API the authentication tests call.
@@ -80,7 +78,7 @@ func TestKubeletAPIAuthentication(t *testing.T) {
 	}
 	creds := []credential{
 		{name: "anonymous", config: func(*rest.Config) {}},
-		{name: "an unknown token", config: withToken(bogusToken(t))},
+		{name: "an unknown token", config: withToken(lab.BogusToken())},
 	}
 	// ServiceAccounts of the management cluster, real users with a token: one with an ordinary right on
 	// nodes (get, list) but none of their subresources, one per subresource.
@@ -200,7 +198,7 @@ func TestKubeletAPIReviewCache(t *testing.T) {
 		want        int
 	}{
 		{"an accepted token", token.Status.Token, http.StatusOK},
-		{"a rejected token", bogusToken(t), http.StatusUnauthorized},
+		{"a rejected token", lab.BogusToken(), http.StatusUnauthorized},
 	} {
 		cfg := rest.CopyConfig(base)
 		cfg.BearerToken = tc.token
@@ -286,44 +284,20 @@ func call(ctx context.Context, client *http.Client, host, method, path string) (
 	return resp.StatusCode, string(bytes.TrimSpace(body)), nil
 }
 
-// bogusToken is a random bearer token no apiserver issued.
-func bogusToken(t *testing.T) string {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "bogus-" + hex.EncodeToString(b)
-}
-
-// tokenReviews is the management apiserver's count of TokenReviews created since it started.
-func tokenReviews(ctx context.Context, t *testing.T) float64 {
-	t.Helper()
-	raw, err := shared.Management.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total float64
-	for _, m := range families["apiserver_request_total"].GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if labels["resource"] == "tokenreviews" && labels["verb"] == "POST" {
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
-}
-
 // rightsName names a set of node subresource rights for the names of the users holding them.
 func rightsName(subresources []string) string {
 	if len(subresources) == 0 {
 		return "nothing"
 	}
 	return strings.Join(subresources, "-")
+}
+
+// tokenReviews is the management apiserver's count of TokenReviews created since it started.
+func tokenReviews(ctx context.Context, t *testing.T) float64 {
+	t.Helper()
+	n, err := shared.Management.Requests(ctx, "tokenreviews", "POST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

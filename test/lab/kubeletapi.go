@@ -1,11 +1,18 @@
 package lab
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 
 	"k8s.io/client-go/rest"
 )
@@ -54,4 +61,67 @@ func (l *Lab) StrangerCertificate(user string, groups ...string) (certPEM, keyPE
 		return nil, nil, err
 	}
 	return id.CertPEM, id.KeyPEM, nil
+}
+
+// BogusToken is a random bearer token no apiserver issued.
+func BogusToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "bogus-" + hex.EncodeToString(b)
+}
+
+// Flood is what a flood of requests to a kubelet API got.
+type Flood struct {
+	Start, End time.Time
+	// Statuses counts the answers by HTTP status; Errors the requests that got none, by error.
+	Statuses map[int]int
+	Errors   map[string]int
+}
+
+// FloodKubeletAPI sends n requests at once (GET /pods), each with a bogus token of its own, so each costs
+// the kubelet API a TokenReview, to the kubelet API of the lab's own flotilla of cluster, and returns when
+// all are answered.
+func (l *Lab) FloodKubeletAPI(ctx context.Context, cluster string, n int) (Flood, error) {
+	cfg, err := l.KubeletAPI(cluster)
+	if err != nil {
+		return Flood{}, err
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return Flood{}, err
+	}
+	f := Flood{Statuses: map[int]int{}, Errors: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	f.Start = time.Now()
+	for range n {
+		wg.Go(func() {
+			code, err := getWithToken(ctx, client, cfg.Host+"/pods", BogusToken())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				f.Errors[err.Error()]++
+			} else {
+				f.Statuses[code]++
+			}
+		})
+	}
+	wg.Wait()
+	f.End = time.Now()
+	return f, nil
+}
+
+func getWithToken(ctx context.Context, client *http.Client, url, token string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
