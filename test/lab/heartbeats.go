@@ -13,22 +13,25 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/flotilla-io/flotilla/node"
 )
 
 // Heartbeats is what the management cluster saw of a virtual node's heartbeats: every renewal of its Lease
-// (kube-node-lease/<node>, its renewTime) and every status of its node whose Ready condition was not True.
+// (kube-node-lease/<node>, its renewTime), and every lapse: a version of the node not Ready, or tainted as
+// a lost cluster.
 type Heartbeats struct {
 	mu       sync.Mutex
 	renewals []time.Time
-	notReady []string
+	lapses   []string
 }
 
 // WatchHeartbeats records a virtual node's heartbeats, by watch, until ctx ends; it returns once the watches
 // have synced.
-func (l *Lab) WatchHeartbeats(ctx context.Context, node string) (*Heartbeats, error) {
+func (l *Lab) WatchHeartbeats(ctx context.Context, name string) (*Heartbeats, error) {
 	h := &Heartbeats{}
 	only := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 	})
 	leases := informers.NewSharedInformerFactoryWithOptions(l.Management.Client, 0, only, informers.WithNamespace(corev1.NamespaceNodeLease))
 	nodes := informers.NewSharedInformerFactoryWithOptions(l.Management.Client, 0, only)
@@ -38,10 +41,15 @@ func (l *Lab) WatchHeartbeats(ctx context.Context, node string) (*Heartbeats, er
 		}
 	}
 	onNode := func(obj any) {
-		if n, ok := obj.(*corev1.Node); ok && !NodeReady(n) {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return
+		}
+		lost := slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == node.LostTaintKey })
+		if !NodeReady(n) || lost {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			h.notReady = append(h.notReady, fmt.Sprintf("%s: %s", time.Now().Format(time.StampMilli), readyCondition(n)))
+			h.lapses = append(h.lapses, fmt.Sprintf("%s: %s, %s taint %v", time.Now().Format(time.StampMilli), readyCondition(n), node.LostTaintKey, lost))
 		}
 	}
 	for _, handler := range []struct {
@@ -62,7 +70,7 @@ func (l *Lab) WatchHeartbeats(ctx context.Context, node string) (*Heartbeats, er
 	for _, f := range []informers.SharedInformerFactory{leases, nodes} {
 		for kind, synced := range f.WaitForCacheSync(ctx.Done()) {
 			if !synced {
-				return nil, fmt.Errorf("watching %s of node %s: not synced", kind, node)
+				return nil, fmt.Errorf("watching %s of node %s: not synced", kind, name)
 			}
 		}
 	}
@@ -92,11 +100,12 @@ func (h *Heartbeats) Intervals(from, to time.Time) []time.Duration {
 	return out
 }
 
-// NotReady lists every status seen whose Ready condition was not True, with when it was seen and why.
-func (h *Heartbeats) NotReady() []string {
+// Lapses lists every version of the node seen not Ready or tainted as a lost cluster, with when it was seen
+// and its Ready condition.
+func (h *Heartbeats) Lapses() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.notReady)
+	return slices.Clone(h.lapses)
 }
 
 func readyCondition(n *corev1.Node) string {
