@@ -54,14 +54,7 @@ func BenchmarkBogusTokenFlood(b *testing.B) {
 		time.Sleep(time.Until(quietStart.Add(quietSpell)))
 		quietIntervals := beats.Intervals(quietStart, time.Now())
 
-		reviewsBefore, err := l.Management.Requests(ctx, "tokenreviews", "POST")
-		if err != nil {
-			b.Fatal(err)
-		}
-		usageBefore, err := l.FlotillaUsage(cluster)
-		if err != nil {
-			b.Fatal(err)
-		}
+		reviewsBefore, usageBefore := floodCost(b, ctx, l, cluster)
 		flooded := make(chan lab.Flood, 1)
 		go func() {
 			f, err := l.FloodKubeletAPI(ctx, cluster, bogusTokens)
@@ -74,14 +67,7 @@ func BenchmarkBogusTokenFlood(b *testing.B) {
 		floodPod := timeToRunning(b, ctx, mc, ns, fmt.Sprintf("flood-%d", i), cluster)
 		f := <-flooded
 		floodTime := f.End.Sub(f.Start)
-		reviewsAfter, err := l.Management.Requests(ctx, "tokenreviews", "POST")
-		if err != nil {
-			b.Fatal(err)
-		}
-		usageAfter, err := l.FlotillaUsage(cluster)
-		if err != nil {
-			b.Fatal(err)
-		}
+		reviewsAfter, usageAfter := floodCost(b, ctx, l, cluster)
 		// The renewal due last during the flood may come just after it: wait for it, and count it.
 		time.Sleep(leaseRenewal + leaseSlack)
 		floodIntervals := beats.Intervals(f.Start, f.End.Add(leaseRenewal+leaseSlack))
@@ -117,6 +103,20 @@ func BenchmarkBogusTokenFlood(b *testing.B) {
 			b.Errorf("flood: answers %s; want %d × 401", answers(f), bogusTokens)
 		}
 	}
+}
+
+// floodCost reads what a flood costs, so far: the management apiserver's TokenReviews and the flotilla of
+// cluster's CPU time and memory.
+func floodCost(b *testing.B, ctx context.Context, l *lab.Lab, cluster string) (tokenReviews float64, flotilla lab.Usage) {
+	b.Helper()
+	tokenReviews, err := l.Management.Requests(ctx, "tokenreviews", "POST")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if flotilla, err = l.FlotillaUsage(cluster); err != nil {
+		b.Fatal(err)
+	}
+	return tokenReviews, flotilla
 }
 
 // timeToRunning creates a pod on cluster's virtual node and returns how long its proxy took to Running.

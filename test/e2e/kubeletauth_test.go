@@ -58,11 +58,7 @@ var kubeletPaths = []kubeletPath{
 func TestKubeletAPIAuthentication(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	node := kubeletAuthCluster
-	base, err := shared.KubeletAPI(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := namespace(t, shared.Management.Client)
+	base, ns := kubeletAPIOf(t, node)
 
 	type credential struct {
 		name   string
@@ -84,18 +80,8 @@ func TestKubeletAPIAuthentication(t *testing.T) {
 	// nodes (get, list) but none of their subresources, one per subresource.
 	for _, rights := range [][]string{nil, {"proxy"}, {"log"}, {"stats"}, {"metrics"}} {
 		name := "kubelet-" + rightsName(rights)
-		subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}
-		if _, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).Create(ctx,
-			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		grantNodeRights(ctx, t, ns+"-"+name, subject, node, rights)
-		token, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](900)}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		creds = append(creds, credential{name: "ServiceAccount " + name + "'s token", config: withToken(token.Status.Token),
+		token := serviceAccountWithNodeRights(ctx, t, ns, name, node, rights)
+		creds = append(creds, credential{name: "ServiceAccount " + name + "'s token", config: withToken(token),
 			rights: rights, authenticated: true})
 	}
 	// Users with a client certificate from the lab's CA, which signs the apiserver's kubelet client
@@ -175,29 +161,15 @@ func TestKubeletAPIAuthentication(t *testing.T) {
 func TestKubeletAPIReviewCache(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	node := kubeletAuthCluster
-	base, err := shared.KubeletAPI(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := namespace(t, shared.Management.Client)
-	const name = "cached"
-	if _, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).Create(ctx,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	grantNodeRights(ctx, t, ns+"-"+name, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}, node, []string{"stats"})
-	token, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](900)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, ns := kubeletAPIOf(t, node)
+	token := serviceAccountWithNodeRights(ctx, t, ns, "cached", node, []string{"stats"})
 
 	const requests = 30
 	for _, tc := range []struct {
 		what, token string
 		want        int
 	}{
-		{"an accepted token", token.Status.Token, http.StatusOK},
+		{"an accepted token", token, http.StatusOK},
 		{"a rejected token", lab.BogusToken(), http.StatusUnauthorized},
 	} {
 		cfg := rest.CopyConfig(base)
@@ -222,6 +194,34 @@ func TestKubeletAPIReviewCache(t *testing.T) {
 			t.Logf("%s: %d requests, %v TokenReviews", tc.what, requests, reviews)
 		}
 	}
+}
+
+// kubeletAPIOf is the address of the kubelet API of cluster's flotilla, with no credentials, and a
+// namespace of the test's own in the management cluster.
+func kubeletAPIOf(t *testing.T, cluster string) (*rest.Config, string) {
+	t.Helper()
+	base, err := shared.KubeletAPI(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, namespace(t, shared.Management.Client)
+}
+
+// serviceAccountWithNodeRights creates a management ServiceAccount with the given rights on node (see
+// grantNodeRights) and returns a token of it.
+func serviceAccountWithNodeRights(ctx context.Context, t *testing.T, ns, name, node string, subresources []string) string {
+	t.Helper()
+	if _, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	grantNodeRights(ctx, t, ns+"-"+name, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}, node, subresources)
+	token, err := shared.Management.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](900)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token.Status.Token
 }
 
 // grantNodeRights binds subject to a ClusterRole of nodes get and list plus get and create on each of the
