@@ -8,6 +8,7 @@ COPY cmd ./cmd
 COPY credentials ./credentials
 COPY deploy ./deploy
 COPY join ./join
+COPY kubeletauth ./kubeletauth
 COPY node ./node
 COPY internal ./internal
 COPY provider ./provider

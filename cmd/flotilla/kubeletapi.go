@@ -15,18 +15,17 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+
+	"github.com/flotilla-io/flotilla/kubeletauth"
 )
 
 // serveKubeletAPI serves virtual-kubelet's kubelet HTTP API (logs, exec, attach, port-forward, stats)
 // over TLS, so `kubectl logs` and `kubectl exec` on a proxy pod reach its delegate. Callers are
-// authenticated and authorized by the management apiserver, exactly as a kubelet does: a client certificate
-// signed by --client-ca-file (the apiserver's own), or a bearer token it accepts (TokenReview); then a
-// SubjectAccessReview of the node's subresource the path maps to (nodes/proxy, nodes/log, nodes/stats,
-// nodes/metrics). reviews is the management client those reviews go through: one of their own, so a flood
-// of bogus tokens waits on its rate limit and never on pod work's.
+// authenticated and authorized by the management apiserver, as a kubelet's are (see package kubeletauth);
+// reviews is the management client those reviews go through: one of their own, so a flood of bogus tokens
+// waits on its rate limit and never on pod work's.
 func serveKubeletAPI(o *options, reviews kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
 	var cfg nodeutil.NodeConfig
 	// A client certificate is verified when one is offered (a stranger's ends the handshake); token callers
@@ -39,18 +38,9 @@ func serveKubeletAPI(o *options, reviews kubernetes.Interface, p nodeutil.Provid
 		return nil, fmt.Errorf("kubelet API TLS: %w", err)
 	}
 
-	auth, err := nodeutil.WebhookAuth(reviews, o.NodeName, func(c *nodeutil.WebhookAuthConfig) error {
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.ClientCAFile)
-		if err != nil {
-			return err
-		}
-		c.AuthnConfig.ClientCertificateCAContentProvider = ca
-		c.AuthnConfig.CacheTTL = tokenReviewTTL
-		c.AuthzConfig.AllowCacheTTL, c.AuthzConfig.DenyCacheTTL = accessAllowedTTL, accessDeniedTTL
-		return nil
-	})
+	auth, err := kubeletauth.New(reviews, o.NodeName, o.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("kubelet API authentication: %w", err)
+		return nil, err
 	}
 
 	mux := http.NewServeMux()
@@ -80,15 +70,3 @@ func serveKubeletAPI(o *options, reviews kubernetes.Interface, p nodeutil.Provid
 	}()
 	return func() { _ = srv.Close() }, nil
 }
-
-// How long the kubelet API trusts the management apiserver's answers: a kubelet's defaults
-// (KubeletConfiguration authentication.webhook.cacheTTL, authorization.webhook.cacheAuthorizedTTL and
-// cacheUnauthorizedTTL). A token's TokenReview, accepted or rejected, is asked again after tokenReviewTTL (one
-// the apiserver could not answer is not kept); a caller's SubjectAccessReview after accessAllowedTTL when
-// allowed, accessDeniedTTL when denied, so a right granted reaches the node within 30 s and one withdrawn
-// within 5 minutes.
-const (
-	tokenReviewTTL   = 2 * time.Minute
-	accessAllowedTTL = 5 * time.Minute
-	accessDeniedTTL  = 30 * time.Second
-)

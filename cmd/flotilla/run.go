@@ -374,7 +374,7 @@ const (
 	vitalQPS, vitalBurst = 5, 10
 	// reviewQPS and reviewBurst are the kubelet API's reviews: a kubelet's own client rate (kubelet's
 	// --kube-api-qps 50, --kube-api-burst 100), which its reviews share. Answers are cached (see
-	// tokenReviewTTL), so only new callers and new tokens spend it; a flood of distinct bogus tokens is
+	// kubeletauth.TokenReviewTTL), so only new callers and new tokens spend it; a flood of distinct bogus tokens is
 	// reviewed at this rate at most, and only its own requests and new callers wait behind it.
 	reviewQPS, reviewBurst = 50, 100
 )
