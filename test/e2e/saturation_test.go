@@ -20,21 +20,22 @@ import (
 )
 
 // The saturated flotilla's workload client: saturationQPS requests a second, a burst of as many, for
-// saturationPods delegates to create.
+// saturationPods delegates to create; it declares its cluster lost after saturationFailoverAfter.
 const (
-	saturatedCluster = "us-west-2-1"
-	saturationQPS    = 2
-	saturationPods   = 80
+	saturatedCluster        = "us-west-2-1"
+	saturationQPS           = 1
+	saturationPods          = 20
+	saturationFailoverAfter = 5 * time.Second
 )
 
 // TestSaturatedWorkloadClientKeepsClusterAlive replaces one workload cluster's flotilla with one whose
-// workload client may send 2 requests a second, and scales a Deployment on that cluster from 0 to 80
-// replicas. Each delegate is at least one create, so the client's token bucket stays empty for at least
-// (80-2)/2 = 39 s, with the 20 pod workers queued on it: a request sharing that bucket would wait up to
-// 20 × 0.5 s = 10 s, ten times the health probe's 1 s timeout, for twice the 20 s after which a cluster that
-// does not answer is declared lost. The health probe and the node's heartbeats have clients of their own:
-// throughout, the virtual node stays Ready, is never tainted flotilla.io/cluster-lost, and no proxy is
-// evicted.
+// workload client may send 1 request a second and that declares its cluster lost after 5 s without an
+// answer, and scales a Deployment on that cluster from 0 to 20 replicas. Each delegate is at least one
+// create, so the client's token bucket stays empty for at least (20-1)/1 = 19 s with the 20 pod workers
+// queued on it: a request sharing that bucket would wait up to 20 s, twenty times the health probe's 1 s
+// timeout, and the probe would fail for four times the failover delay. The health probe and the node's
+// heartbeats have clients of their own: throughout, the virtual node stays Ready, is never tainted
+// flotilla.io/cluster-lost, and no proxy is evicted.
 func TestSaturatedWorkloadClientKeepsClusterAlive(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	cluster := saturatedCluster
@@ -51,8 +52,8 @@ func TestSaturatedWorkloadClientKeepsClusterAlive(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	slow, err := shared.AddReplica(cluster, "saturated",
-		fmt.Sprintf("--workload-qps=%d", saturationQPS), fmt.Sprintf("--workload-burst=%d", saturationQPS))
+	slow, err := shared.AddReplica(cluster, "saturated", fmt.Sprintf("--workload-qps=%d", saturationQPS),
+		fmt.Sprintf("--workload-burst=%d", saturationQPS), "--failover-after="+saturationFailoverAfter.String())
 	if err != nil {
 		t.Fatal(err)
 	}
