@@ -2,6 +2,7 @@ package kubeletauth
 
 import (
 	"context"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,12 +11,20 @@ import (
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 )
 
+// ReviewTimeout bounds a TokenReview, its wait for the reviews client's rate limit included: k8s.io/apiserver's
+// default for delegated authentication (TokenRequestTimeout). Under a flood of bogus tokens, a request whose
+// review could not start within it is refused at once (401) rather than held, so a flood holds at most the
+// reviews of this many seconds of the client's rate (a few hundred connections), not all its connections.
+const ReviewTimeout = 10 * time.Second
+
 // tokenReviewer asks the management apiserver who a bearer token belongs to (TokenReview).
 type tokenReviewer struct {
 	reviews authenticationv1client.TokenReviewInterface
 }
 
 func (r tokenReviewer) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, ReviewTimeout)
+	defer cancel()
 	review, err := r.reviews.Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	return answer(review, err)
 }
