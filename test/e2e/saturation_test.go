@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -82,30 +83,38 @@ func TestSaturatedWorkloadClientKeepsClusterAlive(t *testing.T) {
 	d := pauseDeploymentOn(ns, "saturate", cluster, saturationPods)
 	start := time.Now()
 	createDeployment(ctx, t, d)
-	eventually(t, 4*time.Minute, fmt.Sprintf("%d proxies Running", saturationPods), func(ctx context.Context) (bool, string) {
+	// Until every proxy runs, or the first lapse or removal, which fails the test below.
+	var running int
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if len(beats.Lapses()) > 0 || len(removals()) > 0 {
+			return true, nil
+		}
 		pods, err := shared.Management.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, err.Error()
+			return false, nil
 		}
-		running := 0
+		running = 0
 		for _, p := range pods.Items {
 			if p.Status.Phase == corev1.PodRunning {
 				running++
 			}
 		}
-		return running == saturationPods, fmt.Sprintf("%d of %d Running", running, saturationPods)
+		return running == saturationPods, nil
 	})
 	took := time.Since(start)
-	t.Logf("%d proxies Running in %s through a workload client of %d requests/s", saturationPods, took.Round(time.Millisecond), saturationQPS)
-	if least := time.Duration(saturationPods-saturationQPS) * time.Second / saturationQPS; took < least {
-		t.Errorf("%d delegates in %s, less than the %s their creates alone need at %d requests/s: the client was not saturated, and the test shows nothing",
-			saturationPods, took, least, saturationQPS)
-	}
 	if lapses := beats.Lapses(); len(lapses) > 0 {
 		t.Errorf("the virtual node lapsed while its workload client was saturated: %s", strings.Join(lapses, "; "))
 	}
 	if gone := removals(); len(gone) > 0 {
 		t.Errorf("proxies evicted or deleted while the workload client was saturated: %s", strings.Join(gone, ", "))
+	}
+	if err != nil || running != saturationPods {
+		t.Fatalf("%d of %d proxies Running after %s: %v", running, saturationPods, took, err)
+	}
+	t.Logf("%d proxies Running in %s through a workload client of %d requests/s", saturationPods, took.Round(time.Millisecond), saturationQPS)
+	if least := time.Duration(saturationPods-saturationQPS) * time.Second / saturationQPS; took < least {
+		t.Errorf("%d delegates in %s, less than the %s their creates alone need at %d requests/s: the client was not saturated, and the test shows nothing",
+			saturationPods, took, least, saturationQPS)
 	}
 	if renewals := beats.Intervals(start, time.Now()); len(renewals) == 0 {
 		t.Errorf("no Lease renewal of %s seen in %s", cluster, took)
