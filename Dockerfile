@@ -9,6 +9,7 @@ COPY credentials ./credentials
 COPY deploy ./deploy
 COPY health ./health
 COPY join ./join
+COPY kubeletauth ./kubeletauth
 COPY metrics ./metrics
 COPY node ./node
 COPY internal ./internal

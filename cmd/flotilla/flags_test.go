@@ -105,6 +105,10 @@ func TestBadCommandLines(t *testing.T) {
 		{"no flags", nil, []string{"missing required flags: --cluster-name --workload-kubeconfig --internal-ip --tls-cert-file --tls-key-file"}},
 		{"every problem at once", append(labArgs[:1:1], "--failover-after=-1s", "--exclude-labels=(", "--log-level=loud"),
 			[]string{"missing required flags: --workload-kubeconfig", "--failover-after: -1s is negative", "--exclude-labels:", "--log-level:"}},
+		// The management apiserver reaches kubelets with a client certificate: without its CA, every kubectl
+		// logs, exec and top on the node's pods would fail; flotilla refuses to start and says so.
+		{"no client CA", withoutFlag(labArgs, "--client-ca-file"), []string{"--client-ca-file is required",
+			"kubectl logs, exec, attach, port-forward and top", "401 Unauthorized"}},
 		{"a bad ingress class map", append(labArgs, "--ingress-class-map=public"), []string{`"public" is not from=to`}},
 		{"a bad Pod Security level", append(labArgs, "--pod-security-level=strict"), []string{`--pod-security-level: "strict" is not a Pod Security level`}},
 		{"an unknown flag", append(labArgs, "--no-such-flag"), []string{"unknown flag: --no-such-flag"}},
@@ -130,6 +134,17 @@ func TestBadCommandLines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutFlag is args without the flag name (given as --name=value).
+func withoutFlag(args []string, name string) []string {
+	var out []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, name+"=") {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // TestHelp: --help prints the flags and runs nothing.

@@ -16,42 +16,32 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+
+	"github.com/flotilla-io/flotilla/kubeletauth"
 )
 
 // serveKubeletAPI serves virtual-kubelet's kubelet HTTP API (logs, exec, attach, port-forward, stats)
 // over TLS, so `kubectl logs` and `kubectl exec` on a proxy pod reach its delegate. Callers are
-// authenticated and authorized by the management apiserver (TokenReview, SubjectAccessReview, and
-// client certificates signed by --client-ca-file), exactly as a kubelet does.
-func serveKubeletAPI(o *options, management kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
+// authenticated and authorized by the management apiserver, as a kubelet's are (see package kubeletauth);
+// reviews is the management client those reviews go through: one of their own, so a flood of bogus tokens
+// waits on its rate limit and never on pod work's.
+func serveKubeletAPI(o *options, reviews kubernetes.Interface, p nodeutil.Provider, proxies corev1listers.PodLister) (stop func(), err error) {
 	var cfg nodeutil.NodeConfig
-	tlsOpts := []func(*tls.Config) error{nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile)}
-	if o.ClientCAFile != "" {
-		// Verify a client certificate when one is offered; token callers offer none.
-		tlsOpts = append(tlsOpts, nodeutil.WithCAFromPath(o.ClientCAFile), func(c *tls.Config) error {
+	// A client certificate is verified when one is offered (a stranger's ends the handshake); token callers
+	// offer none.
+	if err := nodeutil.WithTLSConfig(nodeutil.WithKeyPairFromPath(o.TLSCertFile, o.TLSKeyFile), nodeutil.WithCAFromPath(o.ClientCAFile),
+		func(c *tls.Config) error {
 			c.ClientAuth = tls.VerifyClientCertIfGiven
 			return nil
-		})
-	}
-	if err := nodeutil.WithTLSConfig(tlsOpts...)(&cfg); err != nil {
+		})(&cfg); err != nil {
 		return nil, fmt.Errorf("kubelet API TLS: %w", err)
 	}
 
-	auth, err := nodeutil.WebhookAuth(management, o.NodeName, func(c *nodeutil.WebhookAuthConfig) error {
-		if o.ClientCAFile == "" {
-			return nil
-		}
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.ClientCAFile)
-		if err != nil {
-			return err
-		}
-		c.AuthnConfig.ClientCertificateCAContentProvider = ca
-		return nil
-	})
+	auth, err := kubeletauth.New(reviews, o.NodeName, o.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("kubelet API authentication: %w", err)
+		return nil, err
 	}
 
 	mux := http.NewServeMux()

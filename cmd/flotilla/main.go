@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
+	"github.com/flotilla-io/flotilla/join"
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
@@ -98,7 +99,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeletBind, "kubelet-bind-address", "", "address the kubelet API listens on (default: all addresses)")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (required)")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "serving key of the kubelet API (required)")
-	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "CA that signs the management apiserver's kubelet client certificate")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "CA that signs the management apiserver's kubelet client certificate (required: without it the apiserver cannot reach the kubelet API, so kubectl logs, exec, port-forward and top would fail)")
 	fs.StringVar(&o.MetricsAddr, "metrics-address", "127.0.0.1:10255", "address of the Prometheus /metrics endpoint: plain HTTP to anyone on a loopback address; on any other, HTTPS (--tls-cert-file) for callers the management apiserver authenticates and authorizes to get /metrics; empty disables it")
 	fs.StringVar(&o.HealthAddr, "health-address", ":10248", "address of the /healthz and /readyz endpoints, for the kubelet's probes (no credentials needed); empty disables them")
 	fs.BoolVar(&o.Taint, "taint", true, "taint the virtual node "+node.TaintKey+"="+node.TaintValue+":NoSchedule so only pods that opt in land on it")
@@ -129,6 +130,9 @@ func (o *options) Validate() []error {
 	if len(missing) > 0 {
 		errs = append(errs, "missing required flags: "+strings.Join(missing, " "))
 	}
+	if o.ClientCAFile == "" {
+		errs = append(errs, missingClientCA)
+	}
 	if o.FailoverAfter < 0 {
 		errs = append(errs, fmt.Sprintf("--failover-after: %s is negative", o.FailoverAfter))
 	}
@@ -144,6 +148,14 @@ func (o *options) Validate() []error {
 	}
 	return asErrors(errs)
 }
+
+// missingClientCA says why flotilla refuses to serve without --client-ca-file: the management apiserver
+// reaches every kubelet with a client certificate (its --kubelet-client-certificate), which the kubelet API
+// can only accept by that certificate's CA.
+const missingClientCA = "--client-ca-file is required: it is the CA of the management apiserver's kubelet client certificate " +
+	"(kube-apiserver --kubelet-client-certificate; `flotilla join` writes it as " + join.KeyClientCA + "); without it the kubelet API " +
+	"cannot authenticate the apiserver, and every kubectl logs, exec, attach, port-forward and top on this node's pods, and " +
+	"metrics-server's scrapes, would fail with 401 Unauthorized"
 
 // Complete fills in what defaults to another flag's value; call it after Validate.
 func (o *options) Complete() {
@@ -268,7 +280,7 @@ type runners struct {
 func newCommand(r runners) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
-		Use:   "flotilla --cluster-name NAME --workload-kubeconfig FILE --internal-ip IP --tls-cert-file FILE --tls-key-file FILE",
+		Use:   "flotilla --cluster-name NAME --workload-kubeconfig FILE --internal-ip IP --tls-cert-file FILE --tls-key-file FILE --client-ca-file FILE",
 		Short: "Serve a workload Kubernetes cluster as a virtual node of a management cluster",
 		Long: "flotilla serves one workload Kubernetes cluster as a virtual node of a management cluster: pods the " +
 			"management cluster's scheduler binds to the node run as delegate pods in the workload cluster.",

@@ -114,11 +114,17 @@ func run(ctx context.Context, o *options) error {
 	// The workload health probe and the node's heartbeats (its Lease and status) get clients of their own, as
 	// kubelets do: a client-side rate limit of their own, so they never wait behind a burst of pod work, and a
 	// healthy cluster is never declared lost, nor a live node left without a heartbeat, because of one.
-	probe, err := kubernetes.NewForConfig(withOwnRateLimit(workloadCfg))
+	probe, err := kubernetes.NewForConfig(withOwnRateLimit(workloadCfg, vitalQPS, vitalBurst))
 	if err != nil {
 		return fmt.Errorf("workload cluster: %w", err)
 	}
-	heartbeat, err := kubernetes.NewForConfig(withOwnRateLimit(managementCfg))
+	heartbeat, err := kubernetes.NewForConfig(withOwnRateLimit(managementCfg, vitalQPS, vitalBurst))
+	if err != nil {
+		return fmt.Errorf("management cluster: %w", err)
+	}
+	// So do the kubelet API's TokenReviews and SubjectAccessReviews: a caller choosing its tokens decides how
+	// many of them there are, and a flood of bogus ones must wait on a rate limit of its own, not pod work's.
+	reviews, err := kubernetes.NewForConfig(withOwnRateLimit(managementCfg, reviewQPS, reviewBurst))
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
 	}
@@ -145,7 +151,7 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	c := &clusters{management: management, workload: workload, failover: failover, probe: probe, heartbeat: heartbeat,
-		workloadCfg: workloadCfg, workloadGate: workloadGate, metrics: metricsRecorder, informers: informers}
+		reviews: reviews, workloadCfg: workloadCfg, workloadGate: workloadGate, metrics: metricsRecorder, informers: informers}
 	if workloadToken != nil {
 		namespace, name := workloadToken.ServiceAccount()
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
@@ -166,7 +172,9 @@ type clusters struct {
 	failover kubernetes.Interface
 	// probe and heartbeat are the workload health probe's and the node heartbeats' own clients.
 	probe, heartbeat kubernetes.Interface
-	workloadCfg      *rest.Config
+	// reviews is the kubelet API's own client, for the TokenReviews and SubjectAccessReviews of its callers.
+	reviews     kubernetes.Interface
+	workloadCfg *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
 	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
@@ -357,7 +365,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// Once a workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
 	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, c.failover.CoreV1().Nodes(),
 		virtualNodes.Core().V1().Nodes().Lister(), recorder, c.metrics.FailedOver)
-	stopKubeletAPI, err := serveKubeletAPI(o, management, p, pods.Lister())
+	stopKubeletAPI, err := serveKubeletAPI(o, c.reviews, p, pods.Lister())
 	if err != nil {
 		return err
 	}
@@ -387,13 +395,25 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	return err
 }
 
-// withOwnRateLimit is cfg for a client whose few, vital requests (probes, heartbeats) have a token bucket
-// of their own: every client built from a config without a RateLimiter gets a new one.
-func withOwnRateLimit(cfg *rest.Config) *rest.Config {
+// withOwnRateLimit is cfg for a client with a token bucket of its own (qps, burst): every client built from
+// a config without a RateLimiter gets a new one.
+func withOwnRateLimit(cfg *rest.Config, qps float32, burst int) *rest.Config {
 	own := rest.CopyConfig(cfg)
-	own.QPS, own.Burst, own.RateLimiter = 5, 10, nil
+	own.QPS, own.Burst, own.RateLimiter = qps, burst, nil
 	return own
 }
+
+// The rate limits of the clients that must never wait behind pod work.
+const (
+	// vitalQPS and vitalBurst are the workload health probe's and the node heartbeats': a few requests every
+	// few seconds.
+	vitalQPS, vitalBurst = 5, 10
+	// reviewQPS and reviewBurst are the kubelet API's reviews: a kubelet's own client rate (kubelet's
+	// --kube-api-qps 50, --kube-api-burst 100), which its reviews share. Answers are cached (see
+	// kubeletauth.TokenReviewTTL), so only new callers and new tokens spend it; a flood of distinct bogus tokens is
+	// reviewed at this rate at most, and only its own requests and new callers wait behind it.
+	reviewQPS, reviewBurst = 50, 100
+)
 
 // queueRateLimiter lets virtual-kubelet's pod queues admit hundreds of pods a second, where client-go's
 // default (10 per second) would make a 500-replica rollout wait almost a minute on flotilla alone. Failed

@@ -1,5 +1,7 @@
 // Package bench measures flotilla beside the direct, single-cluster path, on the lab's real control
-// planes. Benchmarks print numbers; they never pass or fail on time.
+// planes. Benchmarks print numbers; they never pass or fail on speed. One also checks a safety property under
+// its load (BenchmarkBogusTokenFlood: heartbeats and pod work never wait on authentication) and fails, saying
+// so, when it breaks.
 package bench
 
 import (

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -40,13 +42,40 @@ func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, e
 	}
 	var total float64
 	for _, m := range families["flotilla_api_requests_total"].GetMetric() {
-		labels := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			labels[lp.GetName()] = lp.GetValue()
-		}
+		labels := labelsOf(m)
 		if labels["role"] == role && (len(methods) == 0 || slices.Contains(methods, labels["method"])) {
 			total += m.GetCounter().GetValue()
 		}
 	}
 	return total, nil
+}
+
+// Requests is the cluster's apiserver's count, since it started, of requests for resource (plural, as in
+// "tokenreviews") with the given verb (as the apiserver labels them: "POST", "GET", "LIST", ...).
+func (c *Cluster) Requests(ctx context.Context, resource, verb string) (float64, error) {
+	raw, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
+	}
+	var total float64
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := labelsOf(m)
+		if labels["resource"] == resource && labels["verb"] == verb {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total, nil
+}
+
+func labelsOf(m *dto.Metric) map[string]string {
+	labels := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	return labels
 }
