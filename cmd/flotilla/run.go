@@ -346,7 +346,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
-	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), c.heartbeat.CoreV1().Nodes(),
+	// Registration rides out a management apiserver that restarts meanwhile, as a kubelet's does.
+	registered := make(chan struct{})
+	nodeController, err := vknode.NewNodeController(virtualNode, virtualNode.Node(), node.RegistrationClient(c.heartbeat.CoreV1().Nodes(), registered),
 		vknode.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(c.heartbeat), vknode.DefaultLeaseDuration),
 		vknode.WithNodeStatusUpdateErrorHandler(reRegister(c.heartbeat.CoreV1().Nodes(), virtualNode.Node)),
 	)
@@ -383,6 +385,13 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	c.informers.Add(podInformers, objectInformers, virtualNodes, namespaceInformers)
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
+	go func() {
+		select {
+		case <-nodeController.Ready():
+			close(registered)
+		case <-ctx.Done():
+		}
+	}()
 	go failover.Run(ctx)
 
 	<-ctx.Done()
