@@ -212,19 +212,20 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 }
 
 func (now flotillaReadings) requests(role string, since flotillaReadings) float64 {
-	var sum float64
-	for name, r := range now {
-		sum += r.requests[role] - since[name].requests[role]
-	}
-	return sum
+	return now.sum(since, func(r flotillaReading) float64 { return r.requests[role] })
 }
 
 func (now flotillaReadings) writes(role string, since flotillaReadings) float64 {
-	var sum float64
+	return now.sum(since, func(r flotillaReading) float64 { return r.writes[role] })
+}
+
+// sum is the growth of one reading since, summed over the flotillas.
+func (now flotillaReadings) sum(since flotillaReadings, of func(flotillaReading) float64) float64 {
+	var total float64
 	for name, r := range now {
-		sum += r.writes[role] - since[name].writes[role]
+		total += of(r) - of(since[name])
 	}
-	return sum
+	return total
 }
 
 func (now flotillaReadings) cpu(since flotillaReadings) time.Duration {
