@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -175,16 +173,11 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 	c.readyz = func(ctx context.Context) error {
 		return apiserver.Get().AbsPath("/readyz").Do(ctx).Error()
 	}
-	// Discovery().ServerVersion() takes no context and waits up to its client's timeout, which would stall
-	// the prober on a frozen apiserver; this is the same request, bounded by ctx.
+	// Bounded by ctx, so a frozen apiserver cannot stall the prober beyond its timeout.
 	c.serverVersion = func(ctx context.Context) (string, error) {
-		body, err := apiserver.Get().AbsPath("/version").Do(ctx).Raw()
+		info, err := prober.Discovery().ServerVersionWithContext(ctx)
 		if err != nil {
 			return "", err
-		}
-		var info version.Info
-		if err := json.Unmarshal(body, &info); err != nil {
-			return "", fmt.Errorf("decoding /version: %w", err)
 		}
 		return info.GitVersion, nil
 	}

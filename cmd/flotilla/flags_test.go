@@ -109,6 +109,10 @@ func TestBadCommandLines(t *testing.T) {
 		// logs, exec and top on the node's pods would fail; flotilla refuses to start and says so.
 		{"no client CA", withoutFlag(labArgs, "--client-ca-file"), []string{"--client-ca-file is required",
 			"kubectl logs, exec, attach, port-forward and top", "401 Unauthorized"}},
+		{"a node name the apiserver would refuse", append(labArgs, "--node-name=US_West"),
+			[]string{`the node name "US_West" (--node-name, or else --cluster-name) is not a DNS-1123 subdomain`}},
+		{"a cluster name that cannot name the node", append(withoutFlag(labArgs, "--cluster-name"), "--cluster-name=eu.west."),
+			[]string{`the node name "eu.west."`}},
 		{"a bad ingress class map", append(labArgs, "--ingress-class-map=public"), []string{`"public" is not from=to`}},
 		{"a bad Pod Security level", append(labArgs, "--pod-security-level=strict"), []string{`--pod-security-level: "strict" is not a Pod Security level`}},
 		{"an unknown flag", append(labArgs, "--no-such-flag"), []string{"unknown flag: --no-such-flag"}},

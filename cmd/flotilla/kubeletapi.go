@@ -81,7 +81,7 @@ const (
 )
 
 // podRoutes is virtual-kubelet's kubelet API with a kubelet's stream timeouts. Its PodHandler passes
-// port-forward the idle and creation timeouts the wrong way round (v1.13), so port-forward has a route of
+// port-forward the idle and creation timeouts the wrong way round (v1.13, still in v1.14), so port-forward has a route of
 // its own, matched first, that passes them right.
 func podRoutes(cfg api.PodHandlerConfig) http.Handler {
 	cfg.StreamIdleTimeout, cfg.StreamCreationTimeout = streamIdleTimeout, streamCreationTimeout

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
 	"github.com/flotilla-io/flotilla/join"
@@ -132,6 +134,14 @@ func (o *options) Validate() []error {
 	}
 	if o.ClientCAFile == "" {
 		errs = append(errs, missingClientCA)
+	}
+	// The virtual node's name: virtual-kubelet's node controller refuses one that is no DNS-1123 subdomain,
+	// and so does the apiserver; say so before anything starts.
+	if nodeName := cmp.Or(o.NodeName, o.ClusterName); nodeName != "" {
+		if problems := validation.IsDNS1123Subdomain(nodeName); len(problems) > 0 {
+			errs = append(errs, fmt.Sprintf("the node name %q (--node-name, or else --cluster-name) is not a DNS-1123 subdomain: %s",
+				nodeName, strings.Join(problems, "; ")))
+		}
 	}
 	if o.FailoverAfter < 0 {
 		errs = append(errs, fmt.Sprintf("--failover-after: %s is negative", o.FailoverAfter))

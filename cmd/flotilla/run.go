@@ -202,7 +202,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		informers.WithTransform(cachetrim.ManagedFields))
 	// virtual-kubelet's pod controller requires ConfigMap and Secret informers, but with
 	// SkipDownwardAPIResolution it reads neither (it only resolves env with them) and waits for the pods'
-	// sync only (v1.13 node/podcontroller.go). They come from a factory that is never started, so that no
+	// sync only (v1.14 node/podcontroller.go). They come from a factory that is never started, so that no
 	// cluster-wide list or watch of ConfigMaps or Secrets is ever made: a node may not make one.
 	neverStarted := informers.NewSharedInformerFactory(management, informerResync)
 	pods := podInformers.Core().V1().Pods()

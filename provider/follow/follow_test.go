@@ -458,7 +458,7 @@ func forgeStatusOwnership(t *testing.T, ctx context.Context, services corev1clie
 	s.ManagedFields = append(s.ManagedFields, metav1.ManagedFieldsEntry{
 		Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, APIVersion: "v1", FieldsType: "FieldsV1",
 		Subresource: "status", Time: &metav1.Time{Time: time.Now()},
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:loadBalancer":{"f:ingress":{}}}}`)},
+		FieldsV1: metav1.NewFieldsV1(`{"f:status":{"f:loadBalancer":{"f:ingress":{}}}}`),
 	})
 	if _, err := services.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -638,7 +638,7 @@ func expectStatus(t *testing.T, ctx context.Context, services corev1client.Servi
 func appliedFields(obj metav1.Object, manager string) string {
 	for _, m := range obj.GetManagedFields() {
 		if m.Manager == manager && m.Operation == metav1.ManagedFieldsOperationApply && m.FieldsV1 != nil {
-			return string(m.FieldsV1.Raw)
+			return m.FieldsV1.GetRawString()
 		}
 	}
 	return ""
