@@ -8,15 +8,20 @@ LAB_DIR   ?= .lab
 WORKLOADS ?= us-west-2-0=us-west-2,us-west-2-1=us-west-2,eu-west-3-0=eu-west-3,eu-west-3-1=eu-west-3
 # End-to-end tests share a machine with five control planes; give them room.
 TEST_TIMEOUT ?= 45m
+# The version-skew run: the core scenarios again, with the workload clusters on an older Kubernetes (a tools
+# module under test/tools) than the management cluster's.
+SKEW_KUBERNETES ?= k8s-1.35
+SKEW_TESTS ?= TestClustersRunTheirKubernetes|TestRegionalDeployments|TestScalingFollows|TestRestartMidRollout|TestServiceAndIngressFollowPods|TestConfigMapAndSecretFollowJob|TestDrainMovesPodsToTheOtherCluster|TestLostClusterFailsOver|TestLostFlotillaFailsOver
 
-.PHONY: all build lab lab-status lab-down test unit e2e bench binaries vet clean
+.PHONY: all build lab lab-status lab-down test unit e2e e2e-skew bench binaries vet clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/flotilla ./cmd/flotilla
 
-# The control-plane binaries, built once per version into .cache/ (about 10 minutes cold).
+# The control-plane binaries of every Kubernetes version under test/tools, kwok, metrics-server and Helm,
+# built once per version into .cache/ (see README for how long).
 binaries:
 	$(GO) run ./test/lab/cmd/lab binaries
 
@@ -36,12 +41,16 @@ vet:
 # test binary's timeout.
 test: binaries vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) e2e-skew
 
 unit:
 	$(GO) test -count=1 ./admission/... ./cmd/... ./credentials/... ./internal/... ./join/... ./node/... ./provider/... ./tenancy/... ./tracing/...
 
 e2e: binaries
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...
+
+e2e-skew: binaries
+	FLOTILLA_E2E_WORKLOAD_KUBERNETES=$(SKEW_KUBERNETES) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '$(SKEW_TESTS)' ./test/e2e/
 
 # Benchmarks print numbers (flotilla beside the direct, single-cluster path); they are not pass/fail.
 bench: binaries

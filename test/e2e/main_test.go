@@ -14,9 +14,17 @@ import (
 // (cordons, frozen apiservers, labels).
 var shared *lab.Lab
 
+// workloadKubernetes is the workload clusters' Kubernetes, as a tools module under test/tools (k8s-1.35):
+// the version-skew run of `make test` sets it, and the management cluster keeps the default.
+var workloadKubernetes = os.Getenv("FLOTILLA_E2E_WORKLOAD_KUBERNETES")
+
 func TestMain(m *testing.M) {
+	workloads := lab.DefaultWorkloads()
+	for i := range workloads {
+		workloads[i].Kubernetes = workloadKubernetes
+	}
 	os.Exit(lab.RunWithLab(m, lab.Options{
-		Workloads: lab.DefaultWorkloads(),
+		Workloads: workloads,
 		Flotilla:  true,
 		// The virtual-kubelet suite reaches its node's kubelet API through the apiserver's node proxy.
 		ProxyableKubelet: peerSuiteNode,

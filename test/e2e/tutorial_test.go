@@ -57,7 +57,7 @@ spec:
 `
 
 // tutorialServiceAndIngress is the tutorial's Service and Ingress. The Service is as written. The Ingress is
-// adapted to what the lab's v1.35 apiserver serves: extensions/v1beta1 is gone, so it is networking.k8s.io/v1
+// adapted to what the lab's v1.37 apiserver serves: extensions/v1beta1 is gone, so it is networking.k8s.io/v1
 // with its backend spelled service.name/port.number and the ALB's wildcard path "/*" given pathType
 // ImplementationSpecific; the host is a lab name instead of the Admiralty Cloud account's subdomain. The
 // ALB annotations stay as written: the lab runs no ingress controller (neither did the tutorial's

@@ -2,8 +2,10 @@ package lab
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -26,17 +28,17 @@ type toolchain struct {
 	ldflags func(version string, requires func(module string) (string, error)) (string, error)
 }
 
-var toolchains = []toolchain{
-	{
-		dir:    "test/tools/k8s",
-		module: "k8s.io/kubernetes",
-		commands: map[string]string{
-			"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
-			"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
-			"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
-			"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
-			"etcd":                    "go.etcd.io/etcd/server/v3",
-		},
+// DefaultKubernetes is the tools module (under test/tools) of the lab's control planes when a cluster names
+// none: the Kubernetes flotilla is built against.
+const DefaultKubernetes = "k8s"
+
+// kubernetesToolchain builds a control plane from the tools module test/tools/<module>, which pins one
+// k8s.io/kubernetes; another such module (k8s-1.35) gives clusters of an older version beside it.
+func kubernetesToolchain(module string, commands map[string]string) toolchain {
+	return toolchain{
+		dir:      "test/tools/" + module,
+		module:   "k8s.io/kubernetes",
+		commands: commands,
 		ldflags: func(version string, _ func(string) (string, error)) (string, error) {
 			major, minor := majorMinor(version)
 			var flags []string
@@ -46,7 +48,28 @@ var toolchains = []toolchain{
 			}
 			return strings.Join(flags, " "), nil
 		},
-	},
+	}
+}
+
+// clusterCommands are what one cluster of a given version runs, and the kubectl that speaks to it.
+var clusterCommands = map[string]string{
+	"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
+	"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+	"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
+	"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
+}
+
+// withEtcd is commands and etcd.
+func withEtcd(commands map[string]string) map[string]string {
+	all := maps.Clone(commands)
+	all["etcd"] = "go.etcd.io/etcd/server/v3"
+	return all
+}
+
+// toolchains are what every lab needs: the default Kubernetes with the one etcd all clusters share (an
+// older apiserver speaks the same etcd v3 API), kwok, metrics-server and Helm.
+var toolchains = []toolchain{
+	kubernetesToolchain(DefaultKubernetes, withEtcd(clusterCommands)),
 	{
 		dir:      "test/tools/kwok",
 		module:   "sigs.k8s.io/kwok",
@@ -101,10 +124,41 @@ func RepoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// Binaries returns the folder holding every control-plane binary, building those that are missing.
-// Builds land in .cache/<module>-<version>/ so a version bump builds afresh and an unchanged one is
-// never rebuilt; a file lock keeps concurrent test packages from building the same thing twice.
+// Binaries returns the path of every binary a lab runs, building those that are missing. Builds land in
+// .cache/<module>-<version>-<recipe>/ so a version bump builds afresh and an unchanged one is never
+// rebuilt; a file lock keeps concurrent test packages from building the same thing twice.
 func Binaries() (map[string]string, error) {
+	return build(toolchains)
+}
+
+// KubernetesModules are the tools modules under test/tools that each pin a Kubernetes (k8s, k8s-1.35, ...).
+func KubernetesModules() ([]string, error) {
+	gomods, err := filepath.Glob(filepath.Join(RepoRoot(), "test/tools/k8s*/go.mod"))
+	var modules []string
+	for _, gomod := range gomods {
+		modules = append(modules, filepath.Base(filepath.Dir(gomod)))
+	}
+	return modules, err
+}
+
+// ClusterBinaries returns the paths of one Kubernetes version's cluster binaries (apiserver,
+// controller-manager, scheduler and kubectl) from the tools module test/tools/<module>, building those
+// that are missing.
+func ClusterBinaries(module string) (map[string]string, error) {
+	module = cmp.Or(module, DefaultKubernetes)
+	if _, err := os.Stat(filepath.Join(RepoRoot(), "test/tools", module, "go.mod")); err != nil {
+		return nil, fmt.Errorf("no Kubernetes tools module %q under test/tools: %w", module, err)
+	}
+	return build([]toolchain{kubernetesToolchain(module, clusterCommands)})
+}
+
+// KubernetesVersion is the version of Kubernetes the tools module test/tools/<module> pins (empty: the
+// default).
+func KubernetesVersion(module string) (string, error) {
+	return moduleVersion(filepath.Join(RepoRoot(), "test/tools", cmp.Or(module, DefaultKubernetes), "go.mod"), "k8s.io/kubernetes")
+}
+
+func build(toolchains []toolchain) (map[string]string, error) {
 	root := RepoRoot()
 	cache := filepath.Join(root, ".cache")
 	if err := os.MkdirAll(cache, 0o755); err != nil {

@@ -121,8 +121,10 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 
 // controlPlane holds what the lab hands every cluster: binaries, the CA, the shared etcd.
 type controlPlane struct {
-	dir        string
-	bins       map[string]string
+	dir  string
+	bins map[string]string // Binaries(): every tool, and the default Kubernetes
+	// versions holds the cluster binaries of each other Kubernetes a workload asks for (WorkloadSpec.Kubernetes).
+	versions   map[string]map[string]string
 	ca         *authority
 	etcdURL    string
 	kwokStages []string
@@ -131,6 +133,14 @@ type controlPlane struct {
 	certificateLifetime time.Duration
 	// kubelets is set with Options.Kubelets: what every cluster's kubelet simulation shares.
 	kubelets *kubeletSide
+}
+
+// clusterBinaries are the apiserver, controller-manager, scheduler and kubectl of spec's Kubernetes.
+func (cp *controlPlane) clusterBinaries(spec WorkloadSpec) map[string]string {
+	if bins, ok := cp.versions[spec.Kubernetes]; ok {
+		return bins
+	}
+	return cp.bins
 }
 
 // newCluster writes the certificates and kubeconfigs of one cluster and prepares (without starting) its
@@ -143,6 +153,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		return nil, err
 	}
 	apiPort, schedPort, kcmPort := ports[0], ports[1], ports[2]
+	kube := cp.clusterBinaries(spec)
 	c := &Cluster{
 		Name:               name,
 		Workload:           spec,
@@ -193,7 +204,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 	}
 
 	c.APIServer = &process{
-		Name: name + "/kube-apiserver", Path: cp.bins["kube-apiserver"], LogFile: filepath.Join(logs, "kube-apiserver.log"),
+		Name: name + "/kube-apiserver", Path: kube["kube-apiserver"], LogFile: filepath.Join(logs, "kube-apiserver.log"),
 		Args: []string{
 			"--etcd-servers=" + cp.etcdURL,
 			// One etcd serves the whole lab; each cluster keeps its own key space.
@@ -248,7 +259,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		kcmArgs = append(kcmArgs, "--node-monitor-period=1s")
 	}
 	c.Scheduler = &process{
-		Name: name + "/kube-scheduler", Path: cp.bins["kube-scheduler"], LogFile: filepath.Join(logs, "kube-scheduler.log"),
+		Name: name + "/kube-scheduler", Path: kube["kube-scheduler"], LogFile: filepath.Join(logs, "kube-scheduler.log"),
 		Args: schedulerArgs,
 	}
 	kcmArgs = append(kcmArgs,
@@ -256,7 +267,9 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		"--service-account-private-key-file="+saPrivate,
 		"--root-ca-file="+ca.CertFile(),
 		"--use-service-account-credentials=true",
-		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+		// No node IPAM: kwok nodes need no pod CIDR. The cloud controllers need no disabling: 1.36 moved
+		// them out of kube-controller-manager, and from 1.37 it refuses names it does not know.
+		"--controllers=*,-nodeipam",
 		// The lab's nodes live on one machine: notice a silent node sooner than the 40 s default.
 		"--node-monitor-grace-period=20s",
 		// Approved CertificateSigningRequests are signed by the lab's CA, which every apiserver trusts.
@@ -267,7 +280,7 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 		kcmArgs = append(kcmArgs, "--cluster-signing-duration="+cp.certificateLifetime.String())
 	}
 	c.ControllerManager = &process{
-		Name: name + "/kube-controller-manager", Path: cp.bins["kube-controller-manager"], LogFile: filepath.Join(logs, "kube-controller-manager.log"),
+		Name: name + "/kube-controller-manager", Path: kube["kube-controller-manager"], LogFile: filepath.Join(logs, "kube-controller-manager.log"),
 		Args: kcmArgs,
 	}
 	// kwok plays every workload cluster's kubelets, and the management cluster's own (Options.ManagementNodes).

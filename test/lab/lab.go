@@ -30,6 +30,9 @@ type WorkloadSpec struct {
 	Nodes  int      `json:"nodes"`
 	// Allocatable of each node; nil means NodeAllocatable.
 	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// Kubernetes names the tools module under test/tools whose control plane the cluster runs ("k8s-1.35");
+	// empty is DefaultKubernetes, the version flotilla is built against.
+	Kubernetes string `json:"kubernetes,omitempty"`
 }
 
 // DefaultWorkloads are the four clusters of the tutorial: two in us-west-2 and two in eu-west-3, each
@@ -151,7 +154,16 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
-	cp := &controlPlane{dir: dir, bins: bins, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
+	versions := map[string]map[string]string{}
+	for _, spec := range opts.Workloads {
+		if spec.Kubernetes == "" || versions[spec.Kubernetes] != nil {
+			continue
+		}
+		if versions[spec.Kubernetes], err = ClusterBinaries(spec.Kubernetes); err != nil {
+			return nil, err
+		}
+	}
+	cp := &controlPlane{dir: dir, bins: bins, versions: versions, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
 	// The lab's kubectl matches its servers (the machine's may not): linked beside flotilla's binary.
 	binDir := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
@@ -181,7 +193,8 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 
 	// Clusters come up concurrently: apiserver start-up dominates and the machine has cores to spare
 	// while each waits on etcd.
-	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, bins["kubectl"]) }); err != nil {
+	// Each with its own version's kubectl, which kubectl's skew policy (one minor) asks for.
+	if err := l.eachCluster(func(c *Cluster) error { return bootCluster(ctx, c, cp.clusterBinaries(c.Workload)["kubectl"]) }); err != nil {
 		return nil, err
 	}
 	// Helm too, for the chart (README, "Install with Helm").

@@ -1,10 +1,10 @@
 // Command lab brings the local multi-cluster lab up and down for people (make lab / make lab-down).
 //
 //	lab up   [--dir .lab] [--workloads us-west-2-0=us-west-2,...] [--nodes 3] [--kubelets=false]
-//	         [--management-nodes 0] [--flotilla=false]
+//	         [--management-nodes 0] [--flotilla=false] [--workload-kubernetes k8s-1.35]
 //	lab down [--dir .lab]
 //	lab status [--dir .lab]   (processes and their memory)
-//	lab binaries   (build the control-plane binaries into .cache/ if missing)
+//	lab binaries   (build the binaries of every tools module, every Kubernetes version included, into .cache/ if missing)
 package main
 
 import (
@@ -34,18 +34,19 @@ func main() {
 	kubelets := fs.Bool("kubelets", true, "kwok serves its nodes' kubelet API and metrics-server runs for every cluster (kubectl logs, exec, top)")
 	managementNodes := fs.Int("management-nodes", 0, "kwok nodes of the management cluster's own, for what runs there rather than on virtual nodes (flotilla's Helm chart)")
 	flotilla := fs.Bool("flotilla", true, "run `flotilla join`, one flotilla process per workload cluster and the webhook; false leaves that to you (the chart, say)")
+	workloadKubernetes := fs.String("workload-kubernetes", "", "the workload clusters' Kubernetes, as a tools module under test/tools (k8s-1.35); empty runs the management cluster's")
 	_ = fs.Parse(os.Args[2:])
 
 	var err error
 	switch os.Args[1] {
 	case "up":
-		err = up(*dir, *workloads, lab.Options{Kubelets: *kubelets, ManagementNodes: *managementNodes, Flotilla: *flotilla}, *nodes)
+		err = up(*dir, *workloads, *workloadKubernetes, lab.Options{Kubelets: *kubelets, ManagementNodes: *managementNodes, Flotilla: *flotilla}, *nodes)
 	case "down":
 		err = down(*dir)
 	case "status":
 		err = status(*dir)
 	case "binaries":
-		_, err = lab.Binaries()
+		err = binaries()
 	default:
 		usage()
 	}
@@ -56,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N] [--kubelets=false] [--management-nodes N] [--flotilla=false]")
+	fmt.Fprintln(os.Stderr, "usage: lab up|down|status|binaries [--dir .lab] [--workloads name=region,...] [--nodes N] [--kubelets=false] [--management-nodes N] [--flotilla=false] [--workload-kubernetes k8s-1.35]")
 	os.Exit(2)
 }
 
@@ -68,7 +69,25 @@ func defaultWorkloads() string {
 	return strings.Join(parts, ",")
 }
 
-func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
+// binaries builds what every lab runs, and the cluster binaries of every other Kubernetes version, so no
+// test pays for a build.
+func binaries() error {
+	if _, err := lab.Binaries(); err != nil {
+		return err
+	}
+	modules, err := lab.KubernetesModules()
+	if err != nil {
+		return err
+	}
+	for _, module := range modules {
+		if _, err := lab.ClusterBinaries(module); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseWorkloads(s, kubernetes string, nodes int) ([]lab.WorkloadSpec, error) {
 	var out []lab.WorkloadSpec
 	for _, part := range strings.Split(s, ",") {
 		name, region, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -76,7 +95,7 @@ func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
 			return nil, fmt.Errorf("workload %q: want name=region", part)
 		}
 		w := lab.Workload(name, region)
-		w.Nodes = nodes
+		w.Nodes, w.Kubernetes = nodes, kubernetes
 		for len(w.Zones) < nodes {
 			w.Zones = append(w.Zones, fmt.Sprintf("%s%c", region, 'a'+len(w.Zones)))
 		}
@@ -85,8 +104,9 @@ func parseWorkloads(s string, nodes int) ([]lab.WorkloadSpec, error) {
 	return out, nil
 }
 
-// up starts a lab in dir with opts and the workload clusters, nodes kwok nodes each.
-func up(dir, workloads string, opts lab.Options, nodes int) error {
+// up starts a lab in dir with opts and the workload clusters, nodes kwok nodes each, on the Kubernetes of
+// the tools module kubernetes (empty: the default).
+func up(dir, workloads, kubernetes string, opts lab.Options, nodes int) error {
 	if l, err := lab.Load(dir); err == nil && l.Running() {
 		fmt.Printf("The lab in %s is already up.\n", dir)
 		printNext(l)
@@ -99,7 +119,7 @@ func up(dir, workloads string, opts lab.Options, nodes int) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	specs, err := parseWorkloads(workloads, nodes)
+	specs, err := parseWorkloads(workloads, kubernetes, nodes)
 	if err != nil {
 		return err
 	}
