@@ -43,8 +43,9 @@ test: binaries vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) e2e-skew
 
+# Every package but the end-to-end ones and the benchmarks (test/); those with a lab_test.go start a small lab.
 unit:
-	$(GO) test -count=1 ./admission/... ./cmd/... ./credentials/... ./internal/... ./join/... ./node/... ./provider/... ./tenancy/... ./tracing/...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 
 e2e: binaries
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...

@@ -1,6 +1,9 @@
 package deploy_test
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -179,7 +182,7 @@ func TestChartFleetIsTheFilesJoinApplies(t *testing.T) {
 		fromFiles = append(fromFiles, objs...)
 	}
 	want := []string{"Deployment/flotilla-webhook", "Service/flotilla-webhook", "PodDisruptionBudget/flotilla-webhook",
-		"MutatingWebhookConfiguration/flotilla"}
+		"MutatingWebhookConfiguration/flotilla", "Secret/flotilla-webhook-tls"}
 	for _, obj := range fromFiles {
 		k := key(t, obj)
 		want = append(want, k)
@@ -281,6 +284,49 @@ func TestChartClusterOptions(t *testing.T) {
 	if ports["metrics"] != 10255 || ports["kubelet"] != 11250 || c.Image != "ghcr.io/flotilla-io/flotilla:dev" ||
 		d.Spec.Template.Spec.Volumes[0].Secret.SecretName != "creds" || *d.Spec.Replicas != 1 {
 		t.Errorf("ports %v, image %s, volumes %+v, replicas %d", ports, c.Image, d.Spec.Template.Spec.Volumes, *d.Spec.Replicas)
+	}
+}
+
+// TestChartMakesTheWebhookCertificate: unless the operator brings the webhook's trust (a caBundle, a CA
+// injector's annotations), the fleet part makes it: a kubernetes.io/tls Secret whose serving certificate the
+// registration's caBundle verifies for the Service's name. When the operator brings it, the chart makes no
+// Secret (theirs is left alone).
+func TestChartMakesTheWebhookCertificate(t *testing.T) {
+	r := render(t, "--set", "fleet.enabled=true")
+	secret, ok := r["Secret/flotilla-webhook-tls"].(*corev1.Secret)
+	if !ok {
+		t.Fatalf("no Secret flotilla-webhook-tls among %v", r.keys())
+	}
+	caBundle := r["MutatingWebhookConfiguration/flotilla"].(*admissionregistrationv1.MutatingWebhookConfiguration).Webhooks[0].ClientConfig.CABundle
+	if secret.Type != corev1.SecretTypeTLS || !bytes.Equal(caBundle, secret.Data["ca.crt"]) {
+		t.Fatalf("Secret of type %s; caBundle %q, the Secret's ca.crt %q", secret.Type, caBundle, secret.Data["ca.crt"])
+	}
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caBundle) {
+		t.Fatalf("caBundle holds no certificate: %q", caBundle)
+	}
+	name := "flotilla-webhook." + tenancy.IdentityNamespace + ".svc"
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("the apiserver would not trust the webhook's certificate for %s: %v", name, err)
+	}
+
+	caPEM := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	for name, args := range map[string][]string{
+		"a caBundle":              {"--set-string", "fleet.webhook.caBundle=" + caPEM},
+		"a CA injector":           {"--set", "fleet.webhook.annotations.cert-manager\\.io/inject-ca-from=flotilla-system/flotilla-webhook"},
+		"generation switched off": {"--set", "fleet.webhook.generateCertificate=false"},
+	} {
+		if r := render(t, append([]string{"--set", "fleet.enabled=true"}, args...)...); r["Secret/flotilla-webhook-tls"] != nil {
+			t.Errorf("with %s the chart still makes the Secret", name)
+		}
 	}
 }
 

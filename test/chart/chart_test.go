@@ -7,8 +7,10 @@
 package chart
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,6 +186,7 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 	checkBudget(t, deployment, 2)
 	checkBudget(t, "flotilla-webhook", 2)
 	checkOwned(ctx, t, fleet)
+	trust := webhookTrust(ctx, t)
 
 	// Joining again applies the fleet's roles and policies again (server-side, forced); the fleet release
 	// upgrades over them without a conflict.
@@ -192,6 +195,11 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 		"--set", "fleet.webhook.replicas=3", "--wait", "--timeout", "3m")
 	checkRolledOut(t, "flotilla-webhook", 3, "webhook")
 	checkOwned(ctx, t, fleet)
+	// The upgrade found the certificate the install made (lookup) and kept it: a new one would leave running
+	// webhook pods serving a certificate the new caBundle does not trust.
+	if again := webhookTrust(ctx, t); !maps.EqualFunc(again, trust, bytes.Equal) {
+		t.Errorf("the fleet upgrade replaced the webhook's certificate")
+	}
 
 	h.run(t, "upgrade", cluster, chartPath(), "--namespace", namespace, "--set", "cluster.name="+workload,
 		"--set", "cluster.replicas=3", "--set", "cluster.extraArgs={--failover-after=30s}", "--wait", "--timeout", "3m")
@@ -217,6 +225,24 @@ func installUpgradeUninstall(ctx context.Context, t *testing.T, h *helmCLI) {
 	if left := h.run(t, "list", "--namespace", namespace, "--short"); strings.TrimSpace(left) != "" {
 		t.Errorf("helm still lists releases: %s", left)
 	}
+}
+
+// webhookTrust is the webhook's Secret the chart made, after checking that the registration trusts its CA.
+func webhookTrust(ctx context.Context, t *testing.T) map[string][]byte {
+	t.Helper()
+	c := shared.Management.Client
+	secret, err := c.CoreV1().Secrets(namespace).Get(ctx, "flotilla-webhook-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "flotilla", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca := secret.Data["ca.crt"]; len(ca) == 0 || !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, ca) {
+		t.Errorf("the webhook's caBundle is not the CA of its Secret (%d bytes)", len(ca))
+	}
+	return secret.Data
 }
 
 // checkRolledOut: the Deployment has replicas pods, all of its latest template (whose container args hold

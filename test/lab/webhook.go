@@ -66,7 +66,8 @@ func (l *Lab) startWebhook(ctx context.Context, bin, helm string) error {
 // webhookRegistration renders webhookTemplate with helm and points each of its webhooks at base (plus the
 // path the chart gives its Service), trusting caPEM.
 func webhookRegistration(helm, base string, caPEM []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	b, err := RenderChart(helm, "flotilla", "--set", "fleet.enabled=true", "--show-only", webhookTemplate)
+	b, err := RenderChart(helm, "flotilla", "--set", "fleet.enabled=true", "--set", "fleet.webhook.generateCertificate=false",
+		"--show-only", webhookTemplate)
 	if err != nil {
 		return nil, err
 	}
