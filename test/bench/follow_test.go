@@ -129,7 +129,7 @@ func BenchmarkServicesFollow(b *testing.B) {
 		perCopy := writes / float64(want)
 		rec.metric(took.Seconds(), benchdoc.UnitFollowSeconds, fmt.Sprintf("seconds from creating %d Services in the management cluster to all %d copies present", followedServices, want))
 		rec.metric(directTime.Seconds(), "direct-one-cluster-s", fmt.Sprintf("seconds to create the %d Services directly in one workload cluster", followedServices))
-		rec.metric(directAllTime.Seconds(), "direct-all-clusters-s", fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))
+		rec.metric(directAllTime.Seconds(), benchdoc.UnitFollowDirectSeconds, fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))
 		rec.metric(perCopy, "writes/copy", "flotilla API writes per Service copy")
 		b.Logf("%d Services x %d clusters: all %d copies present %s after creation (creating them directly: %s in one cluster, %s in all %d at once); flotilla API writes %.0f (%.2f per copy)",
 			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), directTime.Round(time.Millisecond),

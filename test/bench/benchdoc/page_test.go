@@ -32,6 +32,8 @@ func fixture() []Result {
 			}},
 		{Benchmark: "BenchmarkStreams", Status: Failed, Started: started, Seconds: 12,
 			Metrics: []Metric{{Unit: UnitExecMillis, Value: 999, Meaning: "from a failed run"}}},
+		{Benchmark: "BenchmarkServicesFollow", Status: Done, Started: started, Seconds: 40,
+			Metrics: []Metric{{Unit: UnitFollowSeconds, Value: 3.25, Meaning: "follow"}, {Unit: UnitFollowDirectSeconds, Value: 2.5, Meaning: "direct"}}},
 		{Benchmark: "BenchmarkSomethingNew", Status: Done, Started: started, Seconds: 3,
 			Metrics: []Metric{{Unit: "widgets", Value: 0.5, Meaning: "widgets per pod"}}},
 	}
@@ -76,9 +78,10 @@ func TestPageNamesEveryNumberAndLinksEveryPlot(t *testing.T) {
 		"| Rollout of 10,000 pods over 10 clusters, through flotilla ÷ direct | not run | ≤ 1.2 |",
 		"| Failover: cluster frozen to all replacements Running, seconds | 8.76 | ≤ 10 |",
 		"| exec round trip through flotilla, ms | not run |",
-		"**This page is partial:** 2 of the 9 benchmarks",
+		"| Follow: 100 Services to all 400 copies, seconds | 3.25 | direct: 2.50 |",
+		"**This page is partial:** 3 of the 9 benchmarks",
 		"    make bench-doc", "make bench-page",
-		"took 6 min 31 s on the machine below", // 301.4 + 75 + 12 + 3 s: every benchmark of the run
+		"took 7 min 11 s on the machine below", // 301.4 + 75 + 12 + 40 + 3 s: every benchmark of the run
 		"| CPU | Example CPU @ 2.10GHz × 2 |", "| Memory | 23.4 GiB |", "| Kernel | 6.8.0 |", "| Go | go1.26.8 |",
 		"| Kubernetes (lab control planes) | v1.35.4 |", "| flotilla commit | 0123456789ab |",
 		"## Rollout: 10,000 pods over 10 clusters", "*Not run on this machine, because it started at 2026-12-01 16:00 UTC and never finished",

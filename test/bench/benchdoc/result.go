@@ -20,16 +20,18 @@ const OutEnv = "FLOTILLA_BENCH_OUT"
 
 // The units of the metrics the page's summary picks out; the benchmarks report them under these names.
 const (
-	UnitRatio              = "ratio"
-	UnitMiBPer2500Pods     = "MiB/2500pods"
-	UnitManagementWrites   = "management-writes/pod"
-	UnitFollowSeconds      = "follow-s"
-	UnitAllRunningSeconds  = "all-running-s"
-	UnitExecMillis         = "exec-ms"
-	UnitDirectExecMillis   = "direct-exec-ms"
-	UnitPortForwardMiBs    = "port-forward-MiB/s"
-	UnitDirectPortForward  = "direct-port-forward-MiB/s"
-	UnitSettledAfterFaults = "settled-after-last-fault-s"
+	UnitRatio            = "ratio"
+	UnitMiBPer2500Pods   = "MiB/2500pods"
+	UnitManagementWrites = "management-writes/pod"
+	UnitFollowSeconds    = "follow-s"
+	// UnitFollowDirectSeconds is the follow's direct path: the same Services created in all clusters at once.
+	UnitFollowDirectSeconds = "direct-all-clusters-s"
+	UnitAllRunningSeconds   = "all-running-s"
+	UnitExecMillis          = "exec-ms"
+	UnitDirectExecMillis    = "direct-exec-ms"
+	UnitPortForwardMiBs     = "port-forward-MiB/s"
+	UnitDirectPortForward   = "direct-port-forward-MiB/s"
+	UnitSettledAfterFaults  = "settled-after-last-fault-s"
 )
 
 // Status is how far a benchmark got.
