@@ -74,6 +74,9 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			}
 		}
 		directTime := waitRunningClocks(b, ctx, f.replicas, direct...).Sub(directStart)
+		// Taken before the namespace goes: while it is deleted, ReplicaSets still replace the pods deleted
+		// under them, and those would count as more pods Running.
+		directRunning := mergeRunning(direct)
 		for _, w := range l.Workloads {
 			lab.DeleteNamespace(w.Client, ns)
 		}
@@ -97,6 +100,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			b.Fatal(err)
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
+		proxiesRunning := proxies.snapshot(runningAt, nil)
 		running := readFlotillas(b, l)
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
@@ -109,7 +113,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		}
 		proxyBound := proxies.snapshot(boundAt, nil)
 		toDelegate := spans(proxyBound, delegateRunning...)
-		toProxy := spans(proxyBound, proxies.snapshot(runningAt, nil))
+		toProxy := spans(proxyBound, proxiesRunning)
 		pods := float64(f.replicas)
 		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once")
 		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as one management Deployment through flotilla")
@@ -124,8 +128,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.metric(after.cpu(before).Seconds(), "cpu-s", fmt.Sprintf("flotilla CPU seconds over its %d processes, whole lifecycle", f.clusters))
 		rec.metric(float64(after.peakRSS()>>20), "peak-rss-MiB", "peak resident memory of the largest flotilla process, MiB")
 		rec.metric(running.rssPer2500(before, perCluster)/(1<<20), benchdoc.UnitMiBPer2500Pods, "resident memory growth of one flotilla per 2,500 pods it serves, MiB (the largest)")
-		rec.running("direct", directStart, mergeRunning(direct))
-		rec.running("through flotilla", start, proxies.snapshot(runningAt, nil))
+		rec.running("direct", directStart, directRunning)
+		rec.running("through flotilla", start, proxiesRunning)
 		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
 			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
