@@ -52,6 +52,7 @@ func runningPlot(p Plot) (*plot.Plot, error) {
 	pl.X.Label.Text = "pods Running"
 	pl.Y.Label.Text = "seconds from the start"
 	pl.Legend.Top, pl.Legend.Left = true, true
+	pl.X.Min, pl.Y.Min = 0, 0 // from the start: the gap between the curves reads true
 	for i, s := range p.Result.Running {
 		line, err := plotter.NewLine(curve(s.Seconds))
 		if err != nil {
