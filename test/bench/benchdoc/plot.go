@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -81,20 +82,26 @@ func curve(sorted []float64) plotter.XYs {
 	return xys
 }
 
-// timelinePlot draws each seen phase as a bar from its first to its last sighting, the first phase on top.
+// timelinePlot draws each phase on a row of its own, the first on top: a thin line from the event to its
+// first sighting (the wait), a bar from its first to its last sighting, and the last one's time beside it.
 func timelinePlot(p Plot) (*plot.Plot, error) {
 	pl := plot.New()
 	pl.Title.Text = p.Title
 	pl.X.Label.Text = "seconds from " + p.Result.PhasesFrom
-	pl.X.Min = 0
 	phases := p.Result.Phases
 	names := make([]string, len(phases))
+	var lasts plotter.XYLabels
 	for i, ph := range phases {
 		row := float64(len(phases) - 1 - i)
 		names[len(phases)-1-i] = ph.What
 		if !ph.Seen {
 			continue
 		}
+		wait, err := plotter.NewLine(plotter.XYs{{X: 0, Y: row}, {X: ph.First, Y: row}})
+		if err != nil {
+			return nil, fmt.Errorf("phase %q: %w", ph.What, err)
+		}
+		wait.Color = color.Gray{Y: 0xb0}
 		bar, err := plotter.NewLine(plotter.XYs{{X: ph.First, Y: row}, {X: ph.Last, Y: row}})
 		if err != nil {
 			return nil, fmt.Errorf("phase %q: %w", ph.What, err)
@@ -107,11 +114,23 @@ func timelinePlot(p Plot) (*plot.Plot, error) {
 		}
 		ends.Shape = draw.BoxGlyph{}
 		ends.Color = color.Black
-		pl.Add(bar, ends)
+		pl.Add(wait, bar, ends)
+		lasts.XYs = append(lasts.XYs, plotter.XY{X: ph.Last, Y: row})
+		lasts.Labels = append(lasts.Labels, "+"+Format(ph.Last)+" s")
+	}
+	if len(lasts.XYs) > 0 {
+		labels, err := plotter.NewLabels(lasts)
+		if err != nil {
+			return nil, err
+		}
+		labels.Offset = vg.Point{X: vg.Points(6), Y: vg.Points(-3)}
+		pl.Add(labels)
 	}
 	pl.NominalY(names...)
 	// Every phase keeps its row, one not seen too (as an empty row), and no bar sits on the frame.
 	pl.Y.Min, pl.Y.Max = -0.5, float64(len(phases))-0.5
+	pl.X.Min = 0
+	pl.X.Max = 5 * math.Ceil(pl.X.Max*1.12/5) // room for the last label, on a round number the ticks like
 	pl.Add(plotter.NewGrid())
 	return pl, nil
 }

@@ -16,13 +16,16 @@ func TestSVGDrawsEveryPlot(t *testing.T) {
 			if !strings.Contains(text, "<svg") {
 				t.Fatalf("not an SVG: %.200s", text)
 			}
-			// Labels are drawn as text: the title, and each series' legend or each phase's name.
+			// Labels are drawn as text: the title, and each series' legend or each phase's name and last time.
 			want := []string{p.Title}
 			for _, s := range p.Result.Running {
 				want = append(want, s.Path)
 			}
 			for _, ph := range p.Result.Phases {
 				want = append(want, ph.What)
+				if ph.Seen {
+					want = append(want, "+"+Format(ph.Last)+" s")
+				}
 			}
 			for _, w := range want {
 				if !strings.Contains(text, escape(w)) {
