@@ -152,6 +152,11 @@ func Page(results []Result, m Machine, plotDir string) string {
 	p("clusters, on the same control planes. **Ratio** is the time through flotilla divided by the time direct: 1.0 means flotilla")
 	p("adds nothing, 2.0 means it takes twice as long.")
 	p("")
+	p("**Time-to-Running plots** draw one curve per path: along the bottom the pods Running so far, up the side the seconds from")
+	p("the start at which that many were Running. The lower curve is the faster path; each curve's last point is that path's")
+	p("time in the table. **Time-lines** draw one row per phase, from the event (a frozen apiserver): a thin line while nothing")
+	p("happened yet, a bar from the phase's first to its last sighting among the pods, and its last time.")
+	p("")
 	ran, total := 0, 0.0
 	for _, s := range Sections {
 		if r, ok := byName[s.Benchmark]; ok && r.Status == Done {
@@ -162,7 +167,7 @@ func Page(results []Result, m Machine, plotDir string) string {
 		total += r.Seconds
 	}
 	if ran < len(Sections) {
-		p("**This page is partial:** %d of the %d benchmarks have results; the others say why below.", ran, len(Sections))
+		p("**This page is partial:** it has results for %d of the %d benchmarks; the others say why below.", ran, len(Sections))
 		p("")
 	}
 	p("## Regenerate")
@@ -170,8 +175,10 @@ func Page(results []Result, m Machine, plotDir string) string {
 	p("    %s", Regenerate)
 	p("")
 	p("runs every benchmark (one lab at a time), then writes this page and its plots (`docs/benchmarks/*.svg`) from the result")
-	p("files it keeps in `docs/benchmarks/results/`, with the run's log. The benchmarks of this page took %s on the machine below,", minutes(total))
-	p("labs included. `%s` rewrites the page from the kept result files without running anything.", RewritePage)
+	p("files it keeps in `docs/benchmarks/results/`, with the run's log (`bench.log`). The benchmarks of this page took %s on the", minutes(total))
+	p("machine below, labs included, plus a few minutes to build the test binaries. The 10,000-pod fleet runs last and on its own:")
+	p("on a small machine it may not finish, and its section then says so. `%s` rewrites the page from the kept result", RewritePage)
+	p("files without running anything.")
 	p("")
 	p("## Machine")
 	p("")
@@ -287,7 +294,7 @@ func Format(v float64) string {
 func minutes(seconds float64) string {
 	d := time.Duration(seconds * float64(time.Second)).Round(time.Second)
 	if d < time.Minute {
-		return d.String()
+		return fmt.Sprintf("%d s", int(d.Seconds()))
 	}
 	return fmt.Sprintf("%d min %02d s", int(d.Minutes()), int(d.Seconds())%60)
 }

@@ -79,9 +79,9 @@ func TestPageNamesEveryNumberAndLinksEveryPlot(t *testing.T) {
 		"| Failover: cluster frozen to all replacements Running, seconds | 8.76 | ≤ 10 |",
 		"| exec round trip through flotilla, ms | not run |",
 		"| Follow: 100 Services to all 400 copies, seconds | 3.25 | direct: 2.50 |",
-		"**This page is partial:** 3 of the 9 benchmarks",
+		"**This page is partial:** it has results for 3 of the 9 benchmarks",
 		"    make bench-doc", "make bench-page",
-		"took 7 min 11 s on the machine below", // 301.4 + 75 + 12 + 40 + 3 s: every benchmark of the run
+		"took 7 min 11 s on the", // 301.4 + 75 + 12 + 40 + 3 s: every benchmark of the run
 		"| CPU | Example CPU @ 2.10GHz × 2 |", "| Memory | 23.4 GiB |", "| Kernel | 6.8.0 |", "| Go | go1.26.8 |",
 		"| Kubernetes (lab control planes) | v1.35.4 |", "| flotilla commit | 0123456789ab |",
 		"## Rollout: 10,000 pods over 10 clusters", "*Not run on this machine, because it started at 2026-12-01 16:00 UTC and never finished",
@@ -153,7 +153,7 @@ func TestMinutes(t *testing.T) {
 		seconds float64
 		want    string
 	}{
-		{0, "0s"}, {42.4, "42s"}, {60, "1 min 00 s"}, {3725.6, "62 min 06 s"},
+		{0, "0 s"}, {42.4, "42 s"}, {60, "1 min 00 s"}, {3725.6, "62 min 06 s"},
 	} {
 		if got := minutes(tc.seconds); got != tc.want {
 			t.Errorf("minutes(%v) = %q; want %q", tc.seconds, got, tc.want)
