@@ -32,7 +32,9 @@ var Sections = []Section{
 			"(time through flotilla ÷ time direct, to the last pod Running) is what flotilla and the management control plane add: 1.0 " +
 			"is as fast as direct, 2.0 twice as long. *Flotilla's share* times a pod from its binding to a virtual node, which removes " +
 			"the management controller-manager and scheduler; requests and writes are flotilla's own, counted by its client metrics; " +
-			"memory is the growth of one flotilla process, scaled to 2,500 pods."},
+			"memory is the growth of one flotilla process, scaled to 2,500 pods. Times are when the benchmark's own watches of " +
+			"each apiserver saw a change: under load the management apiserver's watch lags the workload's, so a delegate can be " +
+			"seen Running before its proxy is seen bound, and the share from binding to delegate Running can come out below zero."},
 	{"BenchmarkDeploymentRollout/10000x10", "Rollout: 10,000 pods over 10 clusters",
 		"The same comparison at 10,000 pods over 10 workload clusters (1,000 each): eleven control planes and ten flotillas on one machine."},
 	{"BenchmarkServicesFollow", "Follow: 100 Services copied to 4 clusters",
