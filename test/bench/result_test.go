@@ -22,8 +22,14 @@ type recorder struct {
 // record starts the result file of b; call it first in a benchmark, so its time includes the lab's.
 func record(b *testing.B) *recorder {
 	b.Helper()
-	r := &recorder{b: b, dir: os.Getenv(benchdoc.OutEnv), result: benchdoc.Result{
-		Benchmark: b.Name(), Status: benchdoc.Started, Started: time.Now(),
+	return recordIn(b, b.Name(), os.Getenv(benchdoc.OutEnv))
+}
+
+// recordIn starts the result file of benchmark b, named name, in dir (none when dir is empty).
+func recordIn(b *testing.B, name, dir string) *recorder {
+	b.Helper()
+	r := &recorder{b: b, dir: dir, result: benchdoc.Result{
+		Benchmark: name, Status: benchdoc.Started, Started: time.Now(),
 	}}
 	r.save()
 	b.Cleanup(func() {
