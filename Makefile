@@ -9,7 +9,7 @@ WORKLOADS ?= us-west-2-0=us-west-2,us-west-2-1=us-west-2,eu-west-3-0=eu-west-3,e
 # End-to-end tests share a machine with five control planes; give them room.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build lab lab-status lab-down test unit e2e bench bench-doc bench-page binaries vet clean
+.PHONY: all build lab lab-status lab-down test unit e2e bench binaries vet clean
 
 all: build
 
@@ -53,6 +53,7 @@ bench: binaries
 # the others. bench-page rewrites the page from the kept results alone.
 BENCH_RESULTS ?= docs/benchmarks/results
 BENCH_HEAVY   ?= DeploymentRollout/10000x10
+.PHONY: bench-doc bench-page
 bench-doc: binaries
 	rm -rf $(BENCH_RESULTS) && mkdir -p $(BENCH_RESULTS)
 	-FLOTILLA_BENCH_OUT=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run '^$$' -bench . -skip '$(BENCH_HEAVY)' -benchtime 1x -timeout 120m ./test/bench/ 2>&1 | tee $(BENCH_RESULTS)/bench.log
