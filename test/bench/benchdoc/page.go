@@ -177,7 +177,11 @@ func Page(results []Result, m Machine, plotDir string) string {
 	p("    %s", Regenerate)
 	p("")
 	p("runs every benchmark (one lab at a time), then writes this page and its plots (`docs/benchmarks/*.svg`) from the result")
-	p("files it keeps in `docs/benchmarks/results/`, with the run's log (`bench.log`). The benchmarks of this page took %s on the", minutes(total))
+	took := "The benchmarks of this page took"
+	if ran < len(Sections) {
+		took = "The benchmarks with results here (not all: the whole run takes longer) took"
+	}
+	p("files it keeps in `docs/benchmarks/results/`, with the run's log (`bench.log`). %s %s on the", took, minutes(total))
 	p("machine below, labs included, plus a few minutes to build the test binaries. The 10,000-pod fleet runs last and on its own:")
 	p("on a small machine it may not finish, and its section then says so. `%s` rewrites the page from the kept result", RewritePage)
 	p("files without running anything.")
