@@ -15,6 +15,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/bench/benchdoc"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -35,6 +36,7 @@ const (
 // delegate, and no proxy left Pending or Terminating.
 func BenchmarkChaosRollout(b *testing.B) {
 	// Room for the whole Deployment on any three clusters, so losing one never leaves replicas unplaced.
+	rec := record(b)
 	roomy := lab.NodeAllocatable.DeepCopy()
 	roomy[corev1.ResourcePods] = resource.MustParse("200")
 	workloads := lab.DefaultWorkloads()
@@ -114,7 +116,7 @@ func BenchmarkChaosRollout(b *testing.B) {
 			b.Fatalf("%s after the last fault the fleet is not whole: %s", chaosSettle, state)
 		}
 		settled := time.Since(lastFault)
-		b.ReportMetric(settled.Seconds(), "settled-after-last-fault-s")
+		rec.metric(settled.Seconds(), benchdoc.UnitSettledAfterFaults, fmt.Sprintf("seconds from the last fault to the fleet whole again: %d Running proxies and delegates, no orphan, no duplicate (limit: %.0f)", chaosReplicas, chaosSettle.Seconds()))
 		logf("whole %.1f s after the last fault", settled.Seconds())
 		lab.DeleteNamespace(mc, ns)
 		for _, w := range l.Workloads {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -75,6 +76,15 @@ func (pc *podClock) Running() int {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	return len(pc.running)
+}
+
+// mergeRunning is every clock's Running records in one map (their keys are distinct pods).
+func mergeRunning(clocks []*podClock) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, pc := range clocks {
+		maps.Copy(out, pc.snapshot(runningAt, nil))
+	}
+	return out
 }
 
 // waitRunningClocks waits until the clocks together have seen n pods Running, and returns when the last one

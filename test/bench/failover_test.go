@@ -17,6 +17,7 @@ import (
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/bench/benchdoc"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -35,6 +36,7 @@ const (
 // their delegates Running there and the proxies Running (flotilla), and the cluster-lost taint (flotilla,
 // after --failover-after).
 func BenchmarkFailoverTimeline(b *testing.B) {
+	rec := record(b)
 	const lost, other = "us-west-2-0", "us-west-2-1"
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload(lost, "us-west-2"), lab.Workload(other, "us-west-2")}, Flotilla: true})
 	mc := l.Management.Client
@@ -95,12 +97,16 @@ func BenchmarkFailoverTimeline(b *testing.B) {
 			{node.LostTaintKey + " taint", "flotilla: --failover-after", lostNode.at(node.LostTaintKey)},
 		}
 		b.Logf("failover time-line of %d replicas tolerating not-ready for %d s, from %s's apiserver frozen:", failoverReplicas, notReadyToleration, lost)
+		var timeline []benchdoc.Phase
 		for _, p := range phases {
 			first, last := bounds(p.at, frozen)
 			b.Logf("  %-34s first +%6.2fs  last +%6.2fs  (%s)", p.what, first.Seconds(), last.Seconds(), p.whose)
+			timeline = append(timeline, benchdoc.Phase{What: p.what, Whose: p.whose, Seen: len(p.at) > 0, First: first.Seconds(), Last: last.Seconds()})
 		}
+		rec.timeline(lost+"'s apiserver frozen", timeline)
 		_, allRunning := bounds(values(running), frozen)
-		b.ReportMetric(allRunning.Seconds(), "all-running-s")
+		rec.metric(allRunning.Seconds(), benchdoc.UnitAllRunningSeconds,
+			fmt.Sprintf("seconds from the freeze to all %d replacements Running on %s (target: %d)", failoverReplicas, other, 2*notReadyToleration))
 		b.Logf("all %d replicas Running on %s %.2f s after the freeze (target: %d s)", failoverReplicas, other, allRunning.Seconds(), 2*notReadyToleration)
 		lab.DeleteNamespace(mc, ns)
 	}

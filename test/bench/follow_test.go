@@ -14,6 +14,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/bench/benchdoc"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -26,6 +27,7 @@ const (
 // from their creation in the management cluster to all 400 copies present, and reports flotilla's API
 // writes (POST, PUT, PATCH, DELETE, summed over the four processes) per copy.
 func BenchmarkServicesFollow(b *testing.B) {
+	rec := record(b)
 	l := lab.ForTest(b, lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true})
 	mc := l.Management.Client
 	ctx := context.Background()
@@ -125,10 +127,10 @@ func BenchmarkServicesFollow(b *testing.B) {
 			writes += wl + mg - before[w.Name]
 		}
 		perCopy := writes / float64(want)
-		b.ReportMetric(took.Seconds(), "follow-s")
-		b.ReportMetric(directTime.Seconds(), "direct-one-cluster-s")
-		b.ReportMetric(directAllTime.Seconds(), "direct-all-clusters-s")
-		b.ReportMetric(perCopy, "writes/copy")
+		rec.metric(took.Seconds(), benchdoc.UnitFollowSeconds, fmt.Sprintf("seconds from creating %d Services in the management cluster to all %d copies present", followedServices, want))
+		rec.metric(directTime.Seconds(), "direct-one-cluster-s", fmt.Sprintf("seconds to create the %d Services directly in one workload cluster", followedServices))
+		rec.metric(directAllTime.Seconds(), benchdoc.UnitFollowDirectSeconds, fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))
+		rec.metric(perCopy, "writes/copy", "flotilla API writes per Service copy")
 		b.Logf("%d Services x %d clusters: all %d copies present %s after creation (creating them directly: %s in one cluster, %s in all %d at once); flotilla API writes %.0f (%.2f per copy)",
 			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), directTime.Round(time.Millisecond),
 			directAllTime.Round(time.Millisecond), len(l.Workloads), writes, perCopy)

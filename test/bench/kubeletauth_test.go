@@ -37,6 +37,7 @@ const (
 // it: the benchmark fails, saying so, if the node is ever not Ready, a renewal comes later than its
 // interval plus 3 s, or the pod takes longer than 15 s.
 func BenchmarkBogusTokenFlood(b *testing.B) {
+	rec := record(b)
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload("us-west-2-0", "us-west-2")}, Flotilla: true})
 	cluster := l.Workloads[0].Name
 	mc := l.Management.Client
@@ -74,11 +75,12 @@ func BenchmarkBogusTokenFlood(b *testing.B) {
 		floodIntervals := beats.Intervals(f.Start, f.End.Add(leaseRenewal+leaseSlack))
 
 		reviewRate := (reviewsAfter - reviewsBefore) / floodTime.Seconds()
-		b.ReportMetric(floodTime.Seconds(), "flood-s")
-		b.ReportMetric(reviewRate, "tokenreviews/s")
-		b.ReportMetric(maxOf(quietIntervals).Seconds(), "quiet-renewal-max-s")
-		b.ReportMetric(maxOf(floodIntervals).Seconds(), "flood-renewal-max-s")
-		b.ReportMetric(floodPod.Seconds(), "flood-pod-running-s")
+		rec.metric(floodTime.Seconds(), "flood-s", fmt.Sprintf("seconds until all %d requests with bogus tokens were answered", bogusTokens))
+		rec.metric(reviewRate, "tokenreviews/s", "TokenReviews per second the flood cost the management apiserver")
+		rec.metric(maxOf(quietIntervals).Seconds(), "quiet-renewal-max-s", "longest interval between the virtual node's Lease renewals without a flood, seconds")
+		rec.metric(maxOf(floodIntervals).Seconds(), "flood-renewal-max-s", fmt.Sprintf("the same during the flood, seconds (limit: %.0f)", (leaseRenewal+leaseSlack).Seconds()))
+		rec.metric(quietPod.Seconds(), "quiet-pod-running-s", "seconds for a proxy pod to Running without a flood")
+		rec.metric(floodPod.Seconds(), "flood-pod-running-s", fmt.Sprintf("seconds for a proxy pod created during the flood to Running (limit: %.0f)", podSyncLimit.Seconds()))
 		fmt.Printf("quiet: %d Lease renewals over %s, interval max %s p50 %s; a proxy pod Running in %s\n",
 			len(quietIntervals), quietSpell, round(maxOf(quietIntervals)), round(lab.Quantile(quietIntervals, 0.5)), round(quietPod))
 		fmt.Printf("flood: %d requests with bogus tokens at once, all answered in %s (%s); %.0f TokenReviews (%.1f per second)\n",

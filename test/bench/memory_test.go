@@ -30,6 +30,7 @@ const (
 // flotilla reads Secrets decides whether it holds them (a cluster-wide informer caches every one; watches per
 // referenced object hold none). It reports the RSS before, after and the difference, in MB.
 func BenchmarkUnrelatedSecretsMemory(b *testing.B) {
+	rec := record(b)
 	const workload = "eu-west-3-1"
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload(workload, "eu-west-3")}, Flotilla: true})
 	mc := l.Management.Client
@@ -61,9 +62,9 @@ func BenchmarkUnrelatedSecretsMemory(b *testing.B) {
 		b.StopTimer()
 		time.Sleep(settle)
 		after := rss(b, pid)
-		b.ReportMetric(before, "MB-rss-before")
-		b.ReportMetric(after, "MB-rss-after")
-		b.ReportMetric(after-before, "MB-rss-growth")
+		rec.metric(before, "MB-rss-before", "one flotilla's resident memory before the Secrets, MB")
+		rec.metric(after, "MB-rss-after", fmt.Sprintf("its resident memory after %d unrelated Secrets of %d KiB, MB", unrelatedSecrets, unrelatedSecretSize>>10))
+		rec.metric(after-before, "MB-rss-growth", "the growth, MB (near 0: flotilla does not cache Secrets no pod references)")
 		b.Logf("flotilla %s resident memory: %.1f MB before, %.1f MB after %d unrelated Secrets of %d KiB (%+.1f MB)",
 			workload, before, after, unrelatedSecrets, unrelatedSecretSize>>10, after-before)
 		fmt.Printf("rss before %.1f MB, after %.1f MB, growth %+.1f MB\n", before, after, after-before)

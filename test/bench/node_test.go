@@ -21,6 +21,7 @@ import (
 // requesting 1 CPU created directly there) takes to show on its virtual node, over 20 samples, and
 // flotilla's API requests per minute at rest against each cluster.
 func BenchmarkCapacityPropagation(b *testing.B) {
+	rec := record(b)
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload("us-west-2-0", "us-west-2")}, Flotilla: true})
 	w := l.Workloads[0]
 	ctx := context.Background()
@@ -43,7 +44,7 @@ func BenchmarkCapacityPropagation(b *testing.B) {
 			b.Fatal(err)
 		}
 		perMinute := (after - before[role]) / rest.Minutes()
-		b.ReportMetric(perMinute, role+"-req/min")
+		rec.metric(perMinute, role+"-req/min", "flotilla's API requests per minute at rest to the "+role+" cluster")
 		b.Logf("at rest: %.0f requests per minute to the %s cluster", perMinute, role)
 	}
 
@@ -73,8 +74,8 @@ func BenchmarkCapacityPropagation(b *testing.B) {
 		}
 		slices.Sort(samples)
 		median := samples[len(samples)/2]
-		b.ReportMetric(median.Seconds(), "median-s")
-		b.ReportMetric(samples[len(samples)-1].Seconds(), "max-s")
+		rec.metric(median.Seconds(), "median-s", fmt.Sprintf("seconds from a capacity change in the workload cluster to the virtual node showing it, median of %d", len(samples)))
+		rec.metric(samples[len(samples)-1].Seconds(), "max-s", fmt.Sprintf("the same, slowest of %d", len(samples)))
 		b.Logf("capacity change to virtual node over %d samples: median %s, min %s, max %s",
 			len(samples), median.Round(time.Millisecond), samples[0].Round(time.Millisecond), samples[len(samples)-1].Round(time.Millisecond))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/provider"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/bench/benchdoc"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -42,6 +43,7 @@ func BenchmarkDeploymentRollout(b *testing.B) {
 }
 
 func benchmarkRollout(b *testing.B, f fleet) {
+	rec := record(b)
 	perCluster := f.replicas / f.clusters
 	// Room for every cluster's share on any one node, so the schedulers never run out of pods.
 	big := lab.NodeAllocatable.DeepCopy()
@@ -65,13 +67,16 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			prepareNamespace(b, ctx, w.Client, ns, tenancy.LabelOpen)
 			direct = append(direct, startPodClock(ctx, b, w.Client, ns, podUID))
 		}
-		start := time.Now()
+		directStart := time.Now()
 		for _, w := range l.Workloads {
 			if _, err := w.Client.AppsV1().Deployments(ns).Create(ctx, pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(perCluster)), metav1.CreateOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}
-		directTime := waitRunningClocks(b, ctx, f.replicas, direct...).Sub(start)
+		directTime := waitRunningClocks(b, ctx, f.replicas, direct...).Sub(directStart)
+		// Taken before the namespace goes: while it is deleted, ReplicaSets still replace the pods deleted
+		// under them, and those would count as more pods Running.
+		directRunning := mergeRunning(direct)
 		for _, w := range l.Workloads {
 			lab.DeleteNamespace(w.Client, ns)
 		}
@@ -90,11 +95,12 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
-		start = time.Now()
+		start := time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
+		proxiesRunning := proxies.snapshot(runningAt, nil)
 		running := readFlotillas(b, l)
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
@@ -107,15 +113,23 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		}
 		proxyBound := proxies.snapshot(boundAt, nil)
 		toDelegate := spans(proxyBound, delegateRunning...)
-		toProxy := spans(proxyBound, proxies.snapshot(runningAt, nil))
+		toProxy := spans(proxyBound, proxiesRunning)
 		pods := float64(f.replicas)
-		b.ReportMetric(directTime.Seconds(), "direct-s")
-		b.ReportMetric(flotillaTime.Seconds(), "flotilla-s")
-		b.ReportMetric(ratio, "ratio")
-		b.ReportMetric(percentile(toProxy, 0.5).Seconds(), "bound-to-proxy-running-p50-s")
-		b.ReportMetric(after.writes("management", before)/pods, "management-writes/pod")
-		b.ReportMetric(after.writes("workload", before)/pods, "workload-writes/pod")
-		b.ReportMetric(running.rssPer2500(before, perCluster)/(1<<20), "MiB/2500pods")
+		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once")
+		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as one management Deployment through flotilla")
+		rec.metric(ratio, benchdoc.UnitRatio, "through flotilla ÷ direct (1 is as fast as direct)")
+		rec.metric(percentile(toDelegate, 0.5).Seconds(), "bound-to-delegate-running-p50-s", "flotilla's share, median: seconds from a proxy's binding to its delegate Running")
+		rec.metric(percentile(toProxy, 0.5).Seconds(), "bound-to-proxy-running-p50-s", "flotilla's share, median: seconds from a proxy's binding to the proxy Running")
+		rec.metric(percentile(toProxy, 0.99).Seconds(), "bound-to-proxy-running-p99-s", "flotilla's share, 99th percentile: seconds from a proxy's binding to the proxy Running")
+		rec.metric(running.requests("management", before)/pods, "management-requests/pod", "flotilla's management API requests per pod, create -> Running")
+		rec.metric(running.requests("workload", before)/pods, "workload-requests/pod", "flotilla's workload API requests per pod, create -> Running")
+		rec.metric(after.writes("management", before)/pods, benchdoc.UnitManagementWrites, "flotilla's management API writes per pod, whole lifecycle create -> Running -> delete")
+		rec.metric(after.writes("workload", before)/pods, "workload-writes/pod", "flotilla's workload API writes per pod, whole lifecycle create -> Running -> delete")
+		rec.metric(after.cpu(before).Seconds(), "cpu-s", fmt.Sprintf("flotilla CPU seconds over its %d processes, whole lifecycle", f.clusters))
+		rec.metric(float64(after.peakRSS()>>20), "peak-rss-MiB", "peak resident memory of the largest flotilla process, MiB")
+		rec.metric(running.rssPer2500(before, perCluster)/(1<<20), benchdoc.UnitMiBPer2500Pods, "resident memory growth of one flotilla per 2,500 pods it serves, MiB (the largest)")
+		rec.running("direct", directStart, directRunning)
+		rec.running("through flotilla", start, proxiesRunning)
 		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
 			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/node"
 	"github.com/flotilla-io/flotilla/tenancy"
+	"github.com/flotilla-io/flotilla/test/bench/benchdoc"
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
@@ -31,6 +32,7 @@ const (
 // from request to exit status), and port-forward throughput (32 MiB to the lab's echo server and back, per
 // direction), with how many times slower the path through flotilla is.
 func BenchmarkStreams(b *testing.B) {
+	rec := record(b)
 	l := lab.ForTest(b, lab.Options{Workloads: []lab.WorkloadSpec{lab.Workload("us-west-2-0", "us-west-2")}, Flotilla: true, Kubelets: true})
 	w := l.Workloads[0]
 	ctx := context.Background()
@@ -70,12 +72,12 @@ func BenchmarkStreams(b *testing.B) {
 				b.Fatalf("port-forward %s: %v", path.name, err)
 			}
 		}
-		b.ReportMetric(firstLine[0], "first-log-line-ms")
-		b.ReportMetric(firstLine[1], "direct-first-log-line-ms")
-		b.ReportMetric(execTrip[0], "exec-ms")
-		b.ReportMetric(execTrip[1], "direct-exec-ms")
-		b.ReportMetric(throughput[0], "port-forward-MiB/s")
-		b.ReportMetric(throughput[1], "direct-port-forward-MiB/s")
+		rec.metric(firstLine[0], "first-log-line-ms", "time to the first line of logs -f through flotilla, ms (median)")
+		rec.metric(firstLine[1], "direct-first-log-line-ms", "time to the first line of logs -f directly in the workload cluster, ms (median)")
+		rec.metric(execTrip[0], benchdoc.UnitExecMillis, "exec round trip (true) through flotilla, ms (median)")
+		rec.metric(execTrip[1], benchdoc.UnitDirectExecMillis, "exec round trip (true) directly in the workload cluster, ms (median)")
+		rec.metric(throughput[0], benchdoc.UnitPortForwardMiBs, fmt.Sprintf("port-forward throughput each way through flotilla, MiB/s (best of 3 x %d MiB)", forwardedMiB))
+		rec.metric(throughput[1], benchdoc.UnitDirectPortForward, fmt.Sprintf("port-forward throughput each way directly in the workload cluster, MiB/s (best of 3 x %d MiB)", forwardedMiB))
 		b.Logf("\n%-34s %16s %12s %8s\n%-34s %14.1fms %10.1fms %7.2fx\n%-34s %14.1fms %10.1fms %7.2fx\n%-34s %11.1fMiB/s %7.1fMiB/s %7.2fx",
 			"median of "+fmt.Sprint(streamSamples)+" (port-forward: "+fmt.Sprint(forwardedMiB)+" MiB)", "through flotilla", "direct", "slower",
 			"time to first log line (logs -f)", firstLine[0], firstLine[1], firstLine[0]/firstLine[1],
