@@ -146,7 +146,7 @@ func run(ctx context.Context, o *options) error {
 	}).Info("flotilla starting")
 	if o.MetricsAddr != "" {
 		access := metrics.Access{Management: management, CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile}
-		if err := metricsRecorder.Serve(ctx, o.MetricsAddr, access); err != nil {
+		if err := metricsRecorder.Serve(ctx, o.MetricsAddr, access, o.Profiling); err != nil {
 			return fmt.Errorf("--metrics-address: %w", err)
 		}
 	}

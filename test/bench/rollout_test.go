@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 	"time"
@@ -90,12 +91,15 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
+		cpuProfile := profileCPU(b, l, profileSeconds(f))
 		start = time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		running := readFlotillas(b, l)
+		profileHeap(b, l)
+		cpuProfile()
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
 		lab.DeleteNamespace(l.Management.Client, ns)
@@ -128,6 +132,52 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
 	}
+}
+
+// profileDir, when set, is where the rollout writes profiles of the first workload cluster's flotilla: its
+// CPU during the rollout through flotilla and its heap once every proxy is Running. Read them with
+// `go tool pprof -top FILE`.
+var profileDir = flag.String("flotilla-profiles", "", "folder for CPU and heap profiles of one flotilla during BenchmarkDeploymentRollout (none if empty)")
+
+// profileSeconds is how long the CPU profile of a rollout runs: about as long as the rollout through
+// flotilla takes on a small machine.
+func profileSeconds(f fleet) int { return max(60, f.replicas/f.clusters/4) }
+
+// profileCPU starts a CPU profile of the first workload cluster's flotilla and returns a function that waits
+// for it and prints its path; both do nothing without -flotilla-profiles.
+func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
+	if *profileDir == "" {
+		return func() {}
+	}
+	name := l.Workloads[0].Name
+	done := make(chan struct{})
+	var path string
+	var err error
+	go func() {
+		defer close(done)
+		path, err = l.FlotillaProfile(name, "profile", fmt.Sprintf("seconds=%d", seconds), *profileDir)
+	}()
+	return func() {
+		<-done
+		if err != nil {
+			b.Fatalf("CPU profile of %s's flotilla: %v", name, err)
+		}
+		b.Logf("CPU profile of %s's flotilla, %d s from the rollout's start: %s", name, seconds, path)
+	}
+}
+
+// profileHeap writes a heap profile of the first workload cluster's flotilla, taken after a garbage
+// collection, and prints its path; nothing without -flotilla-profiles.
+func profileHeap(b *testing.B, l *lab.Lab) {
+	if *profileDir == "" {
+		return
+	}
+	name := l.Workloads[0].Name
+	path, err := l.FlotillaProfile(name, "heap", "gc=1", *profileDir)
+	if err != nil {
+		b.Fatalf("heap profile of %s's flotilla: %v", name, err)
+	}
+	b.Logf("heap profile of %s's flotilla with every proxy Running: %s", name, path)
 }
 
 // podUID keys a pod by its own UID.

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -31,6 +35,42 @@ func (l *Lab) ScrapeFlotilla(name string) (map[string]*dto.MetricFamily, error) 
 		return nil, fmt.Errorf("parsing %s: %w", url, err)
 	}
 	return families, nil
+}
+
+// FlotillaProfile writes a workload cluster's flotilla's profile of the given kind (as net/http/pprof names
+// them: "heap", "profile" for CPU, "goroutine", ...) to a file in dir and returns its path, for
+// `go tool pprof`. query adds parameters, such as "seconds=30" for a CPU profile or "gc=1" for a heap profile
+// taken after a garbage collection.
+func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
+	metricsURL, ok := l.FlotillaMetrics[name]
+	if !ok {
+		return "", fmt.Errorf("no flotilla for workload cluster %q", name)
+	}
+	u, err := url.Parse(metricsURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path, u.RawQuery = "/debug/pprof/"+kind, query
+	// A CPU profile takes the seconds it was asked for.
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(u.String())
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return "", fmt.Errorf("%s: %s: %s", u, resp.Status, body)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("flotilla-%s-%s-%s.pprof", name, kind, time.Now().Format("150405")))
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
 }
 
 // FlotillaRequests reads a flotilla's count of requests sent to the given cluster role ("management" or
