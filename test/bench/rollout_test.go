@@ -8,6 +8,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +132,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			running.requests("management", before)/pods, running.writes("management", before)/pods,
 			running.requests("workload", before)/pods, running.writes("workload", before)/pods,
 			after.writes("management", before)/pods, after.writes("workload", before)/pods)
+		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
+			running.managementWrites(before, pods), after.managementWrites(before, pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
 	}
@@ -233,7 +238,9 @@ type flotillaReadings map[string]flotillaReading
 
 type flotillaReading struct {
 	requests, writes map[string]float64 // by cluster role
-	usage            lab.Usage
+	// managementAnswers counts the management apiserver's answers by method and code ("PUT 409").
+	managementAnswers map[string]float64
+	usage             lab.Usage
 }
 
 var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
@@ -253,6 +260,9 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 			}
 		}
 		var err error
+		if r.managementAnswers, err = l.FlotillaResponses(w.Name, "management"); err != nil {
+			b.Fatal(err)
+		}
 		if r.usage, err = l.FlotillaUsage(w.Name); err != nil {
 			b.Fatal(err)
 		}
@@ -276,6 +286,28 @@ func (now flotillaReadings) sum(since flotillaReadings, of func(flotillaReading)
 		total += of(r) - of(since[name])
 	}
 	return total
+}
+
+// managementWrites is the growth since of the management apiserver's answers to flotilla's writes, by
+// method and code, per pod: which writes a lifecycle costs, and how many of them were refused.
+func (now flotillaReadings) managementWrites(since flotillaReadings, pods float64) string {
+	answers := map[string]bool{}
+	for _, r := range now {
+		for k := range r.managementAnswers {
+			answers[k] = true
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(answers)) {
+		method, _, _ := strings.Cut(k, " ")
+		if !slices.Contains(writeMethods, method) {
+			continue
+		}
+		if n := now.sum(since, func(r flotillaReading) float64 { return r.managementAnswers[k] }); n > 0 {
+			out = append(out, fmt.Sprintf("%s %.2f", k, n/pods))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func (now flotillaReadings) cpu(since flotillaReadings) time.Duration {

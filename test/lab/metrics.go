@@ -90,6 +90,32 @@ func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, e
 	return total, nil
 }
 
+// FlotillaResponses reads a flotilla's count of answers from the apiserver of the given cluster role
+// ("management" or "workload"), by request method and status code ("PUT 409"), from client-go's
+// rest_client_requests_total on its /metrics endpoint: which writes a pod costs, and which of them failed.
+func (l *Lab) FlotillaResponses(name, role string) (map[string]float64, error) {
+	families, err := l.ScrapeFlotilla(name)
+	if err != nil {
+		return nil, err
+	}
+	var host string
+	for _, m := range families["flotilla_apiserver_info"].GetMetric() {
+		if labels := labelsOf(m); labels["role"] == role {
+			host = labels["host"]
+		}
+	}
+	if host == "" {
+		return nil, fmt.Errorf("flotilla of %s names no %s apiserver", name, role)
+	}
+	out := map[string]float64{}
+	for _, m := range families["rest_client_requests_total"].GetMetric() {
+		if labels := labelsOf(m); labels["host"] == host {
+			out[labels["method"]+" "+labels["code"]] += m.GetCounter().GetValue()
+		}
+	}
+	return out, nil
+}
+
 // Requests is the cluster's apiserver's count, since it started, of requests for resource (plural, as in
 // "tokenreviews") with the given verb (as the apiserver labels them: "POST", "GET", "LIST", ...).
 func (c *Cluster) Requests(ctx context.Context, resource, verb string) (float64, error) {
