@@ -70,8 +70,11 @@ func (p *Provider) reconcile(ctx context.Context, key string, proxy, d *corev1.P
 			return p.deleteDelegate(ctx, d, proxy.DeletionGracePeriodSeconds)
 		}
 		// The delegate has stopped and is gone: remove the proxy at once, as the kubelet does once a pod's
-		// containers have stopped, instead of leaving it Terminating for the rest of its grace period.
-		p.statuses.Add(key)
+		// containers have stopped, instead of leaving it Terminating for the rest of its grace period. Only a
+		// proxy a finalizer keeps is shown terminated first (see proxyStatus).
+		if len(proxy.Finalizers) > 0 {
+			p.statuses.Add(key)
+		}
 		return p.deleteProxy(ctx, proxy)
 	case isTerminal(&proxy.Status):
 		return nil // a finished pod is left as it is, delegate and all, until it is deleted

@@ -94,6 +94,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
+		profileHeap(b, l, "before the rollout through flotilla")
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
 		start = time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
@@ -101,7 +102,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		running := readFlotillas(b, l)
-		profileHeap(b, l)
+		profileHeap(b, l, "with every proxy Running")
 		cpuProfile()
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
@@ -172,8 +173,9 @@ func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
 }
 
 // profileHeap writes a heap profile of the first workload cluster's flotilla, taken after a garbage
-// collection, and prints its path; nothing without -flotilla-profiles.
-func profileHeap(b *testing.B, l *lab.Lab) {
+// collection, and prints its path and when it was taken; nothing without -flotilla-profiles. The growth
+// of its in-use space between two is what the pods cost it, without the heap's headroom.
+func profileHeap(b *testing.B, l *lab.Lab, when string) {
 	if *profileDir == "" {
 		return
 	}
@@ -182,7 +184,7 @@ func profileHeap(b *testing.B, l *lab.Lab) {
 	if err != nil {
 		b.Fatalf("heap profile of %s's flotilla: %v", name, err)
 	}
-	b.Logf("heap profile of %s's flotilla with every proxy Running: %s", name, path)
+	b.Logf("heap profile of %s's flotilla %s: %s", name, when, path)
 }
 
 // podUID keys a pod by its own UID.
