@@ -88,13 +88,13 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		for _, w := range l.Workloads {
 			delegates = append(delegates, startPodClock(ctx, b, w.Client, ns, func(p *corev1.Pod) string { return p.Labels[provider.LabelParentUID] }))
 		}
+		profileHeap(b, l, "before the rollout through flotilla")
 		before := readFlotillas(b, l)
 		deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
 		deploy.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
-		profileHeap(b, l, "before the rollout through flotilla")
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
 		start = time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
