@@ -133,6 +133,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			running.requests("management", before)/pods, running.writes("management", before)/pods,
 			running.requests("workload", before)/pods, running.writes("workload", before)/pods,
 			after.writes("management", before)/pods, after.writes("workload", before)/pods)
+		b.Logf("where proxies' statuses waited, mean from the rollout's start to all Running: %s", running.meanWaits(before))
 		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
 			running.managementWrites(before, pods), after.managementWrites(before, pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
@@ -242,7 +243,21 @@ type flotillaReading struct {
 	requests, writes map[string]float64 // by cluster role
 	// managementAnswers counts the management apiserver's answers by method and code ("PUT 409").
 	managementAnswers map[string]float64
-	usage             lab.Usage
+	// waits are the totals (sum of seconds, count) of the histograms of statusWaits.
+	waits map[string][2]float64
+	usage lab.Usage
+}
+
+// statusWaits are where a proxy's status waits on its way from the delegate to the management apiserver, by
+// the flotilla's own histograms: its status queue (before virtual-kubelet's, which has none), its management
+// client's rate limiter, and the management apiserver's answer to its status writes (PUT).
+var statusWaits = []struct {
+	what, family string
+	labels       map[string]string
+}{
+	{"flotilla's status queue", "workqueue_queue_duration_seconds", map[string]string{"name": "flotilla-statuses"}},
+	{"its management client's rate limiter", "rest_client_rate_limiter_duration_seconds", nil},
+	{"the management apiserver's answer to PUT", "rest_client_request_duration_seconds", map[string]string{"verb": "PUT"}},
 }
 
 var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
@@ -263,6 +278,9 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 		}
 		var err error
 		if r.managementAnswers, err = l.FlotillaResponses(w.Name, "management"); err != nil {
+			b.Fatal(err)
+		}
+		if r.waits, err = readWaits(l, w.Name); err != nil {
 			b.Fatal(err)
 		}
 		if r.usage, err = l.FlotillaUsage(w.Name); err != nil {
@@ -288,6 +306,44 @@ func (now flotillaReadings) sum(since flotillaReadings, of func(flotillaReading)
 		total += of(r) - of(since[name])
 	}
 	return total
+}
+
+// readWaits reads the totals of statusWaits from a flotilla's /metrics.
+func readWaits(l *lab.Lab, name string) (map[string][2]float64, error) {
+	families, err := l.ScrapeFlotilla(name)
+	if err != nil {
+		return nil, err
+	}
+	host, err := lab.APIServerHost(families, "management")
+	if err != nil {
+		return nil, err
+	}
+	waits := map[string][2]float64{}
+	for _, w := range statusWaits {
+		labels := map[string]string{}
+		maps.Copy(labels, w.labels)
+		if strings.HasPrefix(w.family, "rest_client_") {
+			labels["host"] = host
+		}
+		sum, count := lab.HistogramTotals(families, w.family, labels)
+		waits[w.what] = [2]float64{sum, count}
+	}
+	return waits, nil
+}
+
+// meanWaits says the mean of each of statusWaits since, over every flotilla.
+func (now flotillaReadings) meanWaits(since flotillaReadings) string {
+	var out []string
+	for _, w := range statusWaits {
+		sum := now.sum(since, func(r flotillaReading) float64 { return r.waits[w.what][0] })
+		count := now.sum(since, func(r flotillaReading) float64 { return r.waits[w.what][1] })
+		mean := time.Duration(0)
+		if count > 0 {
+			mean = time.Duration(sum / count * float64(time.Second))
+		}
+		out = append(out, fmt.Sprintf("%s %s (%.0f samples)", w.what, mean.Round(time.Millisecond), count))
+	}
+	return strings.Join(out, ", ")
 }
 
 // managementWrites is the growth since of the management apiserver's answers to flotilla's writes, by

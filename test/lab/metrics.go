@@ -98,14 +98,9 @@ func (l *Lab) FlotillaResponses(name, role string) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	var host string
-	for _, m := range families["flotilla_apiserver_info"].GetMetric() {
-		if labels := labelsOf(m); labels["role"] == role {
-			host = labels["host"]
-		}
-	}
-	if host == "" {
-		return nil, fmt.Errorf("flotilla of %s names no %s apiserver", name, role)
+	host, err := APIServerHost(families, role)
+	if err != nil {
+		return nil, fmt.Errorf("flotilla of %s: %w", name, err)
 	}
 	out := map[string]float64{}
 	for _, m := range families["rest_client_requests_total"].GetMetric() {
@@ -114,6 +109,34 @@ func (l *Lab) FlotillaResponses(name, role string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// APIServerHost is the host (as client-go's rest_client_* metrics label it) of the apiserver a flotilla's
+// metrics families name for the cluster role ("management" or "workload").
+func APIServerHost(families map[string]*dto.MetricFamily, role string) (string, error) {
+	for _, m := range families["flotilla_apiserver_info"].GetMetric() {
+		if labels := labelsOf(m); labels["role"] == role {
+			return labels["host"], nil
+		}
+	}
+	return "", fmt.Errorf("no %s apiserver in flotilla_apiserver_info", role)
+}
+
+// HistogramTotals sums the sample sums and counts of a histogram family's series that carry all the given
+// labels.
+func HistogramTotals(families map[string]*dto.MetricFamily, family string, labels map[string]string) (sum, count float64) {
+	for _, m := range families[family].GetMetric() {
+		have := labelsOf(m)
+		matches := true
+		for k, v := range labels {
+			matches = matches && have[k] == v
+		}
+		if matches {
+			sum += m.GetHistogram().GetSampleSum()
+			count += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum, count
 }
 
 // Requests is the cluster's apiserver's count, since it started, of requests for resource (plural, as in
