@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -108,11 +109,18 @@ func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
 		GracePeriodSeconds: new(int64(0)),
 		Preconditions:      metav1.NewUIDPreconditions(string(proxy.UID)),
 	})
+	if err == nil {
+		p.removed.Set(proxy.UID, true, removedMemory)
+	}
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}
 	return err
 }
+
+// removedMemory is how long a proxy deleteProxy removed is remembered: the pod controller's own removal
+// follows within moments (the deletion's grace-0 update wakes it), and one later is merely sent.
+const removedMemory = time.Minute
 
 // create creates the proxy's delegate, or adopts the one that already exists for it. Nothing is written to
 // the workload cluster for a proxy admissible refuses (its namespace is not enabled, or its spec names an
