@@ -103,17 +103,20 @@ func (p *Provider) endLost(ctx context.Context, key string, proxy *corev1.Pod) e
 	return p.deleteProxy(ctx, proxy)
 }
 
-// deleteProxy deletes exactly this proxy, at once.
+// deleteProxy deletes exactly this proxy, at once. It is marked removed before the request: the deletion's
+// grace-0 update reaches the pod controller, whose own removal it wakes, before the apiserver has answered
+// here. Should the deletion fail, the mark goes and the sync is retried.
 func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
+	p.removed.Set(proxy.UID, true, removedMemory)
 	err := p.cfg.Management.CoreV1().Pods(proxy.Namespace).Delete(ctx, proxy.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64(0)),
 		Preconditions:      metav1.NewUIDPreconditions(string(proxy.UID)),
 	})
-	if err == nil {
-		p.removed.Set(proxy.UID, true, removedMemory)
-	}
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
+		return nil // gone, or the name is another pod's: the pod controller's removal would change nothing either
+	}
+	if err != nil {
+		p.removed.Delete(proxy.UID)
 	}
 	return err
 }
