@@ -53,15 +53,14 @@ type options struct {
 	PodQueueQPS     float64
 	PodQueueBurst   int
 
-	InternalIP   string
-	KubeletPort  int
-	KubeletBind  string
-	TLSCertFile  string
-	TLSKeyFile   string
-	ClientCAFile string
-	MetricsAddr  string
-	// Profiling serves Go's profiles under /debug/pprof/ beside /metrics.
-	Profiling     bool
+	InternalIP    string
+	KubeletPort   int
+	KubeletBind   string
+	TLSCertFile   string
+	TLSKeyFile    string
+	ClientCAFile  string
+	MetricsAddr   string
+	Profiling     bool // Go's profiles under /debug/pprof/ beside /metrics
 	HealthAddr    string
 	Taint         bool
 	ExcludeLabels string
