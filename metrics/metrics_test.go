@@ -223,19 +223,14 @@ func TestIsLoopback(t *testing.T) {
 }
 
 // TestServeLoopback: on a loopback address /metrics answers anyone over HTTP with flotilla's and client-go's
-// metrics; off loopback without a serving certificate or management client, Serve refuses to start.
+// metrics, and /debug/pprof/ is served only when profiling is asked for; off loopback without a serving certificate or management client, Serve refuses to start.
 func TestServeLoopback(t *testing.T) {
 	r := newRecorder(t)
 	r.Reachable(true)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := r.Serve(ctx, addr, Access{}); err != nil {
+	if err := r.Serve(ctx, addr, Access{}, false); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -249,10 +244,42 @@ func TestServeLoopback(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if err := r.Serve(ctx, "127.0.0.2:0", Access{}); err != nil {
+	if code := statusOf(t, "http://"+addr+"/debug/pprof/heap"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/heap without profiling: %d, want 404", code)
+	}
+	profiled := freeLoopback(t)
+	if err := r.Serve(ctx, profiled, Access{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if code := statusOf(t, "http://"+profiled+"/debug/pprof/heap"); code != http.StatusOK {
+		t.Errorf("/debug/pprof/heap with profiling: %d, want 200", code)
+	}
+	if err := r.Serve(ctx, "127.0.0.2:0", Access{}, false); err != nil {
 		t.Errorf("a loopback address needs no access configuration: %v", err)
 	}
-	if err := r.Serve(ctx, ":0", Access{}); err == nil || !strings.Contains(err.Error(), "management client") {
+	if err := r.Serve(ctx, ":0", Access{}, false); err == nil || !strings.Contains(err.Error(), "management client") {
 		t.Errorf("off loopback without a management client: want a refusal, got %v", err)
 	}
+}
+
+// freeLoopback is an address on 127.0.0.1 whose port is free right now.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// statusOf is the status code of a GET of url.
+func statusOf(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

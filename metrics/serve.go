@@ -15,7 +15,9 @@ import (
 	genericfilters "k8s.io/apiserver/pkg/endpoints/filters"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	genericmux "k8s.io/apiserver/pkg/server/mux"
 	"k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/server/routes"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
@@ -33,17 +35,22 @@ type Access struct {
 	ClientCAFile string
 }
 
-// Serve serves /metrics on addr until ctx ends. On a loopback address it answers anyone over HTTP, as
-// before; on any other address it answers over HTTPS, and only callers the management apiserver
-// authenticates (a bearer token, or a client certificate of Access.ClientCAFile) and authorizes to get the
-// non-resource URL /metrics, as kube-rbac-proxy does: no credentials 401, no right 403.
-func (r *Recorder) Serve(ctx context.Context, addr string, access Access) error {
+// Serve serves /metrics on addr until ctx ends, and with profiling Go's profiles under /debug/pprof/ beside
+// it. On a loopback address it answers anyone over HTTP, as before; on any other address it answers over
+// HTTPS, and only callers the management apiserver authenticates (a bearer token, or a client certificate of
+// Access.ClientCAFile) and authorizes to get the non-resource URL of the request, as kube-rbac-proxy and
+// kube-apiserver do: no credentials 401, no right 403. A caller allowed /metrics is so not allowed
+// /debug/pprof/*: a profile shows far more of the process (and a CPU profile costs it CPU).
+func (r *Recorder) Serve(ctx context.Context, addr string, access Access, profiling bool) error {
 	loopback, err := isLoopback(addr)
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := genericmux.NewPathRecorderMux("flotilla-metrics")
 	mux.Handle("/metrics", r.handler())
+	if profiling {
+		routes.Profiling{}.Install(mux)
+	}
 	var handler http.Handler = mux
 	var tlsConfig *tls.Config
 	if !loopback {
@@ -114,7 +121,8 @@ func guarded(h http.Handler, access Access) (http.Handler, error) {
 	}
 	h = genericfilters.WithAuthorization(h, authz, scheme.Codecs)
 	h = genericfilters.WithAuthentication(h, authn, genericfilters.Unauthorized(scheme.Codecs), nil, nil)
-	// /metrics is no API path: the request is a non-resource one, verb get.
+	// /metrics and /debug/pprof/* are no API paths: each request is a non-resource one, verb get (or post
+	// for /debug/pprof/symbol), authorized on its own path.
 	return genericfilters.WithRequestInfo(h, &request.RequestInfoFactory{
 		APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api"),
 	}), nil

@@ -18,6 +18,7 @@ type observation struct {
 	synced   bool   // the node and pod caches have listed once; until then nodes and pods are unknown
 	nodes    []*corev1.Node
 	pods     []*corev1.Pod // pods bound to workload nodes
+	requests requestsMemo  // what each of pods holds
 }
 
 // desiredNode is the virtual node flotilla wants given what it observed: the object it registers, and the
@@ -48,15 +49,15 @@ func desiredNode(cfg Config, host string, obs observation, prev []corev1.NodeCon
 		n.Spec.Taints = []corev1.Taint{Taint()}
 	}
 	if !obs.synced {
-		n.Status.Capacity, n.Status.Allocatable = resources(nil, nil, cfg.OwnPods)
+		n.Status.Capacity, n.Status.Allocatable = resources(nil, nil, cfg.OwnPods, podRequests)
 		return n
 	}
 
 	n.Labels = nodeLabels(cfg.NodeName, cfg.ClusterName, obs.nodes, cfg.ExcludeLabels)
-	maps.Copy(n.Labels, maxPodLabels(obs.nodes, obs.pods))
+	maps.Copy(n.Labels, maxPodLabels(obs.nodes, obs.pods, obs.requests.of))
 	n.Annotations[AnnotationWorkloadNodes] = strconv.Itoa(len(obs.nodes))
 	n.Annotations[AnnotationWorkloadNodesReady] = strconv.Itoa(len(readyNodes(obs.nodes)))
-	n.Status.Capacity, n.Status.Allocatable = resources(obs.nodes, obs.pods, cfg.OwnPods)
+	n.Status.Capacity, n.Status.Allocatable = resources(obs.nodes, obs.pods, cfg.OwnPods, obs.requests.of)
 	p := consensus(readyNodes(obs.nodes), platform)
 	n.Status.NodeInfo.OperatingSystem, n.Status.NodeInfo.Architecture = p[platformOS], p[platformArch]
 	return n

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
 )
 
@@ -19,7 +20,8 @@ var alwaysReported = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMe
 // delegates: the management scheduler already counts them through their proxy pods, so subtracting them too
 // would count them twice. Terminal pods hold nothing. Every resource name counts (cpu, memory, pods,
 // ephemeral-storage, hugepages, extended resources), and no value goes below zero.
-func resources(nodes []*corev1.Node, pods []*corev1.Pod, own labels.Selector) (capacity, allocatable corev1.ResourceList) {
+// requests is what each pod holds (podRequests, or a requestsMemo's of).
+func resources(nodes []*corev1.Node, pods []*corev1.Pod, own labels.Selector, requests func(*corev1.Pod) corev1.ResourceList) (capacity, allocatable corev1.ResourceList) {
 	capacity, allocatable = corev1.ResourceList{}, corev1.ResourceList{}
 	counted := map[string]bool{}
 	for _, n := range nodes {
@@ -35,7 +37,7 @@ func resources(nodes []*corev1.Node, pods []*corev1.Pod, own labels.Selector) (c
 		if !counted[p.Spec.NodeName] || isTerminal(p) || own.Matches(labels.Set(p.Labels)) {
 			continue
 		}
-		subtract(allocatable, podRequests(p))
+		subtract(allocatable, requests(p))
 	}
 
 	for _, list := range []corev1.ResourceList{capacity, allocatable} {
@@ -54,6 +56,40 @@ func podRequests(p *corev1.Pod) corev1.ResourceList {
 	requests := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{UseStatusResources: true})
 	requests[corev1.ResourcePods] = *resource.NewQuantity(1, resource.DecimalSI)
 	return requests
+}
+
+// requestsMemo remembers what podRequests said of each pod, by UID, with the resourceVersion it said it of.
+// The virtual node is derived again after every burst of pod events (settleDelay) from every pod of the
+// workload cluster: computing each pod's requests afresh each time was a quarter of all flotilla allocated
+// during BenchmarkDeploymentRollout/1000x4 (heap profile, alloc_space), garbage that grows its heap. A nil
+// memo remembers nothing.
+type requestsMemo map[types.UID]memoizedRequests
+
+type memoizedRequests struct {
+	resourceVersion string
+	requests        corev1.ResourceList
+}
+
+// refresh is the memo for exactly pods: what m knew of the pods that did not change since, and their
+// requests for the others. Pods no longer there are forgotten.
+func (m requestsMemo) refresh(pods []*corev1.Pod) requestsMemo {
+	next := make(requestsMemo, len(pods))
+	for _, p := range pods {
+		r, ok := m[p.UID]
+		if !ok || r.resourceVersion != p.ResourceVersion {
+			r = memoizedRequests{resourceVersion: p.ResourceVersion, requests: podRequests(p)}
+		}
+		next[p.UID] = r
+	}
+	return next
+}
+
+// of is podRequests(p), remembered if m knows p as it is now. The lists it returns are shared: read them only.
+func (m requestsMemo) of(p *corev1.Pod) corev1.ResourceList {
+	if r, ok := m[p.UID]; ok && r.resourceVersion == p.ResourceVersion {
+		return r.requests
+	}
+	return podRequests(p)
 }
 
 // add adds every quantity of more to sum.
@@ -87,7 +123,8 @@ func subtract(list, used corev1.ResourceList) {
 // MaxPodCPUStep millicores and MaxPodMemoryStep MiB. A node with no pod slot left takes nothing. With no such
 // node both are 0. The two maxima may come from different nodes, so a pod that needs much of both can pass
 // both labels and still fit no node: re-placement (package provider) handles what the labels miss.
-func maxPodLabels(nodes []*corev1.Node, pods []*corev1.Pod) map[string]string {
+// requests is as resources'.
+func maxPodLabels(nodes []*corev1.Node, pods []*corev1.Pod, requests func(*corev1.Pod) corev1.ResourceList) map[string]string {
 	free := map[string]corev1.ResourceList{}
 	for _, n := range nodes {
 		if isReady(n) && !n.Spec.Unschedulable {
@@ -96,7 +133,7 @@ func maxPodLabels(nodes []*corev1.Node, pods []*corev1.Pod) map[string]string {
 	}
 	for _, p := range pods {
 		if left, ok := free[p.Spec.NodeName]; ok && !isTerminal(p) {
-			subtract(left, podRequests(p))
+			subtract(left, requests(p))
 		}
 	}
 	var cpuMilli, memBytes int64

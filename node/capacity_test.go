@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // equalResources compares resource lists by value ("1000m" equals "1") and by their set of names.
@@ -164,7 +165,7 @@ func TestResources(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			capacity, allocatable := resources(tc.nodes, tc.pods, own)
+			capacity, allocatable := resources(tc.nodes, tc.pods, own, podRequests)
 			if !equalResources(capacity, tc.wantCapacity) {
 				t.Errorf("capacity = %v, want %v", capacity, tc.wantCapacity)
 			}
@@ -177,7 +178,7 @@ func TestResources(t *testing.T) {
 
 func TestResourcesLeavesInputsAlone(t *testing.T) {
 	n := wnode("a")
-	resources([]*corev1.Node{n}, []*corev1.Pod{wpod("p", "a", rl("cpu", "1"))}, labels.Nothing())
+	resources([]*corev1.Node{n}, []*corev1.Pod{wpod("p", "a", rl("cpu", "1"))}, labels.Nothing(), podRequests)
 	if !equalResources(n.Status.Allocatable, lab) {
 		t.Errorf("workload node's allocatable changed to %v", n.Status.Allocatable)
 	}
@@ -248,11 +249,47 @@ func TestMaxPodLabels(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := maxPodLabels(tc.nodes, tc.pods)
+			got := maxPodLabels(tc.nodes, tc.pods, podRequests)
 			want := map[string]string{LabelMaxPodCPU: tc.cpu, LabelMaxPodMemory: tc.mem}
 			if !maps.Equal(got, want) {
 				t.Errorf("maxPodLabels = %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestRequestsMemo: a pod's requests are computed again only when its resourceVersion changed, and a pod no
+// longer observed is forgotten.
+func TestRequestsMemo(t *testing.T) {
+	at := func(uid, rv, cpu string) *corev1.Pod {
+		return wpod(uid, "a", rl("cpu", cpu), func(p *corev1.Pod) { p.UID, p.ResourceVersion = types.UID(uid), rv })
+	}
+	// What the memo says of a pod it knows is what it remembered, even where podRequests would now say
+	// otherwise: the memo holds 9 CPUs for p@1, and p@1 asks for 1.
+	remembered := rl("cpu", "9")
+	memo := requestsMemo{"p": {resourceVersion: "1", requests: remembered}, "gone": {resourceVersion: "1", requests: remembered}}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want corev1.ResourceList
+	}{
+		{"an unchanged pod: remembered", at("p", "1", "1"), remembered},
+		{"a changed pod: computed again", at("p", "2", "2"), rl("cpu", "2", "pods", "1")},
+		{"a new pod: computed", at("q", "1", "3"), rl("cpu", "3", "pods", "1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := memo.refresh([]*corev1.Pod{tc.pod}).of(tc.pod); !equalResources(got, tc.want) {
+				t.Errorf("requests %v, want %v", got, tc.want)
+			}
+			if got := memo.of(tc.pod); tc.pod.UID == "p" && tc.pod.ResourceVersion == "2" && !equalResources(got, tc.want) {
+				t.Errorf("of a pod changed since the memo: %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, kept := memo.refresh([]*corev1.Pod{at("p", "1", "1")})["gone"]; kept {
+		t.Error("a pod no longer observed is still remembered")
+	}
+	if got := requestsMemo(nil).of(at("p", "1", "1")); !equalResources(got, rl("cpu", "1", "pods", "1")) {
+		t.Errorf("a nil memo: %v", got)
 	}
 }

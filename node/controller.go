@@ -110,6 +110,8 @@ type Controller struct {
 	told     string             // the Ready status and reason last given to cfg.ReadyChanged
 	notify   func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
 	sent     *corev1.Node       // the last node handed to notify; nil makes the next derivation send
+	// requests are the pods' requests as of the last observation; only the sync loop uses them.
+	requests requestsMemo
 }
 
 // NewController prepares a controller for the workload cluster reached through workload, whose apiserver
@@ -364,7 +366,7 @@ func (c *Controller) sync(ctx context.Context) {
 	c.outbox <- c.current.DeepCopy()
 }
 
-// observe reads the probe results and, once synced, the caches.
+// observe reads the probe results and, once synced, the caches. Only the sync loop calls it.
 func (c *Controller) observe() (observation, error) {
 	c.mu.Lock()
 	obs := observation{probed: c.probed, probeErr: c.probeErr, version: c.version}
@@ -386,7 +388,8 @@ func (c *Controller) observe() (observation, error) {
 			obs.pods = append(obs.pods, p.(*corev1.Pod))
 		}
 	}
-	obs.synced, obs.nodes = true, nodes
+	c.requests = c.requests.refresh(obs.pods)
+	obs.synced, obs.nodes, obs.requests = true, nodes, c.requests
 	return obs, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1informers "k8s.io/client-go/informers/core/v1"
@@ -134,6 +135,10 @@ type Provider struct {
 	// delegations are the spans that asked for the proxies' delegations, for the spans of the work that
 	// follows to join their traces.
 	delegations tracing.Delegations
+
+	// removed are the UIDs of the proxies this provider removed itself (deleteProxy), for a while: the pod
+	// controller's own removal of the same pod, which follows, is then not sent again (see Delete).
+	removed *utilcache.Expiring
 }
 
 func workers(n int) int {
@@ -189,6 +194,7 @@ func New(cfg Config) (*Provider, error) {
 		statuses: workqueue.NewTypedRateLimitingQueueWithConfig(limiter(),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flotilla-statuses"}),
 		problems: map[string]problem{},
+		removed:  utilcache.NewExpiring(),
 		notifyOn: make(chan struct{}),
 	}
 	if _, err := p.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{

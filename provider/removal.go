@@ -62,8 +62,15 @@ func (p *Provider) confirmGone(ctx context.Context, namespace, name string, prox
 // Delete is the removal guard of PodControllerClient: a deletion with a UID precondition (virtual-kubelet's
 // removal of a terminated proxy) waits for confirmGone. Use RetryHeldRemovals as the controller's
 // DeletePodsFromKubernetesShouldRetryFunc, so a held removal is tried again for as long as it takes.
+//
+// A removal of a proxy the provider is removing itself (deleteProxy: exactly this UID, grace 0) is not sent
+// again: it would change nothing, and the management apiserver would answer 404 for most pods
+// (BenchmarkDeploymentRollout counted 0.82 such answers per pod).
 func (c podControllerPodInterface) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
 	if opts.Preconditions != nil && opts.Preconditions.UID != nil {
+		if _, removed := c.p.removed.Get(*opts.Preconditions.UID); removed {
+			return nil
+		}
 		if err := c.p.confirmGone(ctx, c.namespace, name, *opts.Preconditions.UID); err != nil {
 			return err
 		}

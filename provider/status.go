@@ -139,8 +139,13 @@ func proxyStatus(proxy, delegate *corev1.Pod, prob *problem, env statusEnv) *cor
 			return waitingStatus(proxy, *prob, env.hostIP)
 		}
 		return nil
+	case proxy.DeletionTimestamp != nil && len(proxy.Finalizers) == 0:
+		// The delegate is gone, and the proxy with it at once (reconcile): nobody could read a terminal
+		// status, and writing one would race the removal (a conflict, or a write to a pod already gone).
+		return nil
 	case proxy.DeletionTimestamp != nil:
-		// The delegate is gone and so are its containers: say so, as the kubelet does before the pod goes.
+		// The delegate is gone and so are its containers, but a finalizer keeps the proxy (a Job's, which
+		// counts it only once it is terminal): say so, as the kubelet does before the pod goes.
 		return terminatedStatus(&proxy.Status, env.now)
 	case lost(proxy, delegate):
 		return lostStatus(&proxy.Status, fmt.Sprintf("the delegate pod was deleted in workload cluster %s", env.cluster), env.now)

@@ -64,8 +64,15 @@ func TestProxyStatus(t *testing.T) {
 			},
 		}
 	}
-	deleting := func(p *corev1.Pod) *corev1.Pod {
+	// deleting is a proxy being deleted that a finalizer keeps until it is terminal; removing one that goes
+	// at once.
+	removing := func(p *corev1.Pod) *corev1.Pod {
 		p.DeletionTimestamp = &at
+		return p
+	}
+	deleting := func(p *corev1.Pod) *corev1.Pod {
+		p = removing(p)
+		p.Finalizers = []string{"batch.kubernetes.io/job-tracking"}
 		return p
 	}
 	unknown := func(startedAt metav1.Time) corev1.ContainerStatus {
@@ -172,8 +179,9 @@ func TestProxyStatus(t *testing.T) {
 				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx:1", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
 					Reason: ReasonRefused, Message: "workload cluster eu-west-3-1 refused the delegate pod: exceeded quota"}}}}},
 		},
+		{name: "a terminating proxy whose delegate is gone is removed at once, with no terminal status first", proxy: removing(running())},
 		{
-			name:  "a terminating proxy whose delegate is gone has its containers terminated and fails",
+			name:  "a terminating proxy a finalizer keeps whose delegate is gone has its containers terminated and fails",
 			proxy: deleting(running()),
 			want: func() *corev1.PodStatus {
 				s := running().Status
@@ -184,7 +192,7 @@ func TestProxyStatus(t *testing.T) {
 			}(),
 		},
 		{
-			name: "a terminating proxy whose containers had all exited 0 succeeds",
+			name: "a terminating proxy a finalizer keeps whose containers had all exited 0 succeeds",
 			proxy: func() *corev1.Pod {
 				p := deleting(running())
 				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
@@ -201,7 +209,7 @@ func TestProxyStatus(t *testing.T) {
 			}(),
 		},
 		{
-			name:  "a terminating proxy that never ran fails without container statuses",
+			name:  "a terminating proxy a finalizer keeps that never ran fails without container statuses",
 			proxy: deleting(pending()),
 			want: func() *corev1.PodStatus {
 				s := pending().Status

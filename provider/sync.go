@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -70,8 +71,11 @@ func (p *Provider) reconcile(ctx context.Context, key string, proxy, d *corev1.P
 			return p.deleteDelegate(ctx, d, proxy.DeletionGracePeriodSeconds)
 		}
 		// The delegate has stopped and is gone: remove the proxy at once, as the kubelet does once a pod's
-		// containers have stopped, instead of leaving it Terminating for the rest of its grace period.
-		p.statuses.Add(key)
+		// containers have stopped, instead of leaving it Terminating for the rest of its grace period. Only a
+		// proxy a finalizer keeps is shown terminated first (see proxyStatus).
+		if len(proxy.Finalizers) > 0 {
+			p.statuses.Add(key)
+		}
 		return p.deleteProxy(ctx, proxy)
 	case isTerminal(&proxy.Status):
 		return nil // a finished pod is left as it is, delegate and all, until it is deleted
@@ -99,17 +103,27 @@ func (p *Provider) endLost(ctx context.Context, key string, proxy *corev1.Pod) e
 	return p.deleteProxy(ctx, proxy)
 }
 
-// deleteProxy deletes exactly this proxy, at once.
+// deleteProxy deletes exactly this proxy, at once. It is marked removed before the request: the deletion's
+// grace-0 update reaches the pod controller, whose own removal it wakes, before the apiserver has answered
+// here. Should the deletion fail, the mark goes and the sync is retried.
 func (p *Provider) deleteProxy(ctx context.Context, proxy *corev1.Pod) error {
+	p.removed.Set(proxy.UID, true, removedMemory)
 	err := p.cfg.Management.CoreV1().Pods(proxy.Namespace).Delete(ctx, proxy.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64(0)),
 		Preconditions:      metav1.NewUIDPreconditions(string(proxy.UID)),
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
+		return nil // gone, or the name is another pod's: the pod controller's removal would change nothing either
+	}
+	if err != nil {
+		p.removed.Delete(proxy.UID)
 	}
 	return err
 }
+
+// removedMemory is how long a proxy deleteProxy removed is remembered: the pod controller's own removal
+// follows within moments (the deletion's grace-0 update wakes it), and one later is merely sent.
+const removedMemory = time.Minute
 
 // create creates the proxy's delegate, or adopts the one that already exists for it. Nothing is written to
 // the workload cluster for a proxy admissible refuses (its namespace is not enabled, or its spec names an

@@ -60,6 +60,7 @@ type options struct {
 	TLSKeyFile    string
 	ClientCAFile  string
 	MetricsAddr   string
+	Profiling     bool // Go's profiles under /debug/pprof/ beside /metrics
 	HealthAddr    string
 	Taint         bool
 	ExcludeLabels string
@@ -103,6 +104,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "serving key of the kubelet API (required)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "CA that signs the management apiserver's kubelet client certificate (required: without it the apiserver cannot reach the kubelet API, so kubectl logs, exec, port-forward and top would fail)")
 	fs.StringVar(&o.MetricsAddr, "metrics-address", "127.0.0.1:10255", "address of the Prometheus /metrics endpoint: plain HTTP to anyone on a loopback address; on any other, HTTPS (--tls-cert-file) for callers the management apiserver authenticates and authorizes to get /metrics; empty disables it")
+	fs.BoolVar(&o.Profiling, "profiling", false, "also serve Go's pprof profiles under /debug/pprof/ on --metrics-address, on the same terms as /metrics except that off loopback a caller needs the right to get the non-resource URL /debug/pprof/* (a right to /metrics is not enough)")
 	fs.StringVar(&o.HealthAddr, "health-address", ":10248", "address of the /healthz and /readyz endpoints, for the kubelet's probes (no credentials needed); empty disables them")
 	fs.BoolVar(&o.Taint, "taint", true, "taint the virtual node "+node.TaintKey+"="+node.TaintValue+":NoSchedule so only pods that opt in land on it")
 	fs.StringVar(&o.ExcludeLabels, "exclude-labels", node.DefaultExcludeLabels.String(), "regular expression of workload node label keys never copied to the virtual node")

@@ -146,7 +146,7 @@ func run(ctx context.Context, o *options) error {
 	}).Info("flotilla starting")
 	if o.MetricsAddr != "" {
 		access := metrics.Access{Management: management, CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile}
-		if err := metricsRecorder.Serve(ctx, o.MetricsAddr, access); err != nil {
+		if err := metricsRecorder.Serve(ctx, o.MetricsAddr, access, o.Profiling); err != nil {
 			return fmt.Errorf("--metrics-address: %w", err)
 		}
 	}
@@ -197,7 +197,8 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 
 	// Proxy pods are the pods bound to the virtual node; Services and Ingresses are what the followers read
 	// cluster-wide (ConfigMaps and Secrets they read one object at a time).
-	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName))
+	podInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync, nodeutil.PodInformerFilter(o.NodeName),
+		informers.WithTransform(cachetrim.ManagedFields))
 	objectInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
 		informers.WithTransform(cachetrim.ManagedFields))
 	// virtual-kubelet's pod controller requires ConfigMap and Secret informers, but with

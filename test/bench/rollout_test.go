@@ -6,7 +6,11 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,12 +93,14 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		for _, w := range l.Workloads {
 			delegates = append(delegates, startPodClock(ctx, b, w.Client, ns, func(p *corev1.Pod) string { return p.Labels[provider.LabelParentUID] }))
 		}
+		profileHeap(b, l, "before the rollout through flotilla")
 		before := readFlotillas(b, l)
 		deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
 		deploy.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
+		cpuProfile := profileCPU(b, l, profileSeconds(f))
 		start := time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
@@ -102,6 +108,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		proxiesRunning := proxies.snapshot(runningAt, nil)
 		running := readFlotillas(b, l)
+		profileHeap(b, l, "with every proxy Running")
+		cpuProfile()
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
 		lab.DeleteNamespace(l.Management.Client, ns)
@@ -139,9 +147,59 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			running.requests("management", before)/pods, running.writes("management", before)/pods,
 			running.requests("workload", before)/pods, running.writes("workload", before)/pods,
 			after.writes("management", before)/pods, after.writes("workload", before)/pods)
+		b.Logf("where proxies' statuses waited, mean from the rollout's start to all Running: %s", running.meanWaits(before))
+		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
+			running.managementWrites(before, pods), after.managementWrites(before, pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
 	}
+}
+
+// profileDir, when set, is where the rollout writes profiles of the first workload cluster's flotilla: its
+// CPU during the rollout through flotilla and its heap once every proxy is Running. Read them with
+// `go tool pprof -top FILE`.
+var profileDir = flag.String("flotilla-profiles", "", "folder for CPU and heap profiles of one flotilla during BenchmarkDeploymentRollout (none if empty)")
+
+// profileSeconds is how long the CPU profile of a rollout runs: about as long as the rollout through
+// flotilla takes on a small machine.
+func profileSeconds(f fleet) int { return max(60, f.replicas/f.clusters/4) }
+
+// profileCPU starts a CPU profile of the first workload cluster's flotilla and returns a function that waits
+// for it and prints its path; both do nothing without -flotilla-profiles.
+func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
+	if *profileDir == "" {
+		return func() {}
+	}
+	name := l.Workloads[0].Name
+	done := make(chan struct{})
+	var path string
+	var err error
+	go func() {
+		defer close(done)
+		path, err = l.FlotillaProfile(name, "profile", fmt.Sprintf("seconds=%d", seconds), *profileDir)
+	}()
+	return func() {
+		<-done
+		if err != nil {
+			b.Fatalf("CPU profile of %s's flotilla: %v", name, err)
+		}
+		b.Logf("CPU profile of %s's flotilla, %d s from the rollout's start: %s", name, seconds, path)
+	}
+}
+
+// profileHeap writes a heap profile of the first workload cluster's flotilla, taken after a garbage
+// collection, and prints its path and when it was taken; nothing without -flotilla-profiles. The growth
+// of its in-use space between two is what the pods cost it, without the heap's headroom.
+func profileHeap(b *testing.B, l *lab.Lab, when string) {
+	if *profileDir == "" {
+		return
+	}
+	name := l.Workloads[0].Name
+	path, err := l.FlotillaProfile(name, "heap", "gc=1", *profileDir)
+	if err != nil {
+		b.Fatalf("heap profile of %s's flotilla: %v", name, err)
+	}
+	b.Logf("heap profile of %s's flotilla %s: %s", name, when, path)
 }
 
 // podUID keys a pod by its own UID.
@@ -197,7 +255,23 @@ type flotillaReadings map[string]flotillaReading
 
 type flotillaReading struct {
 	requests, writes map[string]float64 // by cluster role
-	usage            lab.Usage
+	// managementAnswers counts the management apiserver's answers by method and code ("PUT 409").
+	managementAnswers map[string]float64
+	// waits are the totals (sum of seconds, count) of the histograms of statusWaits.
+	waits map[string][2]float64
+	usage lab.Usage
+}
+
+// statusWaits are where a proxy's status waits on its way from the delegate to the management apiserver, by
+// the flotilla's own histograms: its status queue (before virtual-kubelet's, which has none), its management
+// client's rate limiter, and the management apiserver's answer to its status writes (PUT).
+var statusWaits = []struct {
+	what, family string
+	labels       map[string]string
+}{
+	{"flotilla's status queue", "workqueue_queue_duration_seconds", map[string]string{"name": "flotilla-statuses"}},
+	{"its management client's rate limiter", "rest_client_rate_limiter_duration_seconds", nil},
+	{"the management apiserver's answer to PUT", "rest_client_request_duration_seconds", map[string]string{"verb": "PUT"}},
 }
 
 var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
@@ -217,6 +291,12 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 			}
 		}
 		var err error
+		if r.managementAnswers, err = l.FlotillaResponses(w.Name, "management"); err != nil {
+			b.Fatal(err)
+		}
+		if r.waits, err = readWaits(l, w.Name); err != nil {
+			b.Fatal(err)
+		}
 		if r.usage, err = l.FlotillaUsage(w.Name); err != nil {
 			b.Fatal(err)
 		}
@@ -240,6 +320,66 @@ func (now flotillaReadings) sum(since flotillaReadings, of func(flotillaReading)
 		total += of(r) - of(since[name])
 	}
 	return total
+}
+
+// readWaits reads the totals of statusWaits from a flotilla's /metrics.
+func readWaits(l *lab.Lab, name string) (map[string][2]float64, error) {
+	families, err := l.ScrapeFlotilla(name)
+	if err != nil {
+		return nil, err
+	}
+	host, err := lab.APIServerHost(families, "management")
+	if err != nil {
+		return nil, err
+	}
+	waits := map[string][2]float64{}
+	for _, w := range statusWaits {
+		labels := map[string]string{}
+		maps.Copy(labels, w.labels)
+		if strings.HasPrefix(w.family, "rest_client_") {
+			labels["host"] = host
+		}
+		sum, count := lab.HistogramTotals(families, w.family, labels)
+		waits[w.what] = [2]float64{sum, count}
+	}
+	return waits, nil
+}
+
+// meanWaits says the mean of each of statusWaits since, over every flotilla.
+func (now flotillaReadings) meanWaits(since flotillaReadings) string {
+	var out []string
+	for _, w := range statusWaits {
+		sum := now.sum(since, func(r flotillaReading) float64 { return r.waits[w.what][0] })
+		count := now.sum(since, func(r flotillaReading) float64 { return r.waits[w.what][1] })
+		mean := time.Duration(0)
+		if count > 0 {
+			mean = time.Duration(sum / count * float64(time.Second))
+		}
+		out = append(out, fmt.Sprintf("%s %s (%.0f samples)", w.what, mean.Round(time.Millisecond), count))
+	}
+	return strings.Join(out, ", ")
+}
+
+// managementWrites is the growth since of the management apiserver's answers to flotilla's writes, by
+// method and code, per pod: which writes a lifecycle costs, and how many of them were refused.
+func (now flotillaReadings) managementWrites(since flotillaReadings, pods float64) string {
+	answers := map[string]bool{}
+	for _, r := range now {
+		for k := range r.managementAnswers {
+			answers[k] = true
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(answers)) {
+		method, _, _ := strings.Cut(k, " ")
+		if !slices.Contains(writeMethods, method) {
+			continue
+		}
+		if n := now.sum(since, func(r flotillaReading) float64 { return r.managementAnswers[k] }); n > 0 {
+			out = append(out, fmt.Sprintf("%s %.2f", k, n/pods))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func (now flotillaReadings) cpu(since flotillaReadings) time.Duration {

@@ -152,7 +152,8 @@ func TestPrometheusMetrics(t *testing.T) {
 
 // TestMetricsAccess: /metrics off loopback is served over HTTPS only to callers the management apiserver
 // authenticates and authorizes (nonResourceURL /metrics, get), by a standby replica whose node identity asks
-// it; the replica's /healthz and /readyz answer anyone.
+// it; with --profiling, /debug/pprof/* only to callers authorized for that URL, not to metrics readers; the
+// replica's /healthz and /readyz answer anyone.
 func TestMetricsAccess(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	cluster := shared.Workloads[1]
@@ -160,7 +161,7 @@ func TestMetricsAccess(t *testing.T) {
 	port := freePort(t)
 	// A standby: its failover identity may hold no Lease in this namespace, so it never leads.
 	replica, err := shared.AddReplica(cluster.Name, "metrics-access", "--leader-elect", "--leader-elect-namespace="+ns,
-		"--metrics-address=:"+strconv.Itoa(port))
+		"--metrics-address=:"+strconv.Itoa(port), "--profiling")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,6 @@ func TestMetricsAccess(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(shared.Management.Config.CAData)
 	secure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: replica.InternalIP}}}
-	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/metrics"
 	if code, _, err := get(plain, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics", ""); err == nil && code == http.StatusOK {
 		t.Errorf("/metrics off loopback answered plain HTTP")
 	}
@@ -205,43 +205,58 @@ func TestMetricsAccess(t *testing.T) {
 		}
 		return tr.Status.Token
 	}
-	stranger, scraper := token("stranger"), token("scraper")
+	stranger, scraper, profiler := token("stranger"), token("scraper"), token("profiler")
 	rbac := shared.Management.Client.RbacV1()
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-metrics"},
-		Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
-	if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// grant lets ServiceAccount account get the non-resource URLs.
+	grant := func(account string, urls ...string) {
+		t.Helper()
+		name := ns + "-" + account
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Rules: []rbacv1.PolicyRule{{NonResourceURLs: urls, Verbs: []string{"get"}}}}
+		if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: account}}}
+		if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	}
-	t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{}) })
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-metrics"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "scraper"}}}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = rbac.ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
-	})
+	grant("scraper", "/metrics")
+	// As kube-apiserver's system:monitoring role spells a profiler's right.
+	grant("profiler", "/debug/pprof", "/debug/pprof/*")
 
+	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	for _, c := range []struct {
-		who, token string
-		want       int
+		who, token, path string
+		want             int
+		// body is what an answer of 200 holds.
+		body string
 	}{
-		{"anonymous", "", http.StatusUnauthorized},
-		{"a forged token", "not-a-token", http.StatusUnauthorized},
-		{"a ServiceAccount without the right", stranger, http.StatusForbidden},
-		{"a ServiceAccount allowed to get /metrics", scraper, http.StatusOK},
+		{"anonymous", "", "/metrics", http.StatusUnauthorized, ""},
+		{"a forged token", "not-a-token", "/metrics", http.StatusUnauthorized, ""},
+		{"a ServiceAccount without the right", stranger, "/metrics", http.StatusForbidden, ""},
+		{"a ServiceAccount allowed to get /metrics", scraper, "/metrics", http.StatusOK, "flotilla_api_requests_total"},
+		{"anonymous", "", "/debug/pprof/heap", http.StatusUnauthorized, ""},
+		{"a ServiceAccount without the right", stranger, "/debug/pprof/heap", http.StatusForbidden, ""},
+		// A metrics reader is no profiler.
+		{"a ServiceAccount allowed to get /metrics", scraper, "/debug/pprof/heap", http.StatusForbidden, ""},
+		{"a ServiceAccount allowed to get /debug/pprof/*", profiler, "/debug/pprof/heap?debug=1", http.StatusOK, "heap profile:"},
+		{"a ServiceAccount allowed to get /debug/pprof/*", profiler, "/metrics", http.StatusForbidden, ""},
 	} {
 		var body string
 		// The server starts once the replica's management identity is known; the binding may take a moment.
-		eventually(t, time.Minute, c.who+" answered "+strconv.Itoa(c.want), func(context.Context) (bool, string) {
-			code, b, err := get(secure, url, c.token)
+		eventually(t, time.Minute, fmt.Sprintf("%s answered %d for %s", c.who, c.want, c.path), func(context.Context) (bool, string) {
+			code, b, err := get(secure, base+c.path, c.token)
 			body = b
 			return err == nil && code == c.want, fmt.Sprintf("%d %.200s %v", code, b, err)
 		})
-		t.Logf("%s: %d", c.who, c.want)
-		if c.want == http.StatusOK && !strings.Contains(body, "flotilla_api_requests_total") {
-			t.Errorf("/metrics for %s lacks flotilla_api_requests_total:\n%.500s", c.who, body)
+		t.Logf("%s, %s: %d", c.who, c.path, c.want)
+		if !strings.Contains(body, c.body) {
+			t.Errorf("%s for %s lacks %q:\n%.500s", c.path, c.who, c.body, body)
 		}
 	}
 }

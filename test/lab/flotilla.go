@@ -68,6 +68,8 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica st
 		"--tls-key-file=" + keyFile,
 		"--client-ca-file=" + filepath.Join(credentialsDir, join.KeyClientCA),
 		"--metrics-address=127.0.0.1:" + strconv.Itoa(ports[0]),
+		// Benchmarks read its profiles (see FlotillaProfile); on loopback, as /metrics.
+		"--profiling",
 		// Several flotillas share the machine: each its own health port rather than the default :10248.
 		"--health-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--reschedule-after=" + RescheduleAfter.String(),

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -33,6 +37,42 @@ func (l *Lab) ScrapeFlotilla(name string) (map[string]*dto.MetricFamily, error) 
 	return families, nil
 }
 
+// FlotillaProfile writes a workload cluster's flotilla's profile of the given kind (as net/http/pprof names
+// them: "heap", "profile" for CPU, "goroutine", ...) to a file in dir and returns its path, for
+// `go tool pprof`. query adds parameters, such as "seconds=30" for a CPU profile or "gc=1" for a heap profile
+// taken after a garbage collection.
+func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
+	metricsURL, ok := l.FlotillaMetrics[name]
+	if !ok {
+		return "", fmt.Errorf("no flotilla for workload cluster %q", name)
+	}
+	u, err := url.Parse(metricsURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path, u.RawQuery = "/debug/pprof/"+kind, query
+	// A CPU profile takes the seconds it was asked for.
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(u.String())
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return "", fmt.Errorf("%s: %s: %s", u, resp.Status, body)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("flotilla-%s-%s-%s.pprof", name, kind, time.Now().Format("150405")))
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
 // FlotillaRequests reads a flotilla's count of requests sent to the given cluster role ("management" or
 // "workload") from its /metrics endpoint, summed over HTTP methods; methods, if given, restricts the sum.
 func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, error) {
@@ -48,6 +88,55 @@ func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, e
 		}
 	}
 	return total, nil
+}
+
+// FlotillaResponses reads a flotilla's count of answers from the apiserver of the given cluster role
+// ("management" or "workload"), by request method and status code ("PUT 409"), from client-go's
+// rest_client_requests_total on its /metrics endpoint: which writes a pod costs, and which of them failed.
+func (l *Lab) FlotillaResponses(name, role string) (map[string]float64, error) {
+	families, err := l.ScrapeFlotilla(name)
+	if err != nil {
+		return nil, err
+	}
+	host, err := APIServerHost(families, role)
+	if err != nil {
+		return nil, fmt.Errorf("flotilla of %s: %w", name, err)
+	}
+	out := map[string]float64{}
+	for _, m := range families["rest_client_requests_total"].GetMetric() {
+		if labels := labelsOf(m); labels["host"] == host {
+			out[labels["method"]+" "+labels["code"]] += m.GetCounter().GetValue()
+		}
+	}
+	return out, nil
+}
+
+// APIServerHost is the host (as client-go's rest_client_* metrics label it) of the apiserver a flotilla's
+// metrics families name for the cluster role ("management" or "workload").
+func APIServerHost(families map[string]*dto.MetricFamily, role string) (string, error) {
+	for _, m := range families["flotilla_apiserver_info"].GetMetric() {
+		if labels := labelsOf(m); labels["role"] == role {
+			return labels["host"], nil
+		}
+	}
+	return "", fmt.Errorf("no %s apiserver in flotilla_apiserver_info", role)
+}
+
+// HistogramTotals sums the sample sums and counts of a histogram family's series that carry all the given
+// labels.
+func HistogramTotals(families map[string]*dto.MetricFamily, family string, labels map[string]string) (sum, count float64) {
+	for _, m := range families[family].GetMetric() {
+		have := labelsOf(m)
+		matches := true
+		for k, v := range labels {
+			matches = matches && have[k] == v
+		}
+		if matches {
+			sum += m.GetHistogram().GetSampleSum()
+			count += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum, count
 }
 
 // Requests is the cluster's apiserver's count, since it started, of requests for resource (plural, as in
