@@ -1,14 +1,21 @@
 package provider
 
 import (
+	"context"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/flotilla-io/flotilla/tracing"
 )
 
 // PodControllerClient wraps the pod client virtual-kubelet's pod controller writes proxies with: their
 // removals wait until their delegates are confirmed gone (removal.go), and the writes of their statuses are
-// spans of their delegations' traces (tracing.go), sent only when they change something (sameStatus).
+// spans of their delegations' traces, sent only when they change something (UpdateStatus).
 func (p *Provider) PodControllerClient(pods corev1client.PodsGetter) corev1client.PodsGetter {
 	return podControllerPods{PodsGetter: pods, p: p}
 }
@@ -36,4 +43,24 @@ type podControllerPodInterface struct {
 func sameStatus(current, pod *corev1.Pod) bool {
 	return current.UID == pod.UID && current.ResourceVersion == pod.ResourceVersion &&
 		equality.Semantic.DeepEqual(current.Status, pod.Status)
+}
+
+// UpdateStatus writes a proxy's status for PodControllerClient, when it would change something (sameStatus),
+// as a span of its delegation's trace. virtual-kubelet's status queue writes proxies'
+// statuses in goroutines of its own, whose spans start traces of their own; the write of a proxy being
+// delegated is a span of the delegation's trace instead (tracing.SpanUpdateProxyStatus, linked to the pod
+// controller's span), and the write that shows the proxy Running, or finished, ends the delegation.
+func (c podControllerPodInterface) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts metav1.UpdateOptions) (*corev1.Pod, error) {
+	if current, err := c.p.cfg.ManagementPods.Pods(pod.Namespace).Get(pod.Name); err == nil && sameStatus(current, pod) {
+		log.G(ctx).WithField("pod", pod.Namespace+"/"+pod.Name).Debug("proxy status unchanged; not written")
+		return current, nil
+	}
+	key := pod.Namespace + "/" + pod.Name
+	ctx, span := c.p.delegations.Start(ctx, key, tracing.SpanUpdateProxyStatus, tracing.PodAttributes(pod, c.p.cfg.ClusterName)...)
+	updated, err := c.PodInterface.UpdateStatus(ctx, pod, opts)
+	tracing.End(span, err)
+	if err == nil && tracing.Delegated(&pod.Status) {
+		c.p.delegations.End(key)
+	}
+	return updated, err
 }
