@@ -67,6 +67,11 @@ const (
 	DefaultProbeInterval = 2 * time.Second
 	DefaultProbeTimeout  = time.Second
 
+	// lateAnswerTimeout is how long a /readyz request may wait for a late answer (see probe). An apiserver
+	// that needs longer for its cheapest request is as good as gone; and a request stuck on a connection
+	// that died (a network partition) is given up in time to notice the cluster back within seconds.
+	lateAnswerTimeout = 10 * time.Second
+
 	// settleDelay coalesces a burst of informer events (a rollout, a node flapping) into one derivation and
 	// at most one status update, while keeping a change's way to the node well under two seconds.
 	settleDelay = 400 * time.Millisecond
@@ -93,7 +98,9 @@ type Controller struct {
 	started     atomic.Bool
 
 	// readyz and serverVersion ask the workload apiserver; they are fields so tests can stand in for it.
-	readyz        func(context.Context) error
+	// readyz says whether the apiserver answered at all (with any status), and the error that makes it not
+	// ready.
+	readyz        func(context.Context) (answered bool, err error)
 	serverVersion func(context.Context) (string, error)
 
 	// changed holds one pending "something changed" signal; more signals before a derivation coalesce.
@@ -101,15 +108,18 @@ type Controller struct {
 	// outbox holds the one node waiting to be handed to virtual-kubelet; a newer node replaces it.
 	outbox chan *corev1.Node
 
-	mu       sync.Mutex
-	probed   bool
-	probeErr error
-	version  string
-	current  *corev1.Node       // the last derived node
-	observed bool               // current's Ready condition rests on an observation (see Ready)
-	told     string             // the Ready status and reason last given to cfg.ReadyChanged
-	notify   func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
-	sent     *corev1.Node       // the last node handed to notify; nil makes the next derivation send
+	mu         sync.Mutex
+	probed     bool
+	probeErr   error
+	asking     *readyzRequest // the /readyz request awaiting its answer, if any
+	answeredAt time.Time      // when the apiserver last answered /readyz
+	late       bool           // its last answer came after ProbeTimeout (logged once per slow spell)
+	version    string
+	current    *corev1.Node       // the last derived node
+	observed   bool               // current's Ready condition rests on an observation (see Ready)
+	told       string             // the Ready status and reason last given to cfg.ReadyChanged
+	notify     func(*corev1.Node) // virtual-kubelet's callback, once it asked for one
+	sent       *corev1.Node       // the last node handed to notify; nil makes the next derivation send
 	// requests are the pods' requests as of the last observation; only the sync loop uses them.
 	requests requestsMemo
 }
@@ -172,8 +182,10 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 		prober = workload
 	}
 	apiserver := prober.Discovery().RESTClient()
-	c.readyz = func(ctx context.Context) error {
-		return apiserver.Get().AbsPath("/readyz").Do(ctx).Error()
+	c.readyz = func(ctx context.Context) (bool, error) {
+		var code int
+		err := apiserver.Get().AbsPath("/readyz").Do(ctx).StatusCode(&code).Error()
+		return code != 0, err
 	}
 	// Bounded by ctx, so a frozen apiserver cannot stall the prober beyond its timeout.
 	c.serverVersion = func(ctx context.Context) (string, error) {
@@ -284,10 +296,22 @@ func (c *Controller) kick() {
 }
 
 // probe asks the workload apiserver whether it is ready, and for its version the first time it is.
+//
+// An apiserver that has not answered within ProbeTimeout makes the cluster unreachable at once: the node
+// goes NotReady, so no new pod is sent there and pods that tolerate not-ready only briefly leave. But the
+// request is left to finish, for up to lateAnswerTimeout, and is not sent again meanwhile: an answer that
+// comes late proves the apiserver alive, only slow (see LastAnswer), and an overloaded apiserver gets one
+// probe at a time rather than a pile of them.
 func (c *Controller) probe(ctx context.Context) {
-	err := withTimeout(ctx, c.cfg.ProbeTimeout, c.readyz)
-	if ctx.Err() != nil {
+	asked := c.ask(ctx)
+	var err error
+	select {
+	case <-ctx.Done():
 		return // shutting down; the failure is ours, not the cluster's
+	case <-asked.done:
+		err = asked.err
+	case <-time.After(c.cfg.ProbeTimeout - time.Since(asked.sent)):
+		err = fmt.Errorf("no answer to /readyz within %s", c.cfg.ProbeTimeout)
 	}
 	var version string
 	if err == nil && c.needVersion() {
@@ -322,6 +346,51 @@ func (c *Controller) probe(ctx context.Context) {
 	if changed {
 		c.kick()
 	}
+}
+
+// readyzRequest is one /readyz request; err is set before done is closed.
+type readyzRequest struct {
+	sent time.Time
+	done chan struct{}
+	err  error
+}
+
+// ask returns the outstanding /readyz request, sending one if there is none.
+func (c *Controller) ask(ctx context.Context) *readyzRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.asking != nil {
+		return c.asking
+	}
+	r := &readyzRequest{sent: time.Now(), done: make(chan struct{})}
+	c.asking = r
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, lateAnswerTimeout)
+		defer cancel()
+		answered, err := c.readyz(ctx)
+		c.mu.Lock()
+		if answered {
+			c.answeredAt = time.Now()
+			late := time.Since(r.sent) > c.cfg.ProbeTimeout
+			if late && !c.late {
+				log.G(ctx).WithField("after", time.Since(r.sent).Round(time.Millisecond)).Info("The workload apiserver answered late: slow, not lost")
+			}
+			c.late = late
+		}
+		c.asking = nil
+		c.mu.Unlock()
+		r.err = err
+		close(r.done)
+	}()
+	return r
+}
+
+// LastAnswer is when the workload apiserver last answered a probe, in time or late, with any status; zero
+// before its first answer.
+func (c *Controller) LastAnswer() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answeredAt
 }
 
 func (c *Controller) needVersion() bool {

@@ -18,20 +18,59 @@ import (
 
 // workload stands in for the workload apiserver's /readyz and /version.
 type workload struct {
-	mu  sync.Mutex
-	err error
+	mu       sync.Mutex
+	err      error
+	delay    time.Duration // how long /readyz takes to answer
+	asking   int           // requests awaiting their answer
+	mostAsks int           // the most that ever awaited theirs at once
 }
 
+// fail makes /readyz fail with err without an answer, as when the apiserver cannot be reached; nil heals it.
 func (w *workload) fail(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.err = err
 }
 
-func (w *workload) readyz(context.Context) error {
+// slow makes /readyz answer after d.
+func (w *workload) slow(d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.err
+	w.delay = d
+}
+
+// readyz answers once the request is as old as the delay, which a test may shorten meanwhile, as an
+// apiserver thawed after a freeze answers what it was asked.
+func (w *workload) readyz(ctx context.Context) (bool, error) {
+	sent := time.Now()
+	w.mu.Lock()
+	w.asking++
+	w.mostAsks = max(w.mostAsks, w.asking)
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.asking--
+		w.mu.Unlock()
+	}()
+	for {
+		w.mu.Lock()
+		err, delay := w.err, w.delay
+		w.mu.Unlock()
+		if time.Since(sent) >= delay {
+			return err == nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (w *workload) mostAsking() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mostAsks
 }
 
 // harness runs a Controller against a fake workload cluster and collects what it hands virtual-kubelet.
@@ -237,6 +276,47 @@ func TestControllerStartsWithTheClusterDown(t *testing.T) {
 	if got := told.get(); !slices.Equal(got, []bool{false, true}) {
 		t.Errorf("told %v once the cluster answered, want [false true]", got)
 	}
+}
+
+// TestControllerTellsSlowFromSilent: an apiserver slower than the probe timeout makes the node unreachable,
+// but its late answers count as answers (LastAnswer), and it is asked one probe at a time; one that does not
+// answer at all leaves LastAnswer where it was.
+func TestControllerTellsSlowFromSilent(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+	if h.c.LastAnswer().IsZero() {
+		t.Fatal("LastAnswer is zero although the apiserver answered")
+	}
+
+	h.api.slow(4 * h.c.cfg.ProbeTimeout)
+	n := h.await(t, "unreachable while slow", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if msg := n.Status.Conditions[0].Message; !strings.Contains(msg, "no answer to /readyz within 20ms") {
+		t.Errorf("message %q, want the probe timeout", msg)
+	}
+	slowSince := time.Now()
+	deadline := time.Now().Add(5 * time.Second)
+	for !h.c.LastAnswer().After(slowSince) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow apiserver's late answers never counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if most := h.api.mostAsking(); most != 1 {
+		t.Errorf("%d probes awaited their answer at once, want 1", most)
+	}
+
+	h.api.slow(time.Hour)
+	time.Sleep(2 * h.c.cfg.ProbeTimeout * 4) // the last late answer comes in
+	silentSince := h.c.LastAnswer()
+	time.Sleep(10 * h.c.cfg.ProbeInterval)
+	if got := h.c.LastAnswer(); !got.Equal(silentSince) {
+		t.Errorf("LastAnswer moved from %s to %s while the apiserver was silent", silentSince, got)
+	}
+
+	h.api.slow(0)
+	h.await(t, "Ready once the apiserver answers in time", cpuIs("4"))
 }
 
 func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {

@@ -56,7 +56,7 @@ const (
 type Failover struct {
 	nodeName string
 	after    time.Duration
-	ready    func() (corev1.NodeCondition, bool)
+	health   ClusterHealth
 	nodes    corev1client.NodeInterface
 	lister   corelisters.NodeLister
 	recorder record.EventRecorder
@@ -64,15 +64,24 @@ type Failover struct {
 	tainted func(node, reason string)
 }
 
-// NewFailover prepares the failover of the virtual node nodeName: ready reports the node's Ready condition as
-// flotilla derives it and whether that rests on an observation (Controller.Ready), lister reads the virtual
+// ClusterHealth is what the failover knows of the workload cluster; Controller has it.
+type ClusterHealth interface {
+	// Ready is the virtual node's Ready condition as flotilla derives it, and whether that rests on an
+	// observation of the workload cluster.
+	Ready() (corev1.NodeCondition, bool)
+	// LastAnswer is when the workload apiserver last answered at all, however slowly.
+	LastAnswer() time.Time
+}
+
+// NewFailover prepares the failover of the virtual node nodeName: health tells the workload cluster's
+// health as flotilla derives it (a Controller), lister reads the virtual
 // nodes (this one and its peers) as the management cluster has them, and nodes writes them. after is how
 // long a cluster may be unusable; zero turns failover off, but a taint left from before is still removed
 // from this node once its cluster is Ready. tainted, if not nil, is told each cluster-lost taint set (a
 // failover), with the node's name and the Event's reason (ReasonClusterLost, ReasonFlotillaLost).
-func NewFailover(nodeName string, after time.Duration, ready func() (corev1.NodeCondition, bool),
+func NewFailover(nodeName string, after time.Duration, health ClusterHealth,
 	nodes corev1client.NodeInterface, lister corelisters.NodeLister, recorder record.EventRecorder, tainted func(node, reason string)) *Failover {
-	return &Failover{nodeName: nodeName, after: after, ready: ready, nodes: nodes, lister: lister, recorder: recorder, tainted: tainted}
+	return &Failover{nodeName: nodeName, after: after, health: health, nodes: nodes, lister: lister, recorder: recorder, tainted: tainted}
 }
 
 // Run keeps the taint in line with the cluster's health until ctx is done.
@@ -104,8 +113,8 @@ func (f *Failover) ensureRoleLabel(ctx context.Context) {
 }
 
 func (f *Failover) checkSelf(ctx context.Context) {
-	ready, observed := f.ready()
-	lost, decided := clusterLost(ready, observed, f.after, time.Now())
+	ready, observed := f.health.Ready()
+	lost, decided := clusterLost(ready, observed, f.health.LastAnswer(), f.after, time.Now())
 	if !decided {
 		return
 	}
@@ -237,17 +246,20 @@ func nodeReady(n *corev1.Node) (corev1.NodeCondition, bool) {
 }
 
 // clusterLost decides from the virtual node's Ready condition whether its workload cluster counts as lost:
-// yes once it has not been Ready for after (never when after is zero), no as soon as it is Ready. Otherwise
-// (not Ready, but not for long; or not observed yet, as after a restart of flotilla until its first probe and
-// the first listing of the workload nodes) it decides nothing, so a taint already there stays until the
-// cluster is Ready again.
-func clusterLost(ready corev1.NodeCondition, observed bool, after time.Duration, now time.Time) (lost, decided bool) {
+// yes once it has not been Ready for after (never when after is zero), no as soon as it is Ready. An
+// unreachable cluster whose apiserver still answered, however late, within after (lastAnswer) is slow, not
+// lost: moving its pods would add their load to clusters that are likely as busy. Otherwise (not Ready, but
+// not for long, or slow; or not observed yet, as after a restart of flotilla until its first probe and the
+// first listing of the workload nodes) it decides nothing, so a taint already there stays until the cluster
+// is Ready again.
+func clusterLost(ready corev1.NodeCondition, observed bool, lastAnswer time.Time, after time.Duration, now time.Time) (lost, decided bool) {
 	switch {
 	case !observed:
 		return false, false
 	case ready.Status == corev1.ConditionTrue:
 		return false, true
-	case after > 0 && now.Sub(ready.LastTransitionTime.Time) >= after:
+	case after > 0 && now.Sub(ready.LastTransitionTime.Time) >= after &&
+		(ready.Reason != ReasonClusterUnreachable || now.Sub(lastAnswer) >= after):
 		return true, true
 	}
 	return false, false

@@ -14,26 +14,45 @@ func TestClusterLost(t *testing.T) {
 	ready := func(status corev1.ConditionStatus, d time.Duration) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: corev1.NodeReady, Status: status, LastTransitionTime: since(d)}
 	}
+	unreachable := func(d time.Duration) corev1.NodeCondition {
+		c := ready(corev1.ConditionFalse, d)
+		c.Reason = ReasonClusterUnreachable
+		return c
+	}
 	for _, tc := range []struct {
 		name          string
 		ready         corev1.NodeCondition
 		observed      bool
 		after         time.Duration
 		lost, decided bool
+		// answered is how long ago the apiserver last answered; zero means an hour, negative never.
+		answered time.Duration
 	}{
-		{"ready for long", ready(corev1.ConditionTrue, time.Hour), true, 20 * time.Second, false, true},
-		{"ready just now", ready(corev1.ConditionTrue, 0), true, 20 * time.Second, false, true},
-		{"not ready briefly", ready(corev1.ConditionFalse, 19*time.Second), true, 20 * time.Second, false, false},
-		{"not ready for exactly the delay", ready(corev1.ConditionFalse, 20*time.Second), true, 20 * time.Second, true, true},
-		{"not ready for long", ready(corev1.ConditionFalse, time.Hour), true, 20 * time.Second, true, true},
-		{"unknown for long", ready(corev1.ConditionUnknown, time.Hour), true, 20 * time.Second, true, true},
-		{"not observed yet, for long", ready(corev1.ConditionFalse, time.Hour), false, 20 * time.Second, false, false},
-		{"not observed yet, though ready", ready(corev1.ConditionTrue, time.Hour), false, 20 * time.Second, false, false},
-		{"failover off: not ready for long decides nothing", ready(corev1.ConditionFalse, time.Hour), true, 0, false, false},
-		{"failover off: ready still removes", ready(corev1.ConditionTrue, time.Hour), true, 0, false, true},
+		{"ready for long", ready(corev1.ConditionTrue, time.Hour), true, 20 * time.Second, false, true, 0},
+		{"ready just now", ready(corev1.ConditionTrue, 0), true, 20 * time.Second, false, true, 0},
+		{"not ready briefly", ready(corev1.ConditionFalse, 19*time.Second), true, 20 * time.Second, false, false, 0},
+		{"not ready for exactly the delay", ready(corev1.ConditionFalse, 20*time.Second), true, 20 * time.Second, true, true, 0},
+		{"not ready for long", ready(corev1.ConditionFalse, time.Hour), true, 20 * time.Second, true, true, 0},
+		{"unknown for long", ready(corev1.ConditionUnknown, time.Hour), true, 20 * time.Second, true, true, 0},
+		{"not observed yet, for long", ready(corev1.ConditionFalse, time.Hour), false, 20 * time.Second, false, false, 0},
+		{"not observed yet, though ready", ready(corev1.ConditionTrue, time.Hour), false, 20 * time.Second, false, false, 0},
+		{"failover off: not ready for long decides nothing", ready(corev1.ConditionFalse, time.Hour), true, 0, false, false, 0},
+		{"failover off: ready still removes", ready(corev1.ConditionTrue, time.Hour), true, 0, false, true, 0},
+		{"unreachable, silent for the delay", unreachable(time.Hour), true, 20 * time.Second, true, true, 20 * time.Second},
+		{"unreachable for long but answered late just now: slow, not lost", unreachable(time.Hour), true, 20 * time.Second, false, false, time.Second},
+		{"unreachable for long, last answer just within the delay", unreachable(time.Hour), true, 20 * time.Second, false, false, 19 * time.Second},
+		{"unreachable, never answered", unreachable(time.Hour), true, 20 * time.Second, true, true, -1},
+		{"not ready for another reason though answering: lost", ready(corev1.ConditionFalse, time.Hour), true, 20 * time.Second, true, true, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lost, decided := clusterLost(tc.ready, tc.observed, tc.after, now)
+			answered := now.Add(-time.Hour)
+			switch {
+			case tc.answered > 0:
+				answered = now.Add(-tc.answered)
+			case tc.answered < 0:
+				answered = time.Time{}
+			}
+			lost, decided := clusterLost(tc.ready, tc.observed, answered, tc.after, now)
 			if lost != tc.lost || decided != tc.decided {
 				t.Errorf("clusterLost = %v, %v; want %v, %v", lost, decided, tc.lost, tc.decided)
 			}

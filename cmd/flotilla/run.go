@@ -366,7 +366,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		return err
 	}
 	// Once a workload cluster is lost for long enough, its pods are evicted and replaced elsewhere.
-	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode.Ready, c.failover.CoreV1().Nodes(),
+	failover := node.NewFailover(o.NodeName, o.FailoverAfter, virtualNode, c.failover.CoreV1().Nodes(),
 		virtualNodes.Core().V1().Nodes().Lister(), recorder, c.metrics.FailedOver)
 	stopKubeletAPI, err := serveKubeletAPI(o, c.reviews, p, pods.Lister())
 	if err != nil {

@@ -5,6 +5,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -71,6 +72,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			prepareNamespace(b, ctx, w.Client, ns, tenancy.LabelOpen)
 			direct = append(direct, startPodClock(ctx, b, w.Client, ns, podUID))
 		}
+		directCPU := readCPU(b, l)
 		directStart := time.Now()
 		for _, w := range l.Workloads {
 			if _, err := w.Client.AppsV1().Deployments(ns).Create(ctx, pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(perCluster)), metav1.CreateOptions{}); err != nil {
@@ -81,6 +83,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		// Taken before the namespace goes: while it is deleted, ReplicaSets still replace the pods deleted
 		// under them, and those would count as more pods Running.
 		directRunning := mergeRunning(direct)
+		directCPU = readCPU(b, l).since(directCPU)
 		for _, w := range l.Workloads {
 			lab.DeleteNamespace(w.Client, ns)
 		}
@@ -95,19 +98,23 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		}
 		profileHeap(b, l, "before the rollout through flotilla")
 		before := readFlotillas(b, l)
+		serverBefore := readServer(b, ctx, l.Management)
 		deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
 		deploy.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: deploy.Spec.Selector,
 		}}
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
+		flotillaCPU := readCPU(b, l)
 		start := time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		proxiesRunning := proxies.snapshot(runningAt, nil)
+		flotillaCPU = readCPU(b, l).since(flotillaCPU)
 		running := readFlotillas(b, l)
+		serverRunning := readServer(b, ctx, l.Management)
 		profileHeap(b, l, "with every proxy Running")
 		cpuProfile()
 		deleteAndWaitGone(b, ctx, l, ns)
@@ -126,6 +133,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once")
 		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as one management Deployment through flotilla")
 		rec.metric(ratio, benchdoc.UnitRatio, "through flotilla ÷ direct (1 is as fast as direct)")
+		rec.metric(directCPU.busy.Seconds(), "direct-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, directly")
+		rec.metric(flotillaCPU.busy.Seconds(), "flotilla-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, through flotilla")
 		rec.metric(percentile(toDelegate, 0.5).Seconds(), "bound-to-delegate-running-p50-s", "flotilla's share, median: seconds from a proxy's binding to its delegate Running")
 		rec.metric(percentile(toProxy, 0.5).Seconds(), "bound-to-proxy-running-p50-s", "flotilla's share, median: seconds from a proxy's binding to the proxy Running")
 		rec.metric(percentile(toProxy, 0.99).Seconds(), "bound-to-proxy-running-p99-s", "flotilla's share, 99th percentile: seconds from a proxy's binding to the proxy Running")
@@ -140,6 +149,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.running("through flotilla", start, proxiesRunning)
 		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
 			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio)
+		b.Logf("CPU until all Running, directly: %s", directCPU)
+		b.Logf("CPU until all Running, through flotilla: %s", flotillaCPU)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
 			percentile(toDelegate, 0.5).Round(time.Millisecond), percentile(toDelegate, 0.99).Round(time.Millisecond), percentile(toDelegate, 1).Round(time.Millisecond),
 			percentile(toProxy, 0.5).Round(time.Millisecond), percentile(toProxy, 0.99).Round(time.Millisecond), percentile(toProxy, 1).Round(time.Millisecond))
@@ -148,6 +159,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			running.requests("workload", before)/pods, running.writes("workload", before)/pods,
 			after.writes("management", before)/pods, after.writes("workload", before)/pods)
 		b.Logf("where proxies' statuses waited, mean from the rollout's start to all Running: %s", running.meanWaits(before))
+		b.Logf("the management apiserver, mean from the rollout's start to all Running: %s", serverRunning.means(serverBefore))
 		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
 			running.managementWrites(before, pods), after.managementWrites(before, pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
@@ -272,6 +284,119 @@ var statusWaits = []struct {
 	{"flotilla's status queue", "workqueue_queue_duration_seconds", map[string]string{"name": "flotilla-statuses"}},
 	{"its management client's rate limiter", "rest_client_rate_limiter_duration_seconds", nil},
 	{"the management apiserver's answer to PUT", "rest_client_request_duration_seconds", map[string]string{"verb": "PUT"}},
+}
+
+// cpuReading is the CPU time the machine and each of the lab's components spent, up to a moment or (after
+// since) over a phase, with the phase's length.
+type cpuReading struct {
+	at, wall   time.Duration
+	busy       time.Duration
+	cores      int
+	components map[string]time.Duration
+}
+
+// epoch anchors cpuReading.at.
+var epoch = time.Now()
+
+func readCPU(b *testing.B, l *lab.Lab) cpuReading {
+	b.Helper()
+	busy, cores, err := lab.MachineCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	components, err := l.CPUByComponent()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpuReading{at: time.Since(epoch), busy: busy, cores: cores, components: components}
+}
+
+func (now cpuReading) since(then cpuReading) cpuReading {
+	out := cpuReading{wall: now.at - then.at, busy: now.busy - then.busy, cores: now.cores, components: map[string]time.Duration{}}
+	for k, v := range now.components {
+		out.components[k] = v - then.components[k]
+	}
+	return out
+}
+
+// String says how busy the machine was over the phase, and the components' shares, largest first.
+func (r cpuReading) String() string {
+	names := slices.SortedFunc(maps.Keys(r.components), func(a, b string) int { return cmp.Compare(r.components[b], r.components[a]) })
+	var parts []string
+	var lab time.Duration
+	for _, name := range names {
+		lab += r.components[name]
+		if r.components[name] >= r.busy/100 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", name, r.components[name].Seconds()))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("outside the lab (this benchmark, ...) %.1f", (r.busy-lab).Seconds()))
+	return fmt.Sprintf("machine busy %.1f of %.1f core-seconds (%.0f%%); by component, core-seconds: %s",
+		r.busy.Seconds(), r.wall.Seconds()*float64(r.cores), 100*r.busy.Seconds()/(r.wall.Seconds()*float64(r.cores)), strings.Join(parts, ", "))
+}
+
+// serverHistograms are what the management apiserver says of its own time, from its /metrics: how long it
+// took to serve a status write, how long requests waited for a seat in each API Priority and Fairness
+// priority level and then ran, and how long each kind of etcd operation took. They tell a management
+// apiserver that is short of seats (its flags, its FlowSchemas) from one short of CPU or storage.
+var serverHistograms = []struct {
+	what, family string
+	labels       map[string]string
+	by           string
+}{
+	{"pod status PUT served in", "apiserver_request_duration_seconds", map[string]string{"verb": "PUT", "resource": "pods", "subresource": "status"}, ""},
+	{"waited for a seat, by priority level", "apiserver_flowcontrol_request_wait_duration_seconds", nil, "priority_level"},
+	{"ran once seated, by priority level", "apiserver_flowcontrol_request_execution_seconds", nil, "priority_level"},
+	{"etcd, by operation", "etcd_request_duration_seconds", nil, "operation"},
+}
+
+// serverReading holds the totals (sum of seconds, count) of serverHistograms, by histogram and group.
+type serverReading map[string]map[string][2]float64
+
+func readServer(b *testing.B, ctx context.Context, c *lab.Cluster) serverReading {
+	b.Helper()
+	families, err := c.Metrics(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := serverReading{}
+	for _, h := range serverHistograms {
+		out[h.what] = lab.HistogramTotalsBy(families, h.family, h.labels, h.by)
+	}
+	return out
+}
+
+// means says each of serverHistograms' mean since, group by group, for groups with 1% of its samples or
+// more.
+func (now serverReading) means(since serverReading) string {
+	var out []string
+	for _, h := range serverHistograms {
+		var parts []string
+		var total float64
+		for _, t := range now[h.what] {
+			total += t[1]
+		}
+		total -= func() (n float64) {
+			for _, t := range since[h.what] {
+				n += t[1]
+			}
+			return n
+		}()
+		for _, group := range slices.Sorted(maps.Keys(now[h.what])) {
+			sum, count := now[h.what][group][0]-since[h.what][group][0], now[h.what][group][1]-since[h.what][group][1]
+			if count == 0 || count < total/100 {
+				continue
+			}
+			mean := time.Duration(sum / count * float64(time.Second)).Round(time.Millisecond)
+			if group == "" {
+				parts = append(parts, fmt.Sprintf("%s (%.0f)", mean, count))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %s (%.0f)", group, mean, count))
+			}
+		}
+		out = append(out, h.what+" "+strings.Join(parts, ", "))
+	}
+	return strings.Join(out, "; ")
 }
 
 var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}

@@ -125,31 +125,16 @@ func APIServerHost(families map[string]*dto.MetricFamily, role string) (string, 
 // HistogramTotals sums the sample sums and counts of a histogram family's series that carry all the given
 // labels.
 func HistogramTotals(families map[string]*dto.MetricFamily, family string, labels map[string]string) (sum, count float64) {
-	for _, m := range families[family].GetMetric() {
-		have := labelsOf(m)
-		matches := true
-		for k, v := range labels {
-			matches = matches && have[k] == v
-		}
-		if matches {
-			sum += m.GetHistogram().GetSampleSum()
-			count += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum, count
+	t := HistogramTotalsBy(families, family, labels, "")[""]
+	return t[0], t[1]
 }
 
 // Requests is the cluster's apiserver's count, since it started, of requests for resource (plural, as in
 // "tokenreviews") with the given verb (as the apiserver labels them: "POST", "GET", "LIST", ...).
 func (c *Cluster) Requests(ctx context.Context, resource, verb string) (float64, error) {
-	raw, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	families, err := c.Metrics(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
+		return 0, err
 	}
 	var total float64
 	for _, m := range families["apiserver_request_total"].GetMetric() {
@@ -159,6 +144,37 @@ func (c *Cluster) Requests(ctx context.Context, resource, verb string) (float64,
 		}
 	}
 	return total, nil
+}
+
+// Metrics reads the metric families the cluster's apiserver serves on /metrics.
+func (c *Cluster) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	raw, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s's apiserver: %w", c.Name, err)
+	}
+	return families, nil
+}
+
+// HistogramTotalsBy is HistogramTotals grouped by the value of one label (series without it group under "").
+func HistogramTotalsBy(families map[string]*dto.MetricFamily, family string, labels map[string]string, by string) map[string][2]float64 {
+	out := map[string][2]float64{}
+	for _, m := range families[family].GetMetric() {
+		have := labelsOf(m)
+		matches := true
+		for k, v := range labels {
+			matches = matches && have[k] == v
+		}
+		if matches {
+			t := out[have[by]]
+			out[have[by]] = [2]float64{t[0] + m.GetHistogram().GetSampleSum(), t[1] + float64(m.GetHistogram().GetSampleCount())}
+		}
+	}
+	return out
 }
 
 func labelsOf(m *dto.Metric) map[string]string {

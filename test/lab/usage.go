@@ -73,3 +73,60 @@ func (l *Lab) ResidentMemory() (total int64, byProcess map[string]int64, err err
 	}
 	return total, byProcess, nil
 }
+
+// CPUByComponent reads the CPU time every process of the lab has used so far, summed by component: the
+// part of its name after the cluster's ("kube-apiserver", "kwok", "flotilla", ...), prefixed with
+// "management " for the management cluster's processes, and "etcd" for the one etcd.
+func (l *Lab) CPUByComponent() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, p := range l.processes() {
+		u, err := p.usage()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		out[componentOf(p.Name, l.Management.Name)] += u.CPU
+	}
+	return out, nil
+}
+
+// componentOf names the component of a process, by its name ("management/kube-apiserver",
+// "us-west-2-0/flotilla-b", "etcd") and the management cluster's.
+func componentOf(process, management string) string {
+	cluster, component, found := strings.Cut(process, "/")
+	if !found {
+		return process
+	}
+	if i := strings.IndexByte(component, '-'); strings.HasPrefix(component, "flotilla") && i > 0 {
+		component = component[:i] // a replica's "flotilla-b"
+	}
+	if cluster == management {
+		return "management " + component
+	}
+	return component
+}
+
+// MachineCPU is the CPU time every core of the machine has spent busy (not idle, not waiting on I/O) since
+// boot, from /proc/stat, and the number of cores.
+func MachineCPU() (busy time.Duration, cores int, err error) {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(stat), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) > 8 && fields[0] == "cpu":
+			// user nice system idle iowait irq softirq steal ...
+			for i, f := range fields[1:9] {
+				if i == 3 || i == 4 {
+					continue
+				}
+				ticks, _ := strconv.ParseInt(f, 10, 64)
+				busy += time.Duration(ticks) * time.Second / clockTicks
+			}
+		case len(fields) > 0 && strings.HasPrefix(fields[0], "cpu"):
+			cores++
+		}
+	}
+	return busy, cores, nil
+}
