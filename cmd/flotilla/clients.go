@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,6 +37,11 @@ func loadKubeconfig(role, path string, qps float32, burst int) (*rest.Config, er
 	}
 	cfg.QPS, cfg.Burst = qps, burst
 	cfg.UserAgent = "flotilla"
+	// Protobuf, as Kubernetes' own controllers speak it: encoding every pod event for flotilla's watches
+	// as JSON cost the apiservers more CPU than anything else flotilla asks of them. Clients of types
+	// without protobuf (dynamic, metrics) set JSON themselves.
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	return cfg, nil
 }
 

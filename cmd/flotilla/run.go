@@ -15,6 +15,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -246,7 +247,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
-	workloadMetrics, err := metricsclient.NewForConfig(workloadCfg)
+	workloadMetrics, err := metricsclient.NewForConfig(asJSON(workloadCfg))
 	if err != nil {
 		return err
 	}
@@ -403,6 +404,13 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	namespaceInformers.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
+}
+
+// asJSON is cfg for a client of an API that may not speak protobuf, such as an aggregated one (metrics).
+func asJSON(cfg *rest.Config) *rest.Config {
+	json := rest.CopyConfig(cfg)
+	json.ContentType, json.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	return json
 }
 
 // withOwnRateLimit is cfg for a client with a token bucket of its own (qps, burst): every client built from

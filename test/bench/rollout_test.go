@@ -84,8 +84,14 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		// under them, and those would count as more pods Running.
 		directRunning := mergeRunning(direct)
 		directCPU = readCPU(b, l).since(directCPU)
+		// Gone before the run through flotilla starts, so that it does not pay for this cleanup.
 		for _, w := range l.Workloads {
 			lab.DeleteNamespace(w.Client, ns)
+		}
+		for _, w := range l.Workloads {
+			if err := lab.WaitNamespaceGone(ctx, w.Client, ns); err != nil {
+				b.Fatalf("direct pods of %s not gone: %v", w.Name, err)
+			}
 		}
 
 		// Through flotilla: one management Deployment over every virtual node.

@@ -11,6 +11,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -75,6 +76,15 @@ func DeleteNamespace(c kubernetes.Interface, name string) {
 	ctx := context.Background()
 	_ = c.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{})
 	_ = c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+}
+
+// WaitNamespaceGone returns once the namespace is gone, so that the cluster has finished the work of its
+// deletion.
+func WaitNamespaceGone(ctx context.Context, c kubernetes.Interface, name string) error {
+	return wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
 }
 
 // StandInNode registers a Ready node and renews its Lease until the test ends, as virtual-kubelet's node
