@@ -167,7 +167,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("where proxies' statuses waited, mean from the rollout's start to all Running: %s", running.meanWaits(before))
 		b.Logf("the management apiserver, mean from the rollout's start to all Running: %s", serverRunning.means(serverBefore))
 		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
-			running.managementWrites(before, pods), after.managementWrites(before, pods))
+			running.answers(before, "management", pods, writeMethods...), after.answers(before, "management", pods, writeMethods...))
+		b.Logf("workload requests per pod by answer, create -> Running: %s", running.answers(before, "workload", pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
 	}
@@ -273,8 +274,8 @@ type flotillaReadings map[string]flotillaReading
 
 type flotillaReading struct {
 	requests, writes map[string]float64 // by cluster role
-	// managementAnswers counts the management apiserver's answers by method and code ("PUT 409").
-	managementAnswers map[string]float64
+	// answers counts each apiserver's answers by method and code ("PUT 409"), by cluster role.
+	answers map[string]map[string]float64
 	// waits are the totals (sum of seconds, count) of the histograms of statusWaits.
 	waits map[string][2]float64
 	usage lab.Usage
@@ -422,8 +423,11 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 			}
 		}
 		var err error
-		if r.managementAnswers, err = l.FlotillaResponses(w.Name, "management"); err != nil {
-			b.Fatal(err)
+		r.answers = map[string]map[string]float64{}
+		for _, role := range []string{"management", "workload"} {
+			if r.answers[role], err = l.FlotillaResponses(w.Name, role); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if r.waits, err = readWaits(l, w.Name); err != nil {
 			b.Fatal(err)
@@ -491,22 +495,23 @@ func (now flotillaReadings) meanWaits(since flotillaReadings) string {
 	return strings.Join(out, ", ")
 }
 
-// managementWrites is the growth since of the management apiserver's answers to flotilla's writes, by
-// method and code, per pod: which writes a lifecycle costs, and how many of them were refused.
-func (now flotillaReadings) managementWrites(since flotillaReadings, pods float64) string {
+// answers is the growth since of an apiserver's answers to flotilla (role "management" or "workload"), by
+// method and code, per pod, for the given methods (all if none): which requests a lifecycle costs, and how
+// many of them were refused.
+func (now flotillaReadings) answers(since flotillaReadings, role string, pods float64, methods ...string) string {
 	answers := map[string]bool{}
 	for _, r := range now {
-		for k := range r.managementAnswers {
+		for k := range r.answers[role] {
 			answers[k] = true
 		}
 	}
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(answers)) {
 		method, _, _ := strings.Cut(k, " ")
-		if !slices.Contains(writeMethods, method) {
+		if len(methods) > 0 && !slices.Contains(methods, method) {
 			continue
 		}
-		if n := now.sum(since, func(r flotillaReading) float64 { return r.managementAnswers[k] }); n > 0 {
+		if n := now.sum(since, func(r flotillaReading) float64 { return r.answers[role][k] }); n > 0 {
 			out = append(out, fmt.Sprintf("%s %.2f", k, n/pods))
 		}
 	}
