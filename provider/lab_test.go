@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -71,6 +72,9 @@ type harness struct {
 	namespaces corev1listers.NamespaceLister
 	notified   chan *corev1.Pod
 
+	// tenancyReads counts the provider's GETs of single workload namespaces and ServiceAccounts.
+	tenancyReads atomic.Int64
+
 	workloadNamespace bool // created by setup
 	cacheRunning      bool // the provider's management pod cache runs
 	// lost is what the provider's Config.ClusterLost answers.
@@ -100,7 +104,16 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 		notified: make(chan *corev1.Pod, 1000),
 	}
 	h.flotillaMgmt = flotillaClient(t, shared.Management.FlotillaKubeconfig)
-	flotillaWorkload := flotillaClient(t, w.FlotillaKubeconfig)
+	flotillaWorkload := flotillaClient(t, w.FlotillaKubeconfig, func(rt http.RoundTripper) http.RoundTripper {
+		return countReads{&h.tenancyReads, rt}
+	})
+	// The workload tenancy cache, as cmd/flotilla wires it.
+	tenancyCache := tenancy.NewWorkloadCache(flotillaWorkload, managementID)
+	tenancyCache.Start(ctx.Done())
+	t.Cleanup(func() {
+		cancel()
+		tenancyCache.Shutdown()
+	})
 
 	lab.Namespace(t, h.mgmt, h.ns)
 	t.Cleanup(func() { lab.DeleteNamespace(h.workload, h.ns) }) // flotilla, or setup, creates it there
@@ -150,6 +163,7 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 		ManagementPods: h.proxies,
 		Namespaces: &tenancy.Namespaces{
 			Workload: flotillaWorkload, Management: h.namespaces, ManagementID: managementID, Level: tenancy.DefaultLevel,
+			Cache: tenancyCache,
 		},
 		EventRecorder: recorder,
 		HostIP:        "10.0.0.7",
@@ -168,19 +182,37 @@ func newHarness(t *testing.T, options ...harnessOption) *harness {
 	return h
 }
 
-// flotillaClient is a client with flotilla's own identity from the lab.
-func flotillaClient(t *testing.T, kubeconfig string) kubernetes.Interface {
+// flotillaClient is a client with flotilla's own identity from the lab; wrap, if given, wraps its transport.
+func flotillaClient(t *testing.T, kubeconfig string, wrap ...func(http.RoundTripper) http.RoundTripper) kubernetes.Interface {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.QPS, cfg.Burst = 100, 200
+	for _, w := range wrap {
+		cfg.Wrap(w)
+	}
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// countReads counts GETs of one namespace or ServiceAccount (not lists, not watches).
+type countReads struct {
+	reads *atomic.Int64
+	next  http.RoundTripper
+}
+
+func (c countReads) RoundTrip(req *http.Request) (*http.Response, error) {
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/") // api v1 [namespaces NS] RESOURCE NAME
+	if req.Method == http.MethodGet && req.URL.Query().Get("watch") == "" && len(parts) >= 4 &&
+		(parts[len(parts)-2] == "namespaces" || parts[len(parts)-2] == "serviceaccounts") {
+		c.reads.Add(1)
+	}
+	return c.next.RoundTrip(req)
 }
 
 // newProxy is a pod for the test's namespace, not created yet.

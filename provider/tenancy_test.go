@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-io/flotilla/provider/follow"
@@ -445,5 +446,28 @@ func TestDroppedReferencesDoNotResolve(t *testing.T) {
 	}
 	if len(d.Spec.Containers[0].Env) != 0 || len(d.Spec.ImagePullSecrets) != 0 {
 		t.Errorf("env %v, image pull secrets %v", d.Spec.Containers[0].Env, d.Spec.ImagePullSecrets)
+	}
+}
+
+// TestDelegatesReadTenancyFromTheCache: once the workload cache holds the namespace and ServiceAccount a
+// delegate needs, the next delegate reads neither from the apiserver (its create is its one request).
+func TestDelegatesReadTenancyFromTheCache(t *testing.T) {
+	h := newHarness(t)
+	if err := h.sync(h.bind(h.newProxy("web-1"))); err != nil {
+		t.Fatal(err)
+	}
+	var reads int64
+	// The cache holds what the first delegate made once its watches have seen it.
+	err := wait.PollUntilContextTimeout(h.ctx, 50*time.Millisecond, limit, true, func(context.Context) (bool, error) {
+		proxy := h.bind(h.newProxy(lab.UniqueName("web", "")))
+		before := h.tenancyReads.Load()
+		if err := h.sync(proxy); err != nil {
+			return false, err
+		}
+		reads = h.tenancyReads.Load() - before
+		return reads == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("each delegate still read %d namespaces or ServiceAccounts from the apiserver: %v", reads, err)
 	}
 }

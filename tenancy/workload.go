@@ -50,6 +50,9 @@ type Namespaces struct {
 	// flotilla's identity must read those namespaces by other grants.
 	Node   string
 	Reader *rbacv1.Subject
+	// Cache, when set and started, answers the reads Ensure and EnsureServiceAccount make before each
+	// delegate; nil reads every time from the apiserver.
+	Cache *WorkloadCache
 
 	mu       sync.Mutex
 	readable map[string]bool
@@ -84,12 +87,14 @@ func (n *Namespaces) Ensure(ctx context.Context, name string) error {
 	}
 	level := WorkloadLevel(n.Level, management)
 	namespaces := n.Workload.CoreV1().Namespaces()
+	// Only a namespace usable as it is may come from the cache; every write starts from the apiserver's.
+	ready := func(ns *corev1.Namespace) bool {
+		access, _ := Decide(name, ns, n.ManagementID)
+		return ns.DeletionTimestamp == nil && (access == Opened || access == Owned && levelCurrent(ns, level))
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		existing, err := namespaces.Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			existing = nil
-		case err != nil:
+		existing, err := n.workloadNamespace(ctx, name, ready)
+		if err != nil {
 			return fmt.Errorf("reading namespace %s in the workload cluster: %w", name, err)
 		}
 		access, why := Decide(name, existing, n.ManagementID)
@@ -157,9 +162,11 @@ func (n *Namespaces) EnsureServiceAccount(ctx context.Context, namespace, name s
 		name = DefaultServiceAccount
 	}
 	accounts := n.Workload.CoreV1().ServiceAccounts(namespace)
-	existing, err := accounts.Get(ctx, name, metav1.GetOptions{})
+	existing, err := n.serviceAccount(ctx, namespace, name, func(sa *corev1.ServiceAccount) bool {
+		return ServiceAccountUsable(name, sa, n.ManagementID)
+	})
 	switch {
-	case apierrors.IsNotFound(err):
+	case err == nil && existing == nil:
 		if name == DefaultServiceAccount {
 			// The workload's own controller creates it moments after the namespace; the workload's admission
 			// refuses pods that run as a ServiceAccount it does not find, so wait for it briefly.

@@ -221,7 +221,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	// The management namespaces: which take part in delegation, and the Pod Security level they ask for.
 	namespaceInformers := informers.NewSharedInformerFactoryWithOptions(management, informerResync,
 		informers.WithTransform(cachetrim.ManagedFields))
+	workloadTenancy := tenancy.NewWorkloadCache(workload, o.ManagementID)
 	namespaces := &tenancy.Namespaces{
+		Cache:        workloadTenancy,
 		Workload:     workload,
 		Management:   namespaceInformers.Core().V1().Namespaces().Lister(),
 		ManagementID: o.ManagementID,
@@ -384,6 +386,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	objectInformers.Start(ctx.Done())
 	virtualNodes.Start(ctx.Done())
 	namespaceInformers.Start(ctx.Done())
+	workloadTenancy.Start(ctx.Done())
 	c.informers.Add(podInformers, objectInformers, virtualNodes, namespaceInformers)
 	go func() { cancel(fmt.Errorf("pod controller: %w", podController.Run(ctx, o.PodWorkers))) }()
 	go func() { cancel(fmt.Errorf("node controller: %w", nodeController.Run(ctx))) }()
@@ -402,6 +405,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	objectInformers.Shutdown()
 	virtualNodes.Shutdown()
 	namespaceInformers.Shutdown()
+	workloadTenancy.Shutdown()
 	logrus.Infof("flotilla stopping: %v", err)
 	return err
 }

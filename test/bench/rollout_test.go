@@ -378,28 +378,21 @@ func readServer(b *testing.B, ctx context.Context, c *lab.Cluster) serverReading
 func (now serverReading) means(since serverReading) string {
 	var out []string
 	for _, h := range serverHistograms {
-		var parts []string
+		growth := map[string][2]float64{}
 		var total float64
-		for _, t := range now[h.what] {
-			total += t[1]
+		for group, t := range now[h.what] {
+			was := since[h.what][group]
+			growth[group] = [2]float64{t[0] - was[0], t[1] - was[1]}
+			total += t[1] - was[1]
 		}
-		total -= func() (n float64) {
-			for _, t := range since[h.what] {
-				n += t[1]
-			}
-			return n
-		}()
-		for _, group := range slices.Sorted(maps.Keys(now[h.what])) {
-			sum, count := now[h.what][group][0]-since[h.what][group][0], now[h.what][group][1]-since[h.what][group][1]
+		var parts []string
+		for _, group := range slices.Sorted(maps.Keys(growth)) {
+			sum, count := growth[group][0], growth[group][1]
 			if count == 0 || count < total/100 {
 				continue
 			}
 			mean := time.Duration(sum / count * float64(time.Second)).Round(time.Millisecond)
-			if group == "" {
-				parts = append(parts, fmt.Sprintf("%s (%.0f)", mean, count))
-			} else {
-				parts = append(parts, fmt.Sprintf("%s %s (%.0f)", group, mean, count))
-			}
+			parts = append(parts, strings.TrimSpace(fmt.Sprintf("%s %s (%.0f)", group, mean, count)))
 		}
 		out = append(out, h.what+" "+strings.Join(parts, ", "))
 	}
