@@ -63,9 +63,11 @@ type Config struct {
 
 const (
 	// DefaultProbeInterval and DefaultProbeTimeout notice a workload apiserver that stopped answering within
-	// about three seconds, at one cheap request every two.
-	DefaultProbeInterval = 2 * time.Second
-	DefaultProbeTimeout  = time.Second
+	// three seconds at most, at one cheap request a second, and keep one that takes up to two seconds to
+	// answer (an apiserver under a burst of work) reachable: its cluster taking no new pods for that would
+	// stall rollouts, and evict the pods that tolerate not-ready nodes only briefly.
+	DefaultProbeInterval = time.Second
+	DefaultProbeTimeout  = 2 * time.Second
 
 	// lateAnswerTimeout is how long a /readyz request may wait for a late answer (see probe). An apiserver
 	// that needs longer for its cheapest request is as good as gone; and a request stuck on a connection
