@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -31,6 +32,12 @@ func recordIn(b *testing.B, name, dir string) *recorder {
 	r := &recorder{b: b, dir: dir, result: benchdoc.Result{
 		Benchmark: name, Status: benchdoc.Started, Started: time.Now(),
 	}}
+	if dir != "" {
+		var err error
+		if r.result.Commit, err = benchdoc.Commit(filepath.Join("..", "..")); err != nil {
+			b.Fatal(err)
+		}
+	}
 	r.save()
 	b.Cleanup(func() {
 		switch {

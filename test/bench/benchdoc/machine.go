@@ -58,7 +58,7 @@ func ReadMachine(root string, now time.Time) (Machine, error) {
 	if m.Kubernetes, err = requiredVersion(string(gomod), "k8s.io/kubernetes"); err != nil {
 		return m, fmt.Errorf("test/tools/k8s/go.mod: %w", err)
 	}
-	if m.Commit, err = commit(root); err != nil {
+	if m.Commit, err = Commit(root); err != nil {
 		return m, err
 	}
 	return m, nil
@@ -112,8 +112,8 @@ func requiredVersion(gomod, module string) (string, error) {
 	return "", fmt.Errorf("no requirement of %s", module)
 }
 
-// commit is the repository's HEAD, marked when files other than the page's own differ from it.
-func commit(root string) (string, error) {
+// Commit is the repository's HEAD at root, marked when files other than the page's own differ from it.
+func Commit(root string) (string, error) {
 	head, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "", fmt.Errorf("git rev-parse HEAD in %s: %w", root, err)

@@ -235,7 +235,11 @@ func Page(results []Result, m Machine, plotDir string) string {
 			p("")
 			continue
 		}
-		p("`%s` took %s, its lab included (started %s).", r.Benchmark, minutes(r.Seconds), r.Started.UTC().Format("2006-01-02 15:04 MST"))
+		at := ""
+		if r.Commit != "" && r.Commit != m.Commit {
+			at = ", at commit " + r.Commit
+		}
+		p("`%s` took %s, its lab included (started %s%s).", r.Benchmark, minutes(r.Seconds), r.Started.UTC().Format("2006-01-02 15:04 MST"), at)
 		p("")
 		if len(r.Metrics) > 0 {
 			p("| Value | Unit | What |")

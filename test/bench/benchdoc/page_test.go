@@ -32,7 +32,7 @@ func fixture() []Result {
 			}},
 		{Benchmark: "BenchmarkStreams", Status: Failed, Started: started, Seconds: 12,
 			Metrics: []Metric{{Unit: UnitExecMillis, Value: 999, Meaning: "from a failed run"}}},
-		{Benchmark: "BenchmarkServicesFollow", Status: Done, Started: started, Seconds: 40,
+		{Benchmark: "BenchmarkServicesFollow", Status: Done, Started: started, Seconds: 40, Commit: "fedcba987654",
 			Metrics: []Metric{{Unit: UnitFollowSeconds, Value: 3.25, Meaning: "follow"}, {Unit: UnitFollowDirectSeconds, Value: 2.5, Meaning: "direct"}}},
 		{Benchmark: "BenchmarkSomethingNew", Status: Done, Started: started, Seconds: 3,
 			Metrics: []Metric{{Unit: "widgets", Value: 0.5, Meaning: "widgets per pod"}}},
@@ -97,6 +97,20 @@ func TestPageNamesEveryNumberAndLinksEveryPlot(t *testing.T) {
 		if strings.Contains(page, never) {
 			t.Errorf("page has %q", never)
 		}
+	}
+}
+
+// TestPageNamesAnOtherCommit: a result from another commit than the page's says so; one from the page's
+// commit does not repeat it.
+func TestPageNamesAnOtherCommit(t *testing.T) {
+	results := fixture()
+	results[0].Commit = machine.Commit
+	page := Page(results, machine, "benchmarks")
+	if !strings.Contains(page, "(started 2026-12-01 16:00 UTC, at commit fedcba987654)") {
+		t.Errorf("the follow result's own commit is not on the page:\n%s", page)
+	}
+	if strings.Contains(page, "at commit "+machine.Commit) {
+		t.Errorf("a result of the page's commit names it again")
 	}
 }
 

@@ -52,6 +52,8 @@ type Result struct {
 	Benchmark string    `json:"benchmark"`
 	Status    Status    `json:"status"`
 	Started   time.Time `json:"started"`
+	// Commit is flotilla's commit the benchmark ran at (see Commit), when known.
+	Commit string `json:"commit,omitempty"`
 	// Seconds is the benchmark's wall time, its lab's start and stop included.
 	Seconds float64 `json:"seconds,omitempty"`
 	// Metrics are the headline numbers, in the order the benchmark reported them.
