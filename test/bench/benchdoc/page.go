@@ -179,7 +179,7 @@ func Page(results []Result, m Machine, plotDir string) string {
 	p("runs every benchmark (one lab at a time), then writes this page and its plots (`docs/benchmarks/*.svg`) from the result")
 	took := "The benchmarks of this page took"
 	if ran < len(Sections) {
-		took = "The benchmarks with results here (not all: the whole run takes longer) took"
+		took = "The runs kept here, those without results included, took"
 	}
 	p("files it keeps in `docs/benchmarks/results/`, with the run's log (`bench.log`). %s %s on the", took, minutes(total))
 	p("machine below, labs included, plus a few minutes to build the test binaries. The 10,000-pod fleet runs last and on its own:")

@@ -81,7 +81,7 @@ func TestPageNamesEveryNumberAndLinksEveryPlot(t *testing.T) {
 		"| Follow: 100 Services to all 400 copies, seconds | 3.25 | direct: 2.50 |",
 		"**This page is partial:** it has results for 3 of the 9 benchmarks",
 		"    make bench-doc", "make bench-page",
-		"The benchmarks with results here (not all: the whole run takes longer) took 7 min 11 s on the", // 301.4 + 75 + 12 + 40 + 3 s: every benchmark of the run
+		"The runs kept here, those without results included, took 7 min 11 s on the", // 301.4 + 75 + 12 + 40 + 3 s: every benchmark of the run
 		"| CPU | Example CPU @ 2.10GHz × 2 |", "| Memory | 23.4 GiB |", "| Kernel | 6.8.0 |", "| Go | go1.26.8 |",
 		"| Kubernetes (lab control planes) | v1.35.4 |", "| flotilla commit | 0123456789ab |",
 		"## Rollout: 10,000 pods over 10 clusters", "*Not run on this machine, because it started at 2026-12-01 16:00 UTC and never finished",
