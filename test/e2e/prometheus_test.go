@@ -103,11 +103,18 @@ func TestPrometheusMetrics(t *testing.T) {
 		return p.DeletionTimestamp != nil, "not being deleted"
 	})
 
-	families, err := shared.ScrapeFlotilla(cluster.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// flotilla counts the fencing once the apiserver has answered its delete, a moment after the test can see
+	// the deletion.
 	at := map[string]string{"cluster": cluster.Name}
+	var families map[string]*dto.MetricFamily
+	eventually(t, 30*time.Second, "the fencing deletion counted", func(context.Context) (bool, string) {
+		var err error
+		if families, err = shared.ScrapeFlotilla(cluster.Name); err != nil {
+			return false, err.Error()
+		}
+		v, _ := sampleValue(families["flotilla_fencing_deletions_total"], with(at, "reason", "proxy_gone"))
+		return v > 0, fmt.Sprintf("flotilla_fencing_deletions_total{reason=proxy_gone} = %v", v)
+	})
 	hosts := map[string]string{}
 	for _, m := range families["flotilla_apiserver_info"].GetMetric() {
 		hosts[label(m, "role")] = label(m, "host")
