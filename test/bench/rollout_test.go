@@ -296,14 +296,11 @@ var statusWaits = []struct {
 // cpuReading is the CPU time the machine and each of the lab's components spent, up to a moment or (after
 // since) over a phase, with the phase's length.
 type cpuReading struct {
-	at, wall   time.Duration
-	busy       time.Duration
+	at         time.Time
+	wall, busy time.Duration
 	cores      int
 	components map[string]time.Duration
 }
-
-// epoch anchors cpuReading.at.
-var epoch = time.Now()
 
 func readCPU(b *testing.B, l *lab.Lab) cpuReading {
 	b.Helper()
@@ -315,11 +312,11 @@ func readCPU(b *testing.B, l *lab.Lab) cpuReading {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return cpuReading{at: time.Since(epoch), busy: busy, cores: cores, components: components}
+	return cpuReading{at: time.Now(), busy: busy, cores: cores, components: components}
 }
 
 func (now cpuReading) since(then cpuReading) cpuReading {
-	out := cpuReading{wall: now.at - then.at, busy: now.busy - then.busy, cores: now.cores, components: map[string]time.Duration{}}
+	out := cpuReading{wall: now.at.Sub(then.at), busy: now.busy - then.busy, cores: now.cores, components: map[string]time.Duration{}}
 	for k, v := range now.components {
 		out.components[k] = v - then.components[k]
 	}
