@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
@@ -148,4 +149,62 @@ func maxPodLabels(nodes []*corev1.Node, pods []*corev1.Pod, requests func(*corev
 		LabelMaxPodCPU:    strconv.FormatInt(cpuMilli/MaxPodCPUStep*MaxPodCPUStep, 10),
 		LabelMaxPodMemory: strconv.FormatInt(memBytes>>20/MaxPodMemoryStep*MaxPodMemoryStep, 10),
 	}
+}
+
+// requestsOnly is the informer transform of the workload pods the capacity rules read: it keeps of a pod only
+// what resources and maxPodLabels look at (its name, UID, resourceVersion and labels; its node; what
+// podRequests reads, in spec and status; its phase) and drops the rest (volumes, environment, probes,
+// annotations, the containers' states...), most of a pod. The cache holds every pod of the workload cluster,
+// not only flotilla's, so this is most of what the virtual node costs flotilla's memory.
+func requestsOnly(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a tombstone: it is only a key to delete
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
+		},
+		Spec: corev1.PodSpec{
+			NodeName:       p.Spec.NodeName,
+			Containers:     containerRequests(p.Spec.Containers),
+			InitContainers: containerRequests(p.Spec.InitContainers),
+			Overhead:       p.Spec.Overhead,
+			Resources:      p.Spec.Resources,
+		},
+		Status: corev1.PodStatus{
+			Phase:                 p.Status.Phase,
+			Conditions:            p.Status.Conditions, // an in-place resize pending or in progress
+			Resources:             p.Status.Resources,
+			AllocatedResources:    p.Status.AllocatedResources,
+			ContainerStatuses:     containerStatusRequests(p.Status.ContainerStatuses),
+			InitContainerStatuses: containerStatusRequests(p.Status.InitContainerStatuses),
+		},
+	}, nil
+}
+
+// containerRequests keeps of each container what podRequests reads: its name (to find its status), its
+// resources, and its restart policy (a sidecar's requests add up, an init container's do not).
+func containerRequests(containers []corev1.Container) []corev1.Container {
+	if containers == nil {
+		return nil
+	}
+	out := make([]corev1.Container, len(containers))
+	for i, c := range containers {
+		out[i] = corev1.Container{Name: c.Name, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
+	}
+	return out
+}
+
+// containerStatusRequests keeps of each container status what podRequests reads once a container runs: the
+// resources the kubelet allocated and applied, which an in-place resize makes differ from the spec's.
+func containerStatusRequests(statuses []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if statuses == nil {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(statuses))
+	for i, s := range statuses {
+		out[i] = corev1.ContainerStatus{Name: s.Name, Resources: s.Resources, AllocatedResources: s.AllocatedResources}
+	}
+	return out
 }

@@ -2,11 +2,14 @@ package node
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 )
 
 // equalResources compares resource lists by value ("1000m" equals "1") and by their set of names.
@@ -291,5 +294,83 @@ func TestRequestsMemo(t *testing.T) {
 	}
 	if got := requestsMemo(nil).of(at("p", "1", "1")); !equalResources(got, rl("cpu", "1", "pods", "1")) {
 		t.Errorf("a nil memo: %v", got)
+	}
+}
+
+func TestRequestsOnly(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	full := func(edit func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "p", Namespace: "ns", UID: "u", ResourceVersion: "7",
+				Labels:      map[string]string{"app": "web"},
+				Annotations: map[string]string{"big": strings.Repeat("x", 4096)},
+			},
+			Spec: corev1.PodSpec{
+				NodeName: "a",
+				Volumes:  []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}}},
+				Containers: []corev1.Container{{
+					Name: "app", Image: "registry.k8s.io/pause:3.10",
+					Env:       []corev1.EnvVar{{Name: "A", Value: "b"}},
+					Resources: corev1.ResourceRequirements{Requests: rl("cpu", "1", "memory", "1Gi")},
+				}},
+				Tolerations: []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}},
+			},
+			Status: corev1.PodStatus{
+				Phase:             corev1.PodRunning,
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "pause", Ready: true}},
+			},
+		}
+		if edit != nil {
+			edit(p)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"containers", full(nil)},
+		{"init containers and a sidecar", full(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{
+				{Name: "proxy", RestartPolicy: &always, Resources: corev1.ResourceRequirements{Requests: rl("cpu", "500m")}},
+				{Name: "setup", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "4")}}, // beside the sidecar: 4.5
+			}
+		})},
+		{"overhead and pod-level resources", full(func(p *corev1.Pod) {
+			p.Spec.Overhead = rl("cpu", "100m")
+			p.Spec.Resources = &corev1.ResourceRequirements{Requests: rl("cpu", "3", "memory", "2Gi")}
+		})},
+		{"resized in place: the status's resources count", full(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses[0].AllocatedResources = rl("cpu", "2", "memory", "1Gi")
+			p.Status.ContainerStatuses[0].Resources = &corev1.ResourceRequirements{Requests: rl("cpu", "2", "memory", "1Gi")}
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodResizeInProgress, Status: corev1.ConditionTrue}}
+		})},
+		{"terminal", full(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.pod.DeepCopy()
+			obj, err := requestsOnly(tc.pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := obj.(*corev1.Pod)
+			if want := podRequests(before); !equalResources(podRequests(got), want) {
+				t.Errorf("requests %v after the trim, %v before", podRequests(got), want)
+			}
+			if got.Name != "p" || got.Namespace != "ns" || got.UID != "u" || got.ResourceVersion != "7" ||
+				got.Spec.NodeName != "a" || !maps.Equal(got.Labels, before.Labels) || isTerminal(got) != isTerminal(before) {
+				t.Errorf("lost what the capacity rules read: %+v", got)
+			}
+			if got.Annotations != nil || got.Spec.Volumes != nil || got.Spec.Tolerations != nil ||
+				got.Spec.Containers[0].Env != nil || got.Spec.Containers[0].Image != "" ||
+				(len(got.Status.ContainerStatuses) > 0 && got.Status.ContainerStatuses[0].Image != "") {
+				t.Errorf("kept what the capacity rules never read: %+v", got)
+			}
+		})
+	}
+	tombstone := cache.DeletedFinalStateUnknown{Key: "ns/p"}
+	if got, err := requestsOnly(tombstone); err != nil || got != tombstone {
+		t.Errorf("a tombstone became %v, %v", got, err)
 	}
 }

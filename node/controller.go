@@ -158,6 +158,10 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 	factory := informers.NewSharedInformerFactoryWithOptions(workload, 0, informers.WithTransform(cachetrim.ManagedFields))
 	nodes := factory.Core().V1().Nodes()
 	pods := factory.InformerFor(&corev1.Pod{}, newActivePodInformer)
+	// Every pod of the workload cluster: cached with only what the capacity rules read.
+	if err := pods.SetTransform(requestsOnly); err != nil {
+		return nil, err
+	}
 	c := &Controller{
 		cfg:         cfg,
 		host:        withoutCredentials(workloadHost),
