@@ -30,8 +30,21 @@ import (
 	"github.com/flotilla-io/flotilla/test/lab"
 )
 
-// fleet is one size of the like-for-like rollout: replicas spread evenly over clusters.
-type fleet struct{ replicas, clusters int }
+// fleet is one size of the like-for-like rollout: replicas spread evenly over clusters. apart puts the
+// management cluster (its control plane and the flotillas) on CPUs of its own, away from the workload
+// clusters' (lab.SplitCPUs), as a fleet runs it on machines of its own.
+type fleet struct {
+	replicas, clusters int
+	apart              bool
+}
+
+func (f fleet) String() string {
+	name := fmt.Sprintf("%dx%d", f.replicas, f.clusters)
+	if f.apart {
+		name += "-apart"
+	}
+	return name
+}
 
 // BenchmarkDeploymentRollout creates the same pods directly in all workload clusters at once (one Deployment
 // of replicas/clusters in each) and through flotilla (one management Deployment of replicas spread evenly over
@@ -42,8 +55,8 @@ type fleet struct{ replicas, clusters int }
 // The 10,000-pod fleet runs eleven control planes; on a small machine select it alone, with
 // -bench 'DeploymentRollout/10000'.
 func BenchmarkDeploymentRollout(b *testing.B) {
-	for _, f := range []fleet{{replicas: 1000, clusters: 4}, {replicas: 10000, clusters: 10}} {
-		b.Run(fmt.Sprintf("%dx%d", f.replicas, f.clusters), func(b *testing.B) { benchmarkRollout(b, f) })
+	for _, f := range []fleet{{replicas: 1000, clusters: 4}, {replicas: 1000, clusters: 4, apart: true}, {replicas: 10000, clusters: 10}} {
+		b.Run(f.String(), func(b *testing.B) { benchmarkRollout(b, f) })
 	}
 }
 
@@ -60,7 +73,15 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		w.Allocatable = big
 		workloads = append(workloads, w)
 	}
-	l := lab.ForTest(b, lab.Options{Workloads: workloads, Flotilla: true})
+	opts := lab.Options{Workloads: workloads, Flotilla: true}
+	if f.apart {
+		var ok bool
+		if opts.ManagementCPUs, opts.WorkloadCPUs, ok = lab.SplitCPUs(); !ok {
+			b.Skip("one CPU cannot be divided between the management and the workload clusters")
+		}
+		b.Logf("management cluster and flotilla on CPUs %s, workload clusters on CPUs %s, etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
+	}
+	l := lab.ForTest(b, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -72,6 +93,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			prepareNamespace(b, ctx, w.Client, ns, tenancy.LabelOpen)
 			direct = append(direct, startPodClock(ctx, b, w.Client, ns, podUID))
 		}
+		directProfile := profileAPIServer(b, ctx, l.Workloads[0], "directly")
 		directCPU := readCPU(b, l)
 		directStart := time.Now()
 		for _, w := range l.Workloads {
@@ -84,6 +106,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		// under them, and those would count as more pods Running.
 		directRunning := mergeRunning(direct)
 		directCPU = readCPU(b, l).since(directCPU)
+		directProfile()
 		// Gone before the run through flotilla starts, so that it does not pay for this cleanup.
 		for _, w := range l.Workloads {
 			lab.DeleteNamespace(w.Client, ns)
@@ -111,6 +134,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			LabelSelector: deploy.Spec.Selector,
 		}}
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
+		apiserverProfile := profileAPIServer(b, ctx, l.Workloads[0], "through flotilla")
 		flotillaCPU := readCPU(b, l)
 		start := time.Now()
 		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
@@ -123,6 +147,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		serverRunning := readServer(b, ctx, l.Management)
 		profileHeap(b, l, "with every proxy Running")
 		cpuProfile()
+		apiserverProfile()
 		deleteAndWaitGone(b, ctx, l, ns)
 		after := readFlotillas(b, l)
 		lab.DeleteNamespace(l.Management.Client, ns)
@@ -150,7 +175,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.metric(after.writes("workload", before)/pods, "workload-writes/pod", "flotilla's workload API writes per pod, whole lifecycle create -> Running -> delete")
 		rec.metric(after.cpu(before).Seconds(), "cpu-s", fmt.Sprintf("flotilla CPU seconds over its %d processes, whole lifecycle", f.clusters))
 		rec.metric(float64(after.peakRSS()>>20), "peak-rss-MiB", "peak resident memory of the largest flotilla process, MiB")
-		rec.metric(running.rssPer2500(before, perCluster)/(1<<20), benchdoc.UnitMiBPer2500Pods, "resident memory growth of one flotilla per 2,500 pods it serves, MiB (the largest)")
+		rec.metric(running.rssPer2500(before, perCluster, true)/(1<<20), benchdoc.UnitMiBPer2500Pods, "anonymous resident memory growth (heap, stacks) of one flotilla per 2,500 pods it serves, MiB (the largest)")
 		rec.running("direct", directStart, directRunning)
 		rec.running("through flotilla", start, proxiesRunning)
 		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
@@ -169,8 +194,9 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
 			running.answers(before, "management", pods, writeMethods...), after.answers(before, "management", pods, writeMethods...))
 		b.Logf("workload requests per pod by answer, create -> Running: %s", running.answers(before, "workload", pods))
-		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth %.0f MiB per 2,500 pods",
-			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20, running.rssPer2500(before, perCluster)/(1<<20))
+		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth per 2,500 pods %.0f MiB anonymous (heap, stacks), %.0f MiB with the program's code paged in",
+			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20,
+			running.rssPer2500(before, perCluster, true)/(1<<20), running.rssPer2500(before, perCluster, false)/(1<<20))
 	}
 }
 
@@ -203,6 +229,33 @@ func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
 			b.Fatalf("CPU profile of %s's flotilla: %v", name, err)
 		}
 		b.Logf("CPU profile of %s's flotilla, %d s from the rollout's start: %s", name, seconds, path)
+	}
+}
+
+// apiserverProfileSeconds is how long a workload kube-apiserver's CPU profile runs in each phase of a rollout:
+// shorter than the direct phase on a small machine, so that both profiles show a rollout at work.
+const apiserverProfileSeconds = 15
+
+// profileAPIServer starts a CPU profile of a workload cluster's kube-apiserver and returns a function that
+// waits for it and prints its path; both do nothing without -flotilla-profiles. Taken in both phases, the two
+// say what a workload apiserver does for flotilla's delegates that it does not for pods created directly.
+func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase string) (wait func()) {
+	if *profileDir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var path string
+	var err error
+	go func() {
+		defer close(done)
+		path, err = c.Profile(ctx, "profile", fmt.Sprintf("seconds=%d", apiserverProfileSeconds), *profileDir)
+	}()
+	return func() {
+		<-done
+		if err != nil {
+			b.Fatalf("CPU profile of %s's apiserver: %v", c.Name, err)
+		}
+		b.Logf("CPU profile of %s's kube-apiserver, %d s from the rollout's start %s: %s", c.Name, apiserverProfileSeconds, phase, path)
 	}
 }
 
@@ -298,13 +351,13 @@ var statusWaits = []struct {
 type cpuReading struct {
 	at         time.Time
 	wall, busy time.Duration
-	cores      int
+	byCore     []time.Duration // busy, core by core
 	components map[string]time.Duration
 }
 
 func readCPU(b *testing.B, l *lab.Lab) cpuReading {
 	b.Helper()
-	busy, cores, err := lab.MachineCPU()
+	busy, byCore, err := lab.MachineCPU()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -312,13 +365,18 @@ func readCPU(b *testing.B, l *lab.Lab) cpuReading {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return cpuReading{at: time.Now(), busy: busy, cores: cores, components: components}
+	return cpuReading{at: time.Now(), busy: busy, byCore: byCore, components: components}
 }
 
 func (now cpuReading) since(then cpuReading) cpuReading {
-	out := cpuReading{wall: now.at.Sub(then.at), busy: now.busy - then.busy, cores: now.cores, components: map[string]time.Duration{}}
+	out := cpuReading{wall: now.at.Sub(then.at), busy: now.busy - then.busy, components: map[string]time.Duration{}}
 	for k, v := range now.components {
 		out.components[k] = v - then.components[k]
+	}
+	for i, v := range now.byCore {
+		if i < len(then.byCore) {
+			out.byCore = append(out.byCore, v-then.byCore[i])
+		}
 	}
 	return out
 }
@@ -335,8 +393,13 @@ func (r cpuReading) String() string {
 		}
 	}
 	parts = append(parts, fmt.Sprintf("outside the lab (this benchmark, ...) %.1f", (r.busy-lab).Seconds()))
-	return fmt.Sprintf("machine busy %.1f of %.1f core-seconds (%.0f%%); by component, core-seconds: %s",
-		r.busy.Seconds(), r.wall.Seconds()*float64(r.cores), 100*r.busy.Seconds()/(r.wall.Seconds()*float64(r.cores)), strings.Join(parts, ", "))
+	var cores []string
+	for i, busy := range r.byCore {
+		cores = append(cores, fmt.Sprintf("%d %.0f%%", i, 100*busy.Seconds()/r.wall.Seconds()))
+	}
+	available := r.wall.Seconds() * float64(len(r.byCore))
+	return fmt.Sprintf("machine busy %.1f of %.1f core-seconds (%.0f%%; by core %s); by component, core-seconds: %s",
+		r.busy.Seconds(), available, 100*r.busy.Seconds()/available, strings.Join(cores, ", "), strings.Join(parts, ", "))
 }
 
 // serverHistograms are what the management apiserver says of its own time, from its /metrics: how long it
@@ -525,11 +588,16 @@ func (now flotillaReadings) peakRSS() int64 {
 }
 
 // rssPer2500 is the largest growth of one process's resident memory since, scaled from the pods it serves
-// to 2,500.
-func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int) float64 {
+// to 2,500: of its anonymous memory (lab.Usage.Anonymous) if anonymous, else of all of it. The anonymous
+// growth is what the pods cost; the rest is the program's code paged in as the rollout first runs it, once.
+func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int, anonymous bool) float64 {
 	var worst float64
 	for name, r := range now {
-		worst = max(worst, float64(r.usage.Resident-since[name].usage.Resident))
+		growth := r.usage.Resident - since[name].usage.Resident
+		if anonymous {
+			growth = r.usage.Anonymous - since[name].usage.Anonymous
+		}
+		worst = max(worst, float64(growth))
 	}
 	return worst / float64(podsEach) * 2500
 }

@@ -229,7 +229,8 @@ func (cp *controlPlane) newCluster(name string, spec WorkloadSpec, index int) (*
 			"--kubelet-certificate-authority=" + ca.CertFile(),
 			"--kubelet-preferred-address-types=InternalIP",
 			"--allow-privileged=true",
-			"--profiling=false",
+			// /debug/pprof, for cluster-admins only: the rollout benchmark profiles a workload apiserver.
+			"--profiling=true",
 			"--endpoint-reconciler-type=none",
 			"--v=1",
 		},

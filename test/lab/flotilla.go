@@ -78,7 +78,7 @@ func (l *Lab) flotillaProcess(bin string, c *Cluster, credentialsDir, replica st
 	if replica != "" {
 		name, log = name+"-"+replica, "flotilla-"+replica+".log"
 	}
-	return &process{Name: name, Path: bin, Args: args, LogFile: filepath.Join(l.Dir, "logs", c.Name, log)},
+	return &process{Name: name, Path: bin, Args: args, LogFile: filepath.Join(l.Dir, "logs", c.Name, log), CPUs: l.managementCPUs},
 		"http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/metrics", nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -85,6 +86,31 @@ type Options struct {
 	// Attached processes die with the process that started the lab (tests); detached ones outlive it
 	// (make lab) and are stopped by Down.
 	Attached bool
+	// ManagementCPUs and WorkloadCPUs, when set, confine the management cluster's processes (its control
+	// plane, flotilla, the webhook) and the workload clusters' to CPUs of their own (taskset(1) CPU lists,
+	// see SplitCPUs), as a fleet runs them on machines of their own; etcd, which the lab's clusters share,
+	// runs anywhere. Empty leaves every process free to run on any CPU, competing for them all.
+	ManagementCPUs, WorkloadCPUs string
+}
+
+// SplitCPUs divides this machine's CPUs between the workload clusters (the first half, rounded up) and the
+// management cluster (the rest), as Options.WorkloadCPUs and ManagementCPUs; ok is false on a machine of one
+// CPU, which cannot be divided.
+func SplitCPUs() (management, workload string, ok bool) {
+	n := runtime.NumCPU()
+	if n < 2 {
+		return "", "", false
+	}
+	half := (n + 1) / 2
+	return cpuList(half, n-1), cpuList(0, half-1), true
+}
+
+// cpuList is the taskset(1) list of CPUs first to last.
+func cpuList(first, last int) string {
+	if first == last {
+		return strconv.Itoa(first)
+	}
+	return fmt.Sprintf("%d-%d", first, last)
 }
 
 // managementSpec places the management cluster's own nodes (Options.ManagementNodes); its empty name is
@@ -117,6 +143,8 @@ type Lab struct {
 
 	attached bool
 	ca       *authority
+	// managementCPUs is Options.ManagementCPUs, for the flotillas and webhook started after the clusters.
+	managementCPUs string
 }
 
 const stateFile = "lab.json"
@@ -139,7 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: dir, attached: opts.Attached, Flotillas: map[string]*process{}, FlotillaMetrics: map[string]string{}, Credentials: map[string]string{}}
+	l := &Lab{Dir: dir, attached: opts.Attached, managementCPUs: opts.ManagementCPUs, Flotillas: map[string]*process{}, FlotillaMetrics: map[string]string{}, Credentials: map[string]string{}}
 	defer func() {
 		if err != nil {
 			_ = l.Stop()
@@ -183,6 +211,10 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		l.Workloads = append(l.Workloads, c)
+	}
+	pin(opts.ManagementCPUs, l.Management.processes()...)
+	for _, c := range l.Workloads {
+		pin(opts.WorkloadCPUs, c.processes()...)
 	}
 	if err := l.Etcd.start(opts.Attached); err != nil {
 		return nil, err
@@ -253,6 +285,13 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 	}
 	return l, l.save()
+}
+
+// pin confines processes to cpus (Options.ManagementCPUs); empty leaves them free.
+func pin(cpus string, processes ...*process) {
+	for _, p := range processes {
+		p.CPUs = cpus
+	}
 }
 
 // bootCluster starts one cluster's processes in order and waits until it can run pods.

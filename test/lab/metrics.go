@@ -61,12 +61,41 @@ func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return "", fmt.Errorf("%s: %s: %s", u, resp.Status, body)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("flotilla-%s-%s-%s.pprof", name, kind, time.Now().Format("150405")))
+	return saveProfile(resp.Body, dir, "flotilla-"+name, kind)
+}
+
+// Profile writes the cluster's kube-apiserver's profile of the given kind ("profile" for CPU, "heap", ...)
+// to a file in dir and returns its path, as FlotillaProfile does for a flotilla: what the apiserver spends
+// its CPU on, for `go tool pprof`.
+func (c *Cluster) Profile(ctx context.Context, kind, query, dir string) (string, error) {
+	req := c.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/" + kind)
+	if query != "" {
+		values, err := url.ParseQuery(query)
+		if err != nil {
+			return "", err
+		}
+		for k, vs := range values {
+			for _, v := range vs {
+				req = req.Param(k, v)
+			}
+		}
+	}
+	body, err := req.Stream(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%s profile of %s's apiserver: %w", kind, c.Name, err)
+	}
+	defer body.Close()
+	return saveProfile(body, dir, "kube-apiserver-"+c.Name, kind)
+}
+
+// saveProfile copies a profile to a file in dir named after whose and what it is, and the time.
+func saveProfile(profile io.Reader, dir, whose, kind string) (string, error) {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.pprof", whose, kind, time.Now().Format("150405")))
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, profile); err != nil {
 		f.Close()
 		return "", err
 	}

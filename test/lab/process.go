@@ -21,6 +21,9 @@ type process struct {
 	PID     int      `json:"pid"`
 	// Env is added to the lab's own environment, which the process inherits.
 	Env []string `json:"env,omitempty"`
+	// CPUs, when set, are the only CPUs the process may run on (a taskset(1) CPU list such as "0" or "2-3"),
+	// from its first instruction, every thread of it (see Options.ManagementCPUs).
+	CPUs string `json:"cpus,omitempty"`
 
 	// cmd is set only in the process that started it; a lab loaded from its state file (make lab-down)
 	// knows only the PID.
@@ -57,6 +60,11 @@ func (p *process) start(attached bool) error {
 	fmt.Fprintf(logf, "\n==== %s starting %s %q\n", time.Now().Format(time.RFC3339), p.Path, p.Args)
 
 	cmd := exec.Command(p.Path, p.Args...)
+	if p.CPUs != "" {
+		// taskset sets the affinity and execs the program in place, so the PID is the program's. Set later
+		// on a running Go program, an affinity would bind only the thread it names.
+		cmd = exec.Command("taskset", append([]string{"--cpu-list", p.CPUs, p.Path}, p.Args...)...)
+	}
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

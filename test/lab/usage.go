@@ -13,6 +13,10 @@ type Usage struct {
 	CPU      time.Duration // user + system time
 	PeakRSS  int64         // bytes, the high-water mark of resident memory (VmHWM)
 	Resident int64         // bytes, resident memory now (VmRSS)
+	// Anonymous is the part of Resident that is the process's own (RssAnon): its heap, stacks and runtime.
+	// The rest is its program file's pages, read in once as code paths first run and shared with every
+	// process of the same binary, so it says nothing of what the pods a process serves cost.
+	Anonymous int64
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every Linux architecture Go runs on.
@@ -46,6 +50,8 @@ func (p *process) usage() (Usage, error) {
 			u.PeakRSS = kb << 10
 		case "VmRSS":
 			u.Resident = kb << 10
+		case "RssAnon":
+			u.Anonymous = kb << 10
 		}
 	}
 	return u, nil
@@ -105,28 +111,39 @@ func componentOf(process, management string) string {
 	return component
 }
 
-// MachineCPU is the CPU time every core of the machine has spent busy (not idle, not waiting on I/O) since
-// boot, from /proc/stat, and the number of cores.
-func MachineCPU() (busy time.Duration, cores int, err error) {
+// MachineCPU is the CPU time the machine's cores have spent busy (not idle, not waiting on I/O) since boot,
+// from /proc/stat: in all, and core by core (by their number).
+func MachineCPU() (busy time.Duration, byCore []time.Duration, err error) {
 	stat, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
-	for _, line := range strings.Split(string(stat), "\n") {
+	busy, byCore = busyTimes(string(stat))
+	return busy, byCore, nil
+}
+
+// busyTimes reads the busy times of MachineCPU from the text of /proc/stat.
+func busyTimes(stat string) (busy time.Duration, byCore []time.Duration) {
+	for _, line := range strings.Split(stat, "\n") {
 		fields := strings.Fields(line)
-		switch {
-		case len(fields) > 8 && fields[0] == "cpu":
-			// user nice system idle iowait irq softirq steal ...
-			for i, f := range fields[1:9] {
-				if i == 3 || i == 4 {
-					continue
-				}
-				ticks, _ := strconv.ParseInt(f, 10, 64)
-				busy += time.Duration(ticks) * time.Second / clockTicks
+		if len(fields) < 9 || !strings.HasPrefix(fields[0], "cpu") {
+			continue
+		}
+		var spent time.Duration
+		// user nice system idle iowait irq softirq steal ...
+		for i, f := range fields[1:9] {
+			if i == 3 || i == 4 {
+				continue
 			}
-		case len(fields) > 0 && strings.HasPrefix(fields[0], "cpu"):
-			cores++
+			ticks, _ := strconv.ParseInt(f, 10, 64)
+			spent += time.Duration(ticks) * time.Second / clockTicks
+		}
+		if fields[0] == "cpu" {
+			busy = spent
+		} else if n, err := strconv.Atoi(strings.TrimPrefix(fields[0], "cpu")); err == nil && n >= 0 {
+			byCore = append(byCore, make([]time.Duration, max(0, n+1-len(byCore)))...)
+			byCore[n] = spent
 		}
 	}
-	return busy, cores, nil
+	return busy, byCore
 }

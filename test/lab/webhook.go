@@ -46,6 +46,7 @@ func (l *Lab) startWebhook(ctx context.Context, bin, helm string) error {
 		Name: "management/flotilla-webhook", Path: bin, LogFile: filepath.Join(l.Dir, "logs", "management", "flotilla-webhook.log"),
 		Args: []string{"webhook", "--bind-address=" + addr, "--tls-cert-file=" + serving.CertFile,
 			"--tls-key-file=" + serving.KeyFile, "--log-level=debug"},
+		CPUs: l.managementCPUs,
 	}
 	if err := l.Webhook.start(l.attached); err != nil {
 		return err
