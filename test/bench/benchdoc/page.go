@@ -41,8 +41,11 @@ var Sections = []Section{
 			"which the lab's clusters share, runs on any). Above, everything competes for every CPU, so the ratio there is also the " +
 			"CPU the management cluster spends for every pod a second time; here it is the time flotilla and the management cluster add " +
 			"to a rollout whose workload clusters have the same CPUs either way."},
-	{"BenchmarkDeploymentRollout/10000x10", "Rollout: 10,000 pods over 10 clusters",
-		"The same comparison at 10,000 pods over 10 workload clusters (1,000 each): eleven control planes and ten flotillas on one machine."},
+	{"BenchmarkDeploymentRollout/10000x10-apart", "Rollout: 10,000 pods over 10 clusters, the management cluster on CPUs of its own",
+		"The same comparison at 10,000 pods over 10 workload clusters (1,000 each): eleven control planes and ten flotillas on one " +
+			"machine, its CPUs divided as above. With every process competing for every CPU, a 2-core machine did not finish it: the " +
+			"management control plane, doing the whole fleet's work on the CPUs the ten workload clusters needed, created 8,824 of " +
+			"the 10,000 pods in 20 minutes."},
 	{"BenchmarkServicesFollow", "Follow: 100 Services copied to 4 clusters",
 		"100 Services are created in the management cluster, each selecting 10 pods spread over the 4 virtual nodes; flotilla copies " +
 			"each Service into every workload cluster that runs its pods. Timed from the first create to all 400 copies present, beside " +
@@ -79,9 +82,9 @@ type headline struct {
 var headlines = []headline{
 	{"BenchmarkDeploymentRollout/1000x4", UnitRatio, "Rollout of 1,000 pods over 4 clusters, through flotilla ÷ direct", "≤ 1.1", ""},
 	{"BenchmarkDeploymentRollout/1000x4-apart", UnitRatio, "The same, the management cluster on CPUs of its own", "≤ 1.1", ""},
-	{"BenchmarkDeploymentRollout/10000x10", UnitRatio, "Rollout of 10,000 pods over 10 clusters, through flotilla ÷ direct", "≤ 1.2", ""},
+	{"BenchmarkDeploymentRollout/10000x10-apart", UnitRatio, "Rollout of 10,000 pods over 10 clusters, the management cluster on CPUs of its own, through flotilla ÷ direct", "≤ 1.2", ""},
 	{"BenchmarkDeploymentRollout/1000x4", UnitMiBPer2500Pods, "Memory of one flotilla per 2,500 pods, MiB (1,000-pod rollout)", "≤ 150", ""},
-	{"BenchmarkDeploymentRollout/10000x10", UnitMiBPer2500Pods, "Memory of one flotilla per 2,500 pods, MiB (10,000-pod rollout)", "≤ 150", ""},
+	{"BenchmarkDeploymentRollout/10000x10-apart", UnitMiBPer2500Pods, "Memory of one flotilla per 2,500 pods, MiB (10,000-pod rollout)", "≤ 150", ""},
 	{"BenchmarkDeploymentRollout/1000x4", UnitManagementWrites, "Management API writes per pod lifecycle (create → Running → delete)", "≤ 3", ""},
 	{"BenchmarkServicesFollow", UnitFollowSeconds, "Follow: 100 Services to all 400 copies, seconds", "", UnitFollowDirectSeconds},
 	{"BenchmarkFailoverTimeline", UnitAllRunningSeconds, "Failover: cluster frozen to all replacements Running, seconds", "≤ 10", ""},
