@@ -484,20 +484,16 @@ func (k *kind[T]) create(ctx context.Context, src T, built T, hash string) (T, b
 		return none, false, k.refusal(src, err, "creating")
 	}
 	k.wrote(key, hash)
-	// From now on the copy is kept by server-side apply: what Create set becomes the applier's, so a field
-	// the source loses later leaves the copy too.
-	if adopted, err := k.adopt(ctx, out); err != nil {
-		logrus.WithField("key", key).Infof("follow %s: handing the new copy's fields to server-side apply: %v (done at its next change)", k.name, err)
-	} else {
-		out = adopted
-	}
+	// From now on the copy is kept by server-side apply. The fields Create set are handed to it (adopt) only
+	// when the source first changes (apply): most copies never change, and a write per copy at its creation
+	// was half of what following cost the workload apiserver.
 	return out, true, nil
 }
 
 // apply server-side applies built over the copy with the given UID (a precondition: an object that took the
 // copy's name since makes it fail as Invalid, metadata.uid being immutable; a copy that is gone, as a
-// Conflict). When the copy still shows fields set by Create (adopt failed after its creation), they are
-// handed over and the apply repeated, so that fields the source lost are removed.
+// Conflict). When the copy still shows fields set by Create (its first change since), they are handed over
+// and the apply repeated, so that fields the source lost are removed.
 func (k *kind[T]) apply(ctx context.Context, src T, built T, uid types.UID) (T, error) {
 	body, _, err := applyBody(built, uid)
 	if err != nil {
