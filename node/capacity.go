@@ -167,8 +167,8 @@ func requestsOnly(obj any) (any, error) {
 		},
 		Spec: corev1.PodSpec{
 			NodeName:       p.Spec.NodeName,
-			Containers:     containerRequests(p.Spec.Containers),
-			InitContainers: containerRequests(p.Spec.InitContainers),
+			Containers:     keepOf(p.Spec.Containers, containerRequests),
+			InitContainers: keepOf(p.Spec.InitContainers, containerRequests),
 			Overhead:       p.Spec.Overhead,
 			Resources:      p.Spec.Resources,
 		},
@@ -177,34 +177,32 @@ func requestsOnly(obj any) (any, error) {
 			Conditions:            p.Status.Conditions, // an in-place resize pending or in progress
 			Resources:             p.Status.Resources,
 			AllocatedResources:    p.Status.AllocatedResources,
-			ContainerStatuses:     containerStatusRequests(p.Status.ContainerStatuses),
-			InitContainerStatuses: containerStatusRequests(p.Status.InitContainerStatuses),
+			ContainerStatuses:     keepOf(p.Status.ContainerStatuses, containerStatusRequests),
+			InitContainerStatuses: keepOf(p.Status.InitContainerStatuses, containerStatusRequests),
 		},
 	}, nil
 }
 
-// containerRequests keeps of each container what podRequests reads: its name (to find its status), its
-// resources, and its restart policy (a sidecar's requests add up, an init container's do not).
-func containerRequests(containers []corev1.Container) []corev1.Container {
-	if containers == nil {
-		return nil
-	}
-	out := make([]corev1.Container, len(containers))
-	for i, c := range containers {
-		out[i] = corev1.Container{Name: c.Name, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
-	}
-	return out
+// containerRequests keeps of a container what podRequests reads: its name (to find its status), its resources,
+// and its restart policy (a sidecar's requests add up, an init container's do not).
+func containerRequests(c corev1.Container) corev1.Container {
+	return corev1.Container{Name: c.Name, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
 }
 
-// containerStatusRequests keeps of each container status what podRequests reads once a container runs: the
+// containerStatusRequests keeps of a container status what podRequests reads once a container runs: the
 // resources the kubelet allocated and applied, which an in-place resize makes differ from the spec's.
-func containerStatusRequests(statuses []corev1.ContainerStatus) []corev1.ContainerStatus {
-	if statuses == nil {
+func containerStatusRequests(s corev1.ContainerStatus) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: s.Name, Resources: s.Resources, AllocatedResources: s.AllocatedResources}
+}
+
+// keepOf is items with each reduced to what keep keeps of it; nil stays nil.
+func keepOf[T any](items []T, keep func(T) T) []T {
+	if items == nil {
 		return nil
 	}
-	out := make([]corev1.ContainerStatus, len(statuses))
-	for i, s := range statuses {
-		out[i] = corev1.ContainerStatus{Name: s.Name, Resources: s.Resources, AllocatedResources: s.AllocatedResources}
+	out := make([]T, len(items))
+	for i, item := range items {
+		out[i] = keep(item)
 	}
 	return out
 }

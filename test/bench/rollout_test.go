@@ -217,34 +217,28 @@ func profileSeconds(f fleet) int { return max(60, f.replicas/f.clusters/4) }
 // profileCPU starts a CPU profile of the first workload cluster's flotilla and returns a function that waits
 // for it and prints its path; both do nothing without -flotilla-profiles.
 func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
-	if *profileDir == "" {
-		return func() {}
-	}
 	name := l.Workloads[0].Name
-	done := make(chan struct{})
-	var path string
-	var err error
-	go func() {
-		defer close(done)
-		path, err = l.FlotillaProfile(name, "profile", fmt.Sprintf("seconds=%d", seconds), *profileDir)
-	}()
-	return func() {
-		<-done
-		if err != nil {
-			b.Fatalf("CPU profile of %s's flotilla: %v", name, err)
-		}
-		b.Logf("CPU profile of %s's flotilla, %d s from the rollout's start: %s", name, seconds, path)
-	}
+	return startProfile(b, name+"'s flotilla", seconds, func(query string) (string, error) {
+		return l.FlotillaProfile(name, "profile", query, *profileDir)
+	})
 }
 
 // apiserverProfileSeconds is how long a workload kube-apiserver's CPU profile runs in each phase of a rollout:
 // shorter than the direct phase on a small machine, so that both profiles show a rollout at work.
 const apiserverProfileSeconds = 15
 
-// profileAPIServer starts a CPU profile of a workload cluster's kube-apiserver and returns a function that
-// waits for it and prints its path; both do nothing without -flotilla-profiles. Taken in both phases, the two
-// say what a workload apiserver does for flotilla's delegates that it does not for pods created directly.
+// profileAPIServer is profileCPU of a workload cluster's kube-apiserver, in one phase of the rollout. Taken in
+// both, the two say what a workload apiserver does for flotilla's delegates that it does not for pods
+// created directly.
 func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase string) (wait func()) {
+	return startProfile(b, c.Name+"'s kube-apiserver "+phase, apiserverProfileSeconds, func(query string) (string, error) {
+		return c.Profile(ctx, "profile", query, *profileDir)
+	})
+}
+
+// startProfile starts take, a CPU profile of seconds, in the background, and returns a function that waits
+// for it and prints the path of its file; both do nothing without -flotilla-profiles.
+func startProfile(b *testing.B, whose string, seconds int, take func(query string) (path string, err error)) (wait func()) {
 	if *profileDir == "" {
 		return func() {}
 	}
@@ -253,14 +247,14 @@ func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase s
 	var err error
 	go func() {
 		defer close(done)
-		path, err = c.Profile(ctx, "profile", fmt.Sprintf("seconds=%d", apiserverProfileSeconds), *profileDir)
+		path, err = take(fmt.Sprintf("seconds=%d", seconds))
 	}()
 	return func() {
 		<-done
 		if err != nil {
-			b.Fatalf("CPU profile of %s's apiserver: %v", c.Name, err)
+			b.Fatalf("CPU profile of %s: %v", whose, err)
 		}
-		b.Logf("CPU profile of %s's kube-apiserver, %d s from the rollout's start %s: %s", c.Name, apiserverProfileSeconds, phase, path)
+		b.Logf("CPU profile of %s, %d s from the rollout's start: %s", whose, seconds, path)
 	}
 }
 
