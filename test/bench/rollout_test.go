@@ -36,6 +36,12 @@ import (
 type fleet struct {
 	replicas, clusters int
 	apart              bool
+	// pinned makes the run through flotilla one management Deployment per cluster, kept to its virtual node
+	// by a nodeSelector, as the direct run has one Deployment per cluster, rather than one Deployment spread
+	// over them all. A ReplicaSet's controller reads all of its pods at every sync: one ReplicaSet of 10,000
+	// replicas is a load of its own, in any cluster, which the direct run, of ReplicaSets of 1,000, does not
+	// carry.
+	pinned bool
 }
 
 func (f fleet) String() string {
@@ -48,7 +54,7 @@ func (f fleet) String() string {
 
 // BenchmarkDeploymentRollout creates the same pods directly in all workload clusters at once (one Deployment
 // of replicas/clusters in each) and through flotilla (one management Deployment of replicas spread evenly over
-// the virtual nodes), in one lab, and reports the ratio of their times to all pods Running. It also reports
+// the virtual nodes, or one per virtual node: see fleet.pinned), in one lab, and reports the ratio of their times to all pods Running. It also reports
 // flotilla's own share of the delegation path (proxy bound -> delegate Running -> proxy Running), its API
 // requests per pod on each side (create -> Running -> delete), its CPU time and its memory per 2,500 pods.
 //
@@ -60,7 +66,7 @@ func (f fleet) String() string {
 // The 10,000-pod fleet runs eleven control planes; on a small machine select it alone, with
 // -bench 'DeploymentRollout/10000'.
 func BenchmarkDeploymentRollout(b *testing.B) {
-	for _, f := range []fleet{{replicas: 1000, clusters: 4}, {replicas: 1000, clusters: 4, apart: true}, {replicas: 10000, clusters: 10, apart: true}} {
+	for _, f := range []fleet{{replicas: 1000, clusters: 4}, {replicas: 1000, clusters: 4, apart: true}, {replicas: 10000, clusters: 10, apart: true, pinned: true}} {
 		b.Run(f.String(), func(b *testing.B) { benchmarkRollout(b, f) })
 	}
 }
@@ -122,7 +128,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			}
 		}
 
-		// Through flotilla: one management Deployment over every virtual node.
+		// Through flotilla: one management Deployment over every virtual node, or one per virtual node.
 		ns = fmt.Sprintf("flotilla-%d", i)
 		prepareNamespace(b, ctx, l.Management.Client, ns, tenancy.LabelEnabled)
 		proxies := startPodClock(ctx, b, l.Management.Client, ns, podUID)
@@ -133,17 +139,15 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		profileHeap(b, l, "before the rollout through flotilla")
 		before := readFlotillas(b, l)
 		serverBefore := readServer(b, ctx, l.Management)
-		deploy := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
-		deploy.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
-			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
-			LabelSelector: deploy.Spec.Selector,
-		}}
+		deployments := f.managementDeployments(ns, l.Workloads)
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
 		apiserverProfile := profileAPIServer(b, ctx, l.Workloads[0], "through flotilla")
 		flotillaCPU := readCPU(b, l)
 		start := time.Now()
-		if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
+		for _, d := range deployments {
+			if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
 		}
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		proxiesRunning := proxies.snapshot(runningAt, nil)
@@ -153,7 +157,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		profileHeap(b, l, "with every proxy Running")
 		cpuProfile()
 		apiserverProfile()
-		deleteAndWaitGone(b, ctx, l, ns)
+		deleteAndWaitGone(b, ctx, l, ns, deployments)
 		after := readFlotillas(b, l)
 		lab.DeleteNamespace(l.Management.Client, ns)
 
@@ -167,7 +171,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		toProxy := spans(proxyBound, proxiesRunning)
 		pods := float64(f.replicas)
 		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once")
-		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as one management Deployment through flotilla")
+		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as management Deployments through flotilla")
 		rec.metric(ratio, benchdoc.UnitRatio, "through flotilla ÷ direct (1 is as fast as direct)")
 		rec.metric(directCPU.busy.Seconds(), "direct-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, directly")
 		rec.metric(flotillaCPU.busy.Seconds(), "flotilla-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, through flotilla")
@@ -293,12 +297,14 @@ func prepareNamespace(b *testing.B, ctx context.Context, c kubernetes.Interface,
 	}
 }
 
-// deleteAndWaitGone deletes the management Deployment of namespace ns and waits until neither its proxies
+// deleteAndWaitGone deletes the management Deployments of namespace ns and waits until neither their proxies
 // nor their delegates are left, which ends a pod's lifecycle for flotilla.
-func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string) {
+func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string, deployments []*appsv1.Deployment) {
 	b.Helper()
-	if err := l.Management.Client.AppsV1().Deployments(ns).Delete(ctx, "rollout", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
-		b.Fatal(err)
+	for _, d := range deployments {
+		if err := l.Management.Client.AppsV1().Deployments(ns).Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	clients := []kubernetes.Interface{l.Management.Client}
 	for _, w := range l.Workloads {
@@ -599,6 +605,26 @@ func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int, ano
 		worst = max(worst, float64(growth))
 	}
 	return worst / float64(podsEach) * 2500
+}
+
+// managementDeployments are the Deployments of the run through flotilla: one of all the replicas, spread
+// evenly over the virtual nodes, or, pinned, one per workload cluster of its share, on its virtual node.
+func (f fleet) managementDeployments(ns string, workloads []*lab.Cluster) []*appsv1.Deployment {
+	if !f.pinned {
+		d := pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(f.replicas))
+		d.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
+			LabelSelector: d.Spec.Selector,
+		}}
+		return []*appsv1.Deployment{d}
+	}
+	var out []*appsv1.Deployment
+	for _, w := range workloads {
+		d := pauseDeployment(ns, "rollout-"+w.Name, map[string]string{"app": "rollout-" + w.Name}, int32(f.replicas/f.clusters))
+		d.Spec.Template.Spec.NodeSelector = map[string]string{node.LabelCluster: w.Name}
+		out = append(out, d)
+	}
+	return out
 }
 
 // pauseDeployment is a Deployment of pause containers that opts in to the virtual nodes' taint.

@@ -43,7 +43,9 @@ var Sections = []Section{
 			"to a rollout whose workload clusters have the same CPUs either way."},
 	{"BenchmarkDeploymentRollout/10000x10-apart", "Rollout: 10,000 pods over 10 clusters, the management cluster on CPUs of its own",
 		"The same comparison at 10,000 pods over 10 workload clusters (1,000 each): eleven control planes and ten flotillas on one " +
-			"machine, its CPUs divided as above."},
+			"machine, its CPUs divided as above. Through flotilla the pods come from ten management Deployments of 1,000, each kept to " +
+			"one virtual node by a nodeSelector, as the direct run has one Deployment per cluster: a ReplicaSet's controller reads all " +
+			"its pods at every sync, and one ReplicaSet of 10,000 replicas is a load of its own, in any cluster."},
 	{"BenchmarkServicesFollow", "Follow: 100 Services copied to 4 clusters",
 		"100 Services are created in the management cluster, each selecting 10 pods spread over the 4 virtual nodes; flotilla copies " +
 			"each Service into every workload cluster that runs its pods. Timed from the first create to all 400 copies present, beside " +
