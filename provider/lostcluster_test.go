@@ -15,7 +15,7 @@ import (
 // Running proxies stay Running but show PodReady and ContainersReady False, reason ClusterNotReady, naming
 // the cluster, whether the provider's delegate cache had synced before (it serves the last known status) or
 // never could (it starts during the outage). Reporting again writes nothing. Once the node is Ready again,
-// the proxies show their delegates' status again.
+// the proxies show their delegates' status again. A NotReady shorter than notReadyGrace shows on none.
 func TestLostClusterShowsOnProxies(t *testing.T) {
 	// synced's provider runs before the outage, unsynced's starts during it.
 	synced, unsynced := newHarness(t), newHarness(t)
@@ -39,6 +39,24 @@ func TestLostClusterShowsOnProxies(t *testing.T) {
 	synced.poll("the delegate cache synced", func() (bool, error) { return synced.p.informer.HasSynced(), nil })
 	drainNotified(synced)
 
+	// A node NotReady for less than notReadyGrace (one probe answered late) shows on no proxy.
+	unreachable := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: flotillanode.ReasonClusterUnreachable}
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: flotillanode.ReasonClusterReady}
+	synced.p.SetClusterReady(unreachable)
+	time.Sleep(notReadyGrace / 2)
+	synced.p.SetClusterReady(ready)
+	flapEnds := time.After(notReadyGrace + time.Second)
+	for waiting := true; waiting; {
+		select {
+		case p := <-synced.notified:
+			if !podReady(p) {
+				t.Errorf("node %s: a NotReady of %s showed on proxy %s: %+v", synced.node, notReadyGrace/2, p.Name, p.Status.Conditions)
+			}
+		case <-flapEnds:
+			waiting = false
+		}
+	}
+
 	w := shared.Workload(workloadName)
 	if err := w.FreezeAPIServer(); err != nil {
 		t.Fatal(err)
@@ -59,7 +77,6 @@ func TestLostClusterShowsOnProxies(t *testing.T) {
 		t.Fatal("the delegate cache of a provider started during the outage synced: this test would not show that statuses go without it")
 	}
 
-	unreachable := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: flotillanode.ReasonClusterUnreachable}
 	for _, tc := range []struct {
 		h     *harness
 		proxy *corev1.Pod
@@ -94,7 +111,6 @@ func TestLostClusterShowsOnProxies(t *testing.T) {
 	}
 
 	resume()
-	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: flotillanode.ReasonClusterReady}
 	for _, h := range []*harness{synced, unsynced} {
 		start := time.Now()
 		h.p.SetClusterReady(ready)

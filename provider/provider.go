@@ -123,6 +123,8 @@ type Provider struct {
 	// clusterNotReady is the virtual node's Ready reason while it is not Ready, "" while it is (or before
 	// anyone said otherwise); see SetClusterReady.
 	clusterNotReady string
+	// notReadySince is when the virtual node last turned from Ready to not Ready.
+	notReadySince time.Time
 	notify          func(*corev1.Pod) // the pod controller's status callback
 	replacer        *replacer         // nil when re-placement is off
 	notifyOn        chan struct{}     // closed once notify is set
@@ -265,11 +267,19 @@ func (p *Provider) Resync() {
 	}
 }
 
+// notReadyGrace is how long the virtual node stays not Ready before its Running proxies show it. A workload
+// apiserver on a busy machine can answer one probe late and the next in time: marking every Running proxy not
+// ready for that moment and back cost two management writes per pod, and woke every controller watching
+// them, in the middle of a rollout. The node itself turns NotReady at once, for failover's sake; the proxies
+// follow well within the 5 s the contract gives (docs/DESIGN.md), and the kubelet's own pods wait for the
+// node lifecycle controller's grace period, far longer.
+const notReadyGrace = 2 * time.Second
+
 // SetClusterReady tells the provider the virtual node's Ready condition whenever its status or reason
-// changes (package node's Config.ReadyChanged). While it is not True, the delegates' cached statuses are only
-// their last known ones: every Running proxy shows PodReady and ContainersReady False (ReasonClusterNotReady)
-// until it is True again, when they show their delegates' status again. It only queues the proxies' statuses,
-// so it never blocks its caller.
+// changes (package node's Config.ReadyChanged). Once it has not been True for notReadyGrace, the delegates'
+// cached statuses are only their last known ones: every Running proxy shows PodReady and ContainersReady
+// False (ReasonClusterNotReady) until it is True again, when they show their delegates' status again. It
+// only queues the proxies' statuses, at once or after the grace, so it never blocks its caller.
 func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 	notReady := ""
 	if ready.Status != corev1.ConditionTrue {
@@ -279,12 +289,25 @@ func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 		}
 	}
 	p.mu.Lock()
-	changed := notReady != p.clusterNotReady
+	was := p.clusterNotReady
 	p.clusterNotReady = notReady
-	p.mu.Unlock()
-	if !changed {
-		return
+	if was == "" && notReady != "" {
+		p.notReadySince = time.Now()
 	}
+	graceLeft := notReadyGrace - time.Since(p.notReadySince)
+	p.mu.Unlock()
+	switch {
+	case notReady == was:
+	case notReady != "" && graceLeft > 0:
+		// The proxies are looked at when the grace ends (still not Ready, they show it then) rather than now.
+		time.AfterFunc(graceLeft, p.queueStatuses)
+	default:
+		p.queueStatuses()
+	}
+}
+
+// queueStatuses queues every proxy's status.
+func (p *Provider) queueStatuses() {
 	proxies, err := p.cfg.ManagementPods.List(labels.Everything())
 	if err != nil {
 		return // a lister reads memory and does not fail
@@ -294,11 +317,14 @@ func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 	}
 }
 
-// clusterReadiness is what SetClusterReady was last told: the virtual node's Ready reason while it is not
-// Ready, "" while it is.
+// clusterReadiness is the virtual node's Ready reason while it has not been Ready for notReadyGrace, ""
+// otherwise (SetClusterReady).
 func (p *Provider) clusterReadiness() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.clusterNotReady != "" && time.Since(p.notReadySince) < notReadyGrace {
+		return ""
+	}
 	return p.clusterNotReady
 }
 
