@@ -125,9 +125,9 @@ type Provider struct {
 	clusterNotReady string
 	// notReadySince is when the virtual node last turned from Ready to not Ready.
 	notReadySince time.Time
-	notify          func(*corev1.Pod) // the pod controller's status callback
-	replacer        *replacer         // nil when re-placement is off
-	notifyOn        chan struct{}     // closed once notify is set
+	notify        func(*corev1.Pod) // the pod controller's status callback
+	replacer      *replacer         // nil when re-placement is off
+	notifyOn      chan struct{}     // closed once notify is set
 
 	// counters are the cumulative CPU times the kubelet API reports, integrated from the workload
 	// cluster's metrics API (see usage.go); usageMu guards them.
