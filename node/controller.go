@@ -46,6 +46,10 @@ type Config struct {
 	// waits behind a burst of pod traffic and a healthy cluster is never taken for lost. nil uses the
 	// controller's workload client.
 	Probe kubernetes.Interface
+	// LastHeard, if set, says when the workload apiserver last sent anything to any of flotilla's workload
+	// clients (a response, a watch event): a /readyz that goes unanswered while the apiserver still streams
+	// to them means an overloaded apiserver, not a lost one (see probe). nil counts only the probes' answers.
+	LastHeard func() time.Time
 	// FailoverAfter is published on the node (AnnotationFailoverAfter) for peers to honour; see Failover.
 	FailoverAfter time.Duration
 	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
@@ -116,6 +120,7 @@ type Controller struct {
 	asking     *readyzRequest // the /readyz request awaiting its answer, if any
 	answeredAt time.Time      // when the apiserver last answered /readyz
 	late       bool           // its last answer came after ProbeTimeout (logged once per slow spell)
+	overloaded bool           // the last probe went unanswered while the apiserver still sent (logged once)
 	version    string
 	current    *corev1.Node       // the last derived node
 	observed   bool               // current's Ready condition rests on an observation (see Ready)
@@ -308,17 +313,27 @@ func (c *Controller) kick() {
 // request is left to finish, for up to lateAnswerTimeout, and is not sent again meanwhile: an answer that
 // comes late proves the apiserver alive, only slow (see LastAnswer), and an overloaded apiserver gets one
 // probe at a time rather than a pile of them.
+//
+// An unanswered probe is excused while the apiserver still sends flotilla something else (cfg.LastHeard)
+// within the last probe interval: a workload cluster busy with a rollout answers /readyz in seconds (its etcd
+// check waits behind the writes) while its watch streams go on, and taking it for unreachable would taint
+// it not-ready in the middle of the rollout and mark every Running proxy not ready. A frozen or cut-off
+// apiserver sends nothing, so it is found out as soon as before: its watch streams fell silent when it
+// did, at most a probe interval before its probe's deadline. An answer that is an error (refused, not
+// ready) is never excused.
 func (c *Controller) probe(ctx context.Context) {
 	asked := c.ask(ctx)
 	var err error
+	var unanswered bool
 	select {
 	case <-ctx.Done():
 		return // shutting down; the failure is ours, not the cluster's
 	case <-asked.done:
-		err = asked.err
+		err, unanswered = asked.err, asked.unanswered
 	case <-time.After(c.cfg.ProbeTimeout - time.Since(asked.sent)):
-		err = fmt.Errorf("no answer to /readyz within %s", c.cfg.ProbeTimeout)
+		err, unanswered = fmt.Errorf("no answer to /readyz within %s", c.cfg.ProbeTimeout), true
 	}
+	c.excuseIfStillSending(ctx, &err, unanswered)
 	var version string
 	if err == nil && c.needVersion() {
 		verr := withTimeout(ctx, c.cfg.ProbeTimeout, func(ctx context.Context) (verr error) {
@@ -354,11 +369,33 @@ func (c *Controller) probe(ctx context.Context) {
 	}
 }
 
-// readyzRequest is one /readyz request; err is set before done is closed.
+// excuseIfStillSending clears *err, an unanswered probe's, while the apiserver still sends on other
+// requests (see probe), and logs the start of such a spell.
+func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unanswered bool) {
+	excused := false
+	if *err != nil && unanswered && c.cfg.LastHeard != nil {
+		heard := c.cfg.LastHeard()
+		excused = !heard.IsZero() && time.Since(heard) < c.cfg.ProbeInterval
+	}
+	c.mu.Lock()
+	logIt := excused && !c.overloaded
+	c.overloaded = excused
+	c.mu.Unlock()
+	if logIt {
+		log.G(ctx).WithError(*err).Info("The workload apiserver is slow to answer /readyz but still sends watch events: overloaded, not lost")
+	}
+	if excused {
+		*err = nil
+	}
+}
+
+// readyzRequest is one /readyz request; err and unanswered are set before done is closed.
 type readyzRequest struct {
 	sent time.Time
 	done chan struct{}
 	err  error
+	// unanswered: the apiserver sent no answer at all before lateAnswerTimeout.
+	unanswered bool
 }
 
 // ask returns the outstanding /readyz request, sending one if there is none.
@@ -385,7 +422,7 @@ func (c *Controller) ask(ctx context.Context) *readyzRequest {
 		}
 		c.asking = nil
 		c.mu.Unlock()
-		r.err = err
+		r.err, r.unanswered = err, !answered && ctx.Err() != nil
 		close(r.done)
 	}()
 	return r

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,6 +318,41 @@ func TestControllerTellsSlowFromSilent(t *testing.T) {
 
 	h.api.slow(0)
 	h.await(t, "Ready once the apiserver answers in time", cpuIs("4"))
+}
+
+// TestControllerExcusesAnOverloadedApiserver: a probe that goes unanswered while the apiserver still sends
+// on other requests keeps the cluster Ready; once it falls silent too, or answers with an error, it is not.
+func TestControllerExcusesAnOverloadedApiserver(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	var silent atomic.Bool
+	h.c.cfg.LastHeard = func() time.Time {
+		if silent.Load() {
+			return time.Now().Add(-h.c.cfg.ProbeInterval)
+		}
+		return time.Now()
+	}
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+
+	h.api.slow(4 * h.c.cfg.ProbeTimeout)
+	for range 20 {
+		time.Sleep(h.c.cfg.ProbeInterval)
+		if ready, _ := h.c.Ready(); ready.Status != corev1.ConditionTrue {
+			t.Fatalf("Ready = %s (%s) while the apiserver was slow but still sending", ready.Status, ready.Message)
+		}
+	}
+	silent.Store(true)
+	n := h.await(t, "unreachable once silent", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if msg := n.Status.Conditions[0].Message; !strings.Contains(msg, "no answer to /readyz") {
+		t.Errorf("message %q, want the probe timeout", msg)
+	}
+
+	silent.Store(false)
+	h.api.slow(0)
+	h.await(t, "Ready again", cpuIs("4"))
+	h.api.fail(errors.New("connection refused"))
+	h.await(t, "unreachable when refused though still sending", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
 }
 
 func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {

@@ -1,4 +1,5 @@
-// Package reachability keeps informers from backing off while their cluster is known to be down.
+// Package reachability keeps informers from backing off while their cluster is known to be down (Gate), and
+// tells an apiserver that is slow to answer from one that is silent (Heard).
 //
 // A client-go reflector whose list or watch fails waits before it tries again, twice as long after each
 // failure, up to a minute with jitter, and forgets the failures only after two quiet minutes. A workload

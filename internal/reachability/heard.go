@@ -1,0 +1,60 @@
+package reachability
+
+import (
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Heard records when a cluster's apiserver last sent anything to any of the clients it wraps: a response, or
+// a byte of a response body such as a watch stream's next event.
+//
+// It tells an overloaded apiserver from a silent one. One that answers its health probe late is usually
+// still streaming watch events to the same client a moment before; one that is frozen, or cut off by a
+// partition, sends nothing at all.
+type Heard struct {
+	last atomic.Int64 // Unix nanoseconds; zero before anything was heard
+}
+
+// Last is when the apiserver last sent anything; zero before it ever did.
+func (h *Heard) Last() time.Time {
+	if n := h.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+func (h *Heard) stamp() { h.last.Store(time.Now().UnixNano()) }
+
+// Wrap returns rt with every response and every read of a response body recorded. Use it as a rest.Config's
+// WrapTransport. Upgraded connections (exec, port-forward) are left alone: their bodies are not only read.
+func (h *Heard) Wrap(rt http.RoundTripper) http.RoundTripper {
+	return promhttp.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(r)
+		if err != nil {
+			return resp, err
+		}
+		h.stamp()
+		if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+			resp.Body = heardBody{ReadCloser: resp.Body, heard: h}
+		}
+		return resp, nil
+	})
+}
+
+// heardBody stamps its Heard whenever a read returns data.
+type heardBody struct {
+	io.ReadCloser
+	heard *Heard
+}
+
+func (b heardBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.heard.stamp()
+	}
+	return n, err
+}

@@ -1,0 +1,78 @@
+package reachability
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// TestHeard: a response is heard when it comes, and a streamed body at each chunk, not only when it ends.
+func TestHeard(t *testing.T) {
+	next := make(chan string)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for chunk := range next {
+			_, _ = io.WriteString(w, chunk)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer server.Close()
+
+	var h Heard
+	if !h.Last().IsZero() {
+		t.Fatalf("Last = %s before anything was sent, want zero", h.Last())
+	}
+	client := &http.Client{Transport: h.Wrap(http.DefaultTransport)}
+	before := time.Now()
+	resp, err := client.Get(server.URL + "/api/v1/pods?watch=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	atResponse := h.Last()
+	if atResponse.Before(before) {
+		t.Fatalf("Last = %s after the response came, want after %s", atResponse, before)
+	}
+
+	time.Sleep(20 * time.Millisecond)
+	next <- "event"
+	buf := make([]byte, 16)
+	if _, err := resp.Body.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if atEvent := h.Last(); !atEvent.After(atResponse.Add(10 * time.Millisecond)) {
+		t.Errorf("Last = %s after an event streamed 20ms after the response (%s), want later", atEvent, atResponse)
+	}
+	close(next)
+}
+
+// TestHeardLeavesUpgradesAlone: an upgraded connection's body, which exec and port-forward also write to,
+// keeps its type.
+func TestHeardLeavesUpgradesAlone(t *testing.T) {
+	type readWriteCloser struct {
+		io.ReadCloser
+		io.Writer
+	}
+	body := readWriteCloser{ReadCloser: io.NopCloser(nil), Writer: io.Discard}
+	var h Heard
+	rt := h.Wrap(roundTripper(func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusSwitchingProtocols, Body: body}, nil
+	}))
+	resp, err := rt.RoundTrip(httptest.NewRequest(http.MethodGet, "/exec", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := resp.Body.(io.Writer); !ok {
+		t.Errorf("the upgraded body is %T, no longer writable", resp.Body)
+	}
+	if h.Last().IsZero() {
+		t.Error("the upgrade response was not heard")
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
