@@ -100,6 +100,9 @@ func run(ctx context.Context, o *options) error {
 	// Informers of the workload cluster wait while it is down rather than back off (see reachability).
 	workloadGate := &reachability.Gate{}
 	workloadCfg.Wrap(workloadGate.Wrap)
+	// What the workload apiserver sends on any client tells an overloaded apiserver from a lost one.
+	workloadHeard := &reachability.Heard{}
+	workloadCfg.Wrap(workloadHeard.Wrap)
 	management, err := kubernetes.NewForConfig(managementCfg)
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
@@ -152,7 +155,7 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	c := &clusters{management: management, workload: workload, failover: failover, probe: probe, heartbeat: heartbeat,
-		reviews: reviews, workloadCfg: workloadCfg, workloadGate: workloadGate, metrics: metricsRecorder, informers: informers}
+		reviews: reviews, workloadCfg: workloadCfg, workloadGate: workloadGate, workloadHeard: workloadHeard, metrics: metricsRecorder, informers: informers}
 	if workloadToken != nil {
 		namespace, name := workloadToken.ServiceAccount()
 		c.workloadReader = &rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}
@@ -178,6 +181,8 @@ type clusters struct {
 	workloadCfg *rest.Config
 	// workloadGate holds the workload informers' requests while the cluster is down.
 	workloadGate *reachability.Gate
+	// workloadHeard is when the workload apiserver last sent anything on any workload client.
+	workloadHeard *reachability.Heard
 	// workloadReader is flotilla's ServiceAccount in the workload cluster, which it grants read access to
 	// each namespace it uses; nil when its workload identity is not a ServiceAccount.
 	workloadReader *rbacv1.Subject
@@ -312,6 +317,7 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 		ProbeInterval: o.ProbeInterval,
 		ProbeTimeout:  o.ProbeTimeout,
 		Probe:         c.probe,
+		LastHeard:     c.workloadHeard.Last,
 		FailoverAfter: o.FailoverAfter,
 		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
