@@ -10,7 +10,9 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +186,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.metric(after.writes("workload", before)/pods, "workload-writes/pod", "flotilla's workload API writes per pod, whole lifecycle create -> Running -> delete")
 		rec.metric(after.cpu(before).Seconds(), "cpu-s", fmt.Sprintf("flotilla CPU seconds over its %d processes, whole lifecycle", f.clusters))
 		rec.metric(float64(after.peakRSS()>>20), "peak-rss-MiB", "peak resident memory of the largest flotilla process, MiB")
-		rec.metric(running.rssPer2500(before, perCluster, true)/(1<<20), benchdoc.UnitMiBPer2500Pods, "anonymous resident memory growth (heap, stacks) of one flotilla per 2,500 pods it serves, MiB (the largest)")
+		rec.metric(running.rssPer2500(before, perCluster, anonymous)/(1<<20), benchdoc.UnitMiBPer2500Pods, "anonymous resident memory growth (heap, stacks) of one flotilla per 2,500 pods it serves, MiB (the largest)")
 		rec.running("direct", directStart, directRunning)
 		rec.running("through flotilla", start, proxiesRunning)
 		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
@@ -205,7 +207,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("workload requests per pod by answer, create -> Running: %s", running.answers(before, "workload", pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth per 2,500 pods %.0f MiB anonymous (heap, stacks), %.0f MiB with the program's code paged in",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20,
-			running.rssPer2500(before, perCluster, true)/(1<<20), running.rssPer2500(before, perCluster, false)/(1<<20))
+			running.rssPer2500(before, perCluster, anonymous)/(1<<20), running.rssPer2500(before, perCluster, resident)/(1<<20))
 	}
 }
 
@@ -222,7 +224,7 @@ func profileSeconds(f fleet) int { return max(60, f.replicas/f.clusters/4) }
 // for it and prints its path; both do nothing without -flotilla-profiles.
 func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
 	name := l.Workloads[0].Name
-	return startProfile(b, name+"'s flotilla", seconds, func(query string) (string, error) {
+	return startProfile(b, name+"'s flotilla", seconds, func(query url.Values) (string, error) {
 		return l.FlotillaProfile(name, "profile", query, *profileDir)
 	})
 }
@@ -235,14 +237,14 @@ const apiserverProfileSeconds = 15
 // both, the two say what a workload apiserver does for flotilla's delegates that it does not for pods
 // created directly.
 func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase string) (wait func()) {
-	return startProfile(b, c.Name+"'s kube-apiserver "+phase, apiserverProfileSeconds, func(query string) (string, error) {
+	return startProfile(b, c.Name+"'s kube-apiserver "+phase, apiserverProfileSeconds, func(query url.Values) (string, error) {
 		return c.Profile(ctx, "profile", query, *profileDir)
 	})
 }
 
 // startProfile starts take, a CPU profile of seconds, in the background, and returns a function that waits
 // for it and prints the path of its file; both do nothing without -flotilla-profiles.
-func startProfile(b *testing.B, whose string, seconds int, take func(query string) (path string, err error)) (wait func()) {
+func startProfile(b *testing.B, whose string, seconds int, take func(query url.Values) (path string, err error)) (wait func()) {
 	if *profileDir == "" {
 		return func() {}
 	}
@@ -251,7 +253,7 @@ func startProfile(b *testing.B, whose string, seconds int, take func(query strin
 	var err error
 	go func() {
 		defer close(done)
-		path, err = take(fmt.Sprintf("seconds=%d", seconds))
+		path, err = take(url.Values{"seconds": {strconv.Itoa(seconds)}})
 	}()
 	return func() {
 		<-done
@@ -270,7 +272,7 @@ func profileHeap(b *testing.B, l *lab.Lab, when string) {
 		return
 	}
 	name := l.Workloads[0].Name
-	path, err := l.FlotillaProfile(name, "heap", "gc=1", *profileDir)
+	path, err := l.FlotillaProfile(name, "heap", url.Values{"gc": {"1"}}, *profileDir)
 	if err != nil {
 		b.Fatalf("heap profile of %s's flotilla: %v", name, err)
 	}
@@ -592,20 +594,22 @@ func (now flotillaReadings) peakRSS() int64 {
 	return peak
 }
 
-// rssPer2500 is the largest growth of one process's resident memory since, scaled from the pods it serves
-// to 2,500: of its anonymous memory (lab.Usage.Anonymous) if anonymous, else of all of it. The anonymous
-// growth is what the pods cost; the rest is the program's code paged in as the rollout first runs it, once.
-func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int, anonymous bool) float64 {
+// rssPer2500 is the largest growth of one process's memory since, as memory reads it from lab.Usage (anonymous
+// or resident), scaled from the pods it serves to 2,500. The anonymous growth is what the pods cost; the rest
+// of the resident growth is the program's code paged in as the rollout first runs it, once.
+func (now flotillaReadings) rssPer2500(since flotillaReadings, podsEach int, memory func(lab.Usage) int64) float64 {
 	var worst float64
 	for name, r := range now {
-		growth := r.usage.Resident - since[name].usage.Resident
-		if anonymous {
-			growth = r.usage.Anonymous - since[name].usage.Anonymous
-		}
-		worst = max(worst, float64(growth))
+		worst = max(worst, float64(memory(r.usage)-memory(since[name].usage)))
 	}
 	return worst / float64(podsEach) * 2500
 }
+
+// anonymous and resident read a process's anonymous and whole resident memory, for rssPer2500.
+var (
+	anonymous = func(u lab.Usage) int64 { return u.Anonymous }
+	resident  = func(u lab.Usage) int64 { return u.Resident }
+)
 
 // managementDeployments are the Deployments of the run through flotilla: one of all the replicas, spread
 // evenly over the virtual nodes, or, pinned, one per workload cluster of its share, on its virtual node.

@@ -12,10 +12,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -93,24 +95,30 @@ type Options struct {
 	ManagementCPUs, WorkloadCPUs string
 }
 
-// SplitCPUs divides this machine's CPUs between the workload clusters (the first half, rounded up) and the
-// management cluster (the rest), as Options.WorkloadCPUs and ManagementCPUs; ok is false on a machine of one
-// CPU, which cannot be divided.
+// SplitCPUs divides the CPUs this process may run on between the workload clusters (the first half, rounded
+// up) and the management cluster (the rest), as Options.WorkloadCPUs and ManagementCPUs; ok is false when
+// they are fewer than two, which cannot be divided, or cannot be read.
 func SplitCPUs() (management, workload string, ok bool) {
-	n := runtime.NumCPU()
-	if n < 2 {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return "", "", false
 	}
-	half := (n + 1) / 2
-	return cpuList(half, n-1), cpuList(0, half-1), true
+	return splitCPUs(&set)
 }
 
-// cpuList is the taskset(1) list of CPUs first to last.
-func cpuList(first, last int) string {
-	if first == last {
-		return strconv.Itoa(first)
+// splitCPUs is SplitCPUs of a given affinity set.
+func splitCPUs(set *unix.CPUSet) (management, workload string, ok bool) {
+	var cpus []string
+	for cpu := 0; len(cpus) < set.Count(); cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, strconv.Itoa(cpu))
+		}
 	}
-	return fmt.Sprintf("%d-%d", first, last)
+	if len(cpus) < 2 {
+		return "", "", false
+	}
+	half := (len(cpus) + 1) / 2
+	return strings.Join(cpus[half:], ","), strings.Join(cpus[:half], ","), true
 }
 
 // managementSpec places the management cluster's own nodes (Options.ManagementNodes); its empty name is

@@ -39,9 +39,9 @@ func (l *Lab) ScrapeFlotilla(name string) (map[string]*dto.MetricFamily, error) 
 
 // FlotillaProfile writes a workload cluster's flotilla's profile of the given kind (as net/http/pprof names
 // them: "heap", "profile" for CPU, "goroutine", ...) to a file in dir and returns its path, for
-// `go tool pprof`. query adds parameters, such as "seconds=30" for a CPU profile or "gc=1" for a heap profile
+// `go tool pprof`. query adds parameters, such as seconds=30 for a CPU profile or gc=1 for a heap profile
 // taken after a garbage collection.
-func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
+func (l *Lab) FlotillaProfile(name, kind string, query url.Values, dir string) (string, error) {
 	metricsURL, ok := l.FlotillaMetrics[name]
 	if !ok {
 		return "", fmt.Errorf("no flotilla for workload cluster %q", name)
@@ -50,7 +50,7 @@ func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	u.Path, u.RawQuery = "/debug/pprof/"+kind, query
+	u.Path, u.RawQuery = "/debug/pprof/"+kind, query.Encode()
 	// A CPU profile takes the seconds it was asked for.
 	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(u.String())
 	if err != nil {
@@ -67,17 +67,11 @@ func (l *Lab) FlotillaProfile(name, kind, query, dir string) (string, error) {
 // Profile writes the cluster's kube-apiserver's profile of the given kind ("profile" for CPU, "heap", ...)
 // to a file in dir and returns its path, as FlotillaProfile does for a flotilla: what the apiserver spends
 // its CPU on, for `go tool pprof`.
-func (c *Cluster) Profile(ctx context.Context, kind, query, dir string) (string, error) {
+func (c *Cluster) Profile(ctx context.Context, kind string, query url.Values, dir string) (string, error) {
 	req := c.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/" + kind)
-	if query != "" {
-		values, err := url.ParseQuery(query)
-		if err != nil {
-			return "", err
-		}
-		for k, vs := range values {
-			for _, v := range vs {
-				req = req.Param(k, v)
-			}
+	for k, vs := range query {
+		for _, v := range vs {
+			req = req.Param(k, v)
 		}
 	}
 	body, err := req.Stream(ctx)
