@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-io/flotilla/node"
@@ -78,14 +82,17 @@ func BenchmarkServicesFollow(b *testing.B) {
 			}
 		}
 		start := time.Now()
-		if err := createServices(ctx, l.Workloads[0].Client, directOne); err != nil {
+		if _, err := createServices(ctx, l.Workloads[0].Client, directOne); err != nil {
 			b.Fatal(err)
 		}
 		directTime := time.Since(start)
 		start = time.Now()
 		errs := make(chan error, len(l.Workloads))
 		for _, w := range l.Workloads {
-			go func() { errs <- createServices(ctx, w.Client, directAll) }()
+			go func() {
+				_, err := createServices(ctx, w.Client, directAll)
+				errs <- err
+			}()
 		}
 		for range l.Workloads {
 			if err := <-errs; err != nil {
@@ -94,13 +101,28 @@ func BenchmarkServicesFollow(b *testing.B) {
 		}
 		directAllTime := time.Since(start)
 
+		// When each copy first appears, to tell the management apiserver's time to create the sources
+		// from flotilla's time to copy them.
+		copies := &copyClock{seen: map[string]time.Time{}}
+		watchCtx, stopWatches := context.WithCancel(ctx)
+		defer stopWatches()
+		for _, w := range l.Workloads {
+			factory := informers.NewSharedInformerFactoryWithOptions(w.Client, 0, informers.WithNamespace(ns))
+			watch(watchCtx, b, factory, factory.Core().V1().Services().Informer(), func(obj any) {
+				if svc, ok := obj.(*corev1.Service); ok {
+					copies.observe(w.Name, svc.Name, time.Now())
+				}
+			})
+		}
 		start = time.Now()
-		if err := createServices(ctx, mc, ns); err != nil {
+		created, err := createServices(ctx, mc, ns)
+		if err != nil {
 			b.Fatal(err)
 		}
+		sourcesTime := time.Since(start)
 		want := followedServices * len(l.Workloads)
 		var present int
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 			present = 0
 			for _, w := range l.Workloads {
 				svcs, err := w.Client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
@@ -127,18 +149,27 @@ func BenchmarkServicesFollow(b *testing.B) {
 			writes += wl + mg - before[w.Name]
 		}
 		perCopy := writes / float64(want)
+		lags := copies.lags(created)
+		stopWatches()
 		rec.metric(took.Seconds(), benchdoc.UnitFollowSeconds, fmt.Sprintf("seconds from creating %d Services in the management cluster to all %d copies present", followedServices, want))
 		rec.metric(directTime.Seconds(), "direct-one-cluster-s", fmt.Sprintf("seconds to create the %d Services directly in one workload cluster", followedServices))
 		rec.metric(directAllTime.Seconds(), benchdoc.UnitFollowDirectSeconds, fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))
 		rec.metric(perCopy, "writes/copy", "flotilla API writes per Service copy")
+		rec.metric(sourcesTime.Seconds(), "sources-s", fmt.Sprintf("seconds the management apiserver took to create the %d Services, one after another", followedServices))
+		rec.metric(percentile(lags, 0.5).Seconds(), "copy-lag-p50-s", "median seconds from a Service's creation in the management cluster to one of its copies present")
+		b.Logf("the management apiserver created the %d Services in %s; a copy was present after its source's creation p50 %s p99 %s max %s",
+			followedServices, sourcesTime.Round(time.Millisecond), percentile(lags, 0.5).Round(time.Millisecond),
+			percentile(lags, 0.99).Round(time.Millisecond), percentile(lags, 1).Round(time.Millisecond))
 		b.Logf("%d Services x %d clusters: all %d copies present %s after creation (creating them directly: %s in one cluster, %s in all %d at once); flotilla API writes %.0f (%.2f per copy)",
 			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), directTime.Round(time.Millisecond),
 			directAllTime.Round(time.Millisecond), len(l.Workloads), writes, perCopy)
 	}
 }
 
-// createServices creates the benchmark's Services, each selecting one Deployment's pods.
-func createServices(ctx context.Context, c kubernetes.Interface, ns string) error {
+// createServices creates the benchmark's Services, each selecting one Deployment's pods, one after another,
+// and returns when each create returned, by name.
+func createServices(ctx context.Context, c kubernetes.Interface, ns string) (map[string]time.Time, error) {
+	created := map[string]time.Time{}
 	for s := range followedServices {
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", s)},
@@ -146,10 +177,40 @@ func createServices(ctx context.Context, c kubernetes.Interface, ns string) erro
 				Ports: []corev1.ServicePort{{Port: 80}}},
 		}
 		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-			return err
+			return nil, err
+		}
+		created[svc.Name] = time.Now()
+	}
+	return created, nil
+}
+
+// copyClock records when each Service copy was first seen, by workload cluster and name.
+type copyClock struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // "cluster/name"
+}
+
+func (cc *copyClock) observe(cluster, name string, now time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if _, ok := cc.seen[cluster+"/"+name]; !ok {
+		cc.seen[cluster+"/"+name] = now
+	}
+}
+
+// lags are, sorted, the times from each source's creation to each of its copies first seen.
+func (cc *copyClock) lags(created map[string]time.Time) []time.Duration {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	var out []time.Duration
+	for key, seen := range cc.seen {
+		_, name, _ := strings.Cut(key, "/")
+		if at, ok := created[name]; ok {
+			out = append(out, seen.Sub(at))
 		}
 	}
-	return nil
+	slices.Sort(out)
+	return out
 }
 
 // spreadDeployment runs podsPerService pods labelled svc=<s>, spread evenly over the virtual nodes.
