@@ -314,13 +314,14 @@ func (c *Controller) kick() {
 // comes late proves the apiserver alive, only slow (see LastAnswer), and an overloaded apiserver gets one
 // probe at a time rather than a pile of them.
 //
-// An unanswered probe is excused while the apiserver still sends flotilla something else (cfg.LastHeard)
-// within the last probe interval: a workload cluster busy with a rollout answers /readyz in seconds (its etcd
-// check waits behind the writes) while its watch streams go on, and taking it for unreachable would taint
-// it not-ready in the middle of the rollout and mark every Running proxy not ready. A frozen or cut-off
-// apiserver sends nothing, so it is found out as soon as before: its watch streams fell silent when it
-// did, at most a probe interval before its probe's deadline. An answer that is an error (refused, not
-// ready) is never excused.
+// An unanswered probe is excused while the apiserver has sent flotilla something else (cfg.LastHeard)
+// within ProbeTimeout: a workload cluster busy with a rollout, or starved of CPU, answers /readyz in seconds
+// while its watch streams go on, and taking it for unreachable would taint it not-ready in the middle of the
+// rollout and mark every Running proxy not ready. So the cluster is unreachable once nothing at all has come
+// from its apiserver for as long as a probe may take. A frozen or cut-off apiserver is found out about as
+// soon as before: a probe sent after it fell silent reaches its deadline when the silence has lasted
+// ProbeTimeout; one sent just before, a probe interval later at most. An answer that is an error (refused,
+// not ready) is never excused.
 func (c *Controller) probe(ctx context.Context) {
 	asked := c.ask(ctx)
 	var err error
@@ -375,7 +376,7 @@ func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unans
 	excused := false
 	if *err != nil && unanswered && c.cfg.LastHeard != nil {
 		heard := c.cfg.LastHeard()
-		excused = !heard.IsZero() && time.Since(heard) < c.cfg.ProbeInterval
+		excused = !heard.IsZero() && time.Since(heard) < c.cfg.ProbeTimeout
 	}
 	c.mu.Lock()
 	logIt := excused && !c.overloaded

@@ -327,7 +327,7 @@ func TestControllerExcusesAnOverloadedApiserver(t *testing.T) {
 	var silent atomic.Bool
 	h.c.cfg.LastHeard = func() time.Time {
 		if silent.Load() {
-			return time.Now().Add(-h.c.cfg.ProbeInterval)
+			return time.Now().Add(-h.c.cfg.ProbeTimeout)
 		}
 		return time.Now()
 	}
