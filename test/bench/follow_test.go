@@ -25,6 +25,9 @@ import (
 const (
 	followedServices = 100
 	podsPerService   = 10
+	// followProfileSeconds is how long the CPU profile of a flotilla copying the Services runs (with
+	// -flotilla-profiles): about as long as the copying takes.
+	followProfileSeconds = 10
 )
 
 // BenchmarkServicesFollow times 100 Services, each selecting 10 pods spread over the four workload clusters,
@@ -114,6 +117,7 @@ func BenchmarkServicesFollow(b *testing.B) {
 				}
 			})
 		}
+		profiled := profileCPU(b, l, followProfileSeconds)
 		start = time.Now()
 		created, err := createServices(ctx, mc, ns)
 		if err != nil {
@@ -151,6 +155,7 @@ func BenchmarkServicesFollow(b *testing.B) {
 		perCopy := writes / float64(want)
 		lags := copies.lags(created)
 		stopWatches()
+		profiled()
 		rec.metric(took.Seconds(), benchdoc.UnitFollowSeconds, fmt.Sprintf("seconds from creating %d Services in the management cluster to all %d copies present", followedServices, want))
 		rec.metric(directTime.Seconds(), "direct-one-cluster-s", fmt.Sprintf("seconds to create the %d Services directly in one workload cluster", followedServices))
 		rec.metric(directAllTime.Seconds(), benchdoc.UnitFollowDirectSeconds, fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))

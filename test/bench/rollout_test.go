@@ -211,10 +211,11 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	}
 }
 
-// profileDir, when set, is where the rollout writes profiles of the first workload cluster's flotilla: its
-// CPU during the rollout through flotilla and its heap once every proxy is Running. Read them with
+// profileDir, when set, is where the rollout writes profiles of the first workload cluster's flotilla (its
+// CPU during the rollout through flotilla and its heap once every proxy is Running) and of a workload
+// kube-apiserver, and the follow benchmark a CPU profile of that flotilla while it copies. Read them with
 // `go tool pprof -top FILE`.
-var profileDir = flag.String("flotilla-profiles", "", "folder for CPU and heap profiles of one flotilla during BenchmarkDeploymentRollout (none if empty)")
+var profileDir = flag.String("flotilla-profiles", "", "folder for profiles taken during BenchmarkDeploymentRollout and BenchmarkServicesFollow (none if empty)")
 
 // profileSeconds is how long the CPU profile of a rollout runs: about as long as the rollout through
 // flotilla takes on a small machine.
@@ -260,7 +261,7 @@ func startProfile(b *testing.B, whose string, seconds int, take func(query url.V
 		if err != nil {
 			b.Fatalf("CPU profile of %s: %v", whose, err)
 		}
-		b.Logf("CPU profile of %s, %d s from the rollout's start: %s", whose, seconds, path)
+		b.Logf("CPU profile of %s, %d s: %s", whose, seconds, path)
 	}
 }
 
