@@ -290,19 +290,22 @@ func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 	}
 	p.mu.Lock()
 	was := p.clusterNotReady
+	shown := was != "" && time.Since(p.notReadySince) >= notReadyGrace
 	p.clusterNotReady = notReady
 	if was == "" && notReady != "" {
 		p.notReadySince = time.Now()
 	}
 	graceLeft := notReadyGrace - time.Since(p.notReadySince)
 	p.mu.Unlock()
-	switch {
-	case notReady == was:
-	case notReady != "" && graceLeft > 0:
-		// The proxies are looked at when the grace ends (still not Ready, they show it then) rather than now.
-		time.AfterFunc(graceLeft, p.queueStatuses)
-	default:
+	switch onReadinessChange(was, notReady, shown) {
+	case queueStatusesNow:
 		p.queueStatuses()
+	case queueStatusesAfterGrace:
+		time.AfterFunc(graceLeft, func() {
+			if p.clusterReadiness() != "" { // not Ready again meanwhile: the proxies show it now
+				p.queueStatuses()
+			}
+		})
 	}
 }
 

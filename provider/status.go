@@ -384,3 +384,30 @@ func proxyView(delegate *corev1.Pod, nodeName, hostIP string) *corev1.Pod {
 	setHostIP(&v.Status, hostIP)
 	return v
 }
+
+// readinessAction is what a change of the virtual node's Ready condition asks of the proxies' statuses.
+type readinessAction int
+
+const (
+	leaveStatuses           readinessAction = iota // no proxy shows anything different
+	queueStatusesNow                               // every proxy's status is looked at now
+	queueStatusesAfterGrace                        // and again when notReadyGrace ends, if still not Ready
+)
+
+// onReadinessChange says what the node's not-Ready reason changing from was to now ("" for Ready) asks of the
+// proxies, where shown says whether was lasted notReadyGrace and so shows on them. A NotReady shows only once
+// its grace ends; a spell that ends, or changes its reason, before then has shown on no proxy, and there
+// is nothing to undo: looking at every proxy for it would cost a status computation per pod, twice a flap,
+// on a management side that is busiest when a workload apiserver answers late.
+func onReadinessChange(was, now string, shown bool) readinessAction {
+	switch {
+	case now == was:
+		return leaveStatuses
+	case was == "":
+		return queueStatusesAfterGrace
+	case !shown:
+		return leaveStatuses // the grace started with the spell still runs, and decides
+	default:
+		return queueStatusesNow
+	}
+}

@@ -639,3 +639,27 @@ func TestProxyView(t *testing.T) {
 		t.Errorf("the delegate was modified")
 	}
 }
+
+func TestOnReadinessChange(t *testing.T) {
+	const unreachable, noNodes = "ClusterUnreachable", "NoReadyNodes"
+	for _, tc := range []struct {
+		name     string
+		was, now string
+		shown    bool
+		want     readinessAction
+	}{
+		{"Ready, still Ready", "", "", false, leaveStatuses},
+		{"turns NotReady: shown once the grace ends", "", unreachable, false, queueStatusesAfterGrace},
+		{"Ready again before the grace ended: nothing showed", unreachable, "", false, leaveStatuses},
+		{"Ready again after it showed: every proxy shows its delegate again", unreachable, "", true, queueStatusesNow},
+		{"another reason within the grace: the spell's grace decides", unreachable, noNodes, false, leaveStatuses},
+		{"another reason once shown: the proxies show the new one", unreachable, noNodes, true, queueStatusesNow},
+		{"same reason again", unreachable, unreachable, true, leaveStatuses},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := onReadinessChange(tc.was, tc.now, tc.shown); got != tc.want {
+				t.Errorf("onReadinessChange(%q, %q, %v) = %d, want %d", tc.was, tc.now, tc.shown, got, tc.want)
+			}
+		})
+	}
+}
