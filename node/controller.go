@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -273,7 +272,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.kick()
 		}
 	})
-	wg.Go(func() { wait.NonSlidingUntilWithContext(ctx, c.probe, c.cfg.ProbeInterval) })
+	wg.Go(func() { c.probeLoop(ctx) })
 	// Not waited for: virtual-kubelet's callback may block forever once its node controller has stopped.
 	go c.deliver(ctx)
 
@@ -315,26 +314,29 @@ func (c *Controller) kick() {
 // probe at a time rather than a pile of them.
 //
 // An unanswered probe is excused while the apiserver has sent flotilla something else (cfg.LastHeard)
-// within ProbeTimeout: a workload cluster busy with a rollout, or starved of CPU, answers /readyz in seconds
-// while its watch streams go on, and taking it for unreachable would taint it not-ready in the middle of the
+// within ProbeTimeout: a workload apiserver starved of CPU answers /readyz in seconds while its watch
+// streams go on, and taking it for unreachable would taint it not-ready in the middle of the
 // rollout and mark every Running proxy not ready. So the cluster is unreachable once nothing at all has come
 // from its apiserver for as long as a probe may take. A frozen or cut-off apiserver is found out about as
 // soon as before: a probe sent after it fell silent reaches its deadline when the silence has lasted
-// ProbeTimeout; one sent just before, a probe interval later at most. An answer that is an error (refused,
-// not ready) is never excused.
-func (c *Controller) probe(ctx context.Context) {
+// ProbeTimeout at least; one sent just before is excused until then (probeLoop looks again at that moment).
+// An answer that is an error (refused, not ready) is never excused.
+//
+// probe returns when the excuse of an excused probe runs out (zero when it was not excused), for probeLoop
+// to look again then.
+func (c *Controller) probe(ctx context.Context) (excusedUntil time.Time) {
 	asked := c.ask(ctx)
 	var err error
 	var unanswered bool
 	select {
 	case <-ctx.Done():
-		return // shutting down; the failure is ours, not the cluster's
+		return time.Time{} // shutting down; the failure is ours, not the cluster's
 	case <-asked.done:
 		err, unanswered = asked.err, asked.unanswered
 	case <-time.After(c.cfg.ProbeTimeout - time.Since(asked.sent)):
 		err, unanswered = fmt.Errorf("no answer to /readyz within %s", c.cfg.ProbeTimeout), true
 	}
-	c.excuseIfStillSending(ctx, &err, unanswered)
+	excusedUntil = c.excuseIfStillSending(ctx, &err, unanswered)
 	var version string
 	if err == nil && c.needVersion() {
 		verr := withTimeout(ctx, c.cfg.ProbeTimeout, func(ctx context.Context) (verr error) {
@@ -368,26 +370,48 @@ func (c *Controller) probe(ctx context.Context) {
 	if changed {
 		c.kick()
 	}
+	return excusedUntil
+}
+
+// probeLoop probes every ProbeInterval, counted from each probe's start, and also when an excused probe's
+// excuse runs out: an apiserver that falls silent while a probe waits is then found out ProbeTimeout after
+// the last thing it sent, not up to a probe interval later.
+func (c *Controller) probeLoop(ctx context.Context) {
+	for {
+		start := time.Now()
+		next := c.probe(ctx)
+		if next.IsZero() || start.Add(c.cfg.ProbeInterval).Before(next) {
+			next = start.Add(c.cfg.ProbeInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+	}
 }
 
 // excuseIfStillSending clears *err, an unanswered probe's, while the apiserver still sends on other
-// requests (see probe), and logs the start of such a spell.
-func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unanswered bool) {
-	excused := false
+// requests (see probe), logs the start of such a spell, and returns when the excuse runs out unless the
+// apiserver sends more (zero when there is none).
+func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unanswered bool) (until time.Time) {
 	if *err != nil && unanswered && c.cfg.LastHeard != nil {
-		heard := c.cfg.LastHeard()
-		excused = !heard.IsZero() && time.Since(heard) < c.cfg.ProbeTimeout
+		if heard := c.cfg.LastHeard(); !heard.IsZero() && time.Since(heard) < c.cfg.ProbeTimeout {
+			until = heard.Add(c.cfg.ProbeTimeout)
+		}
 	}
+	excused := !until.IsZero()
 	c.mu.Lock()
 	logIt := excused && !c.overloaded
 	c.overloaded = excused
 	c.mu.Unlock()
 	if logIt {
-		log.G(ctx).WithError(*err).Info("The workload apiserver is slow to answer /readyz but still sends watch events: overloaded, not lost")
+		log.G(ctx).WithError(*err).Info("The workload apiserver is slow to answer /readyz but still sends (responses, watch events): overloaded, not lost")
 	}
 	if excused {
 		*err = nil
 	}
+	return until
 }
 
 // readyzRequest is one /readyz request; err and unanswered are set before done is closed.

@@ -355,6 +355,45 @@ func TestControllerExcusesAnOverloadedApiserver(t *testing.T) {
 	h.await(t, "unreachable when refused though still sending", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
 }
 
+// TestControllerFindsASilentApiserverOnTime: an apiserver that falls silent while a probe waits excused is
+// unreachable ProbeTimeout after the last thing it sent, not at the next probe a probe interval later.
+func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	h.c.cfg.ProbeInterval, h.c.cfg.ProbeTimeout = 2*time.Second, 100*time.Millisecond
+	var silentSince atomic.Int64 // Unix nanoseconds; zero while the apiserver still sends
+	h.c.cfg.LastHeard = func() time.Time {
+		if n := silentSince.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+		return time.Now()
+	}
+	unreachable := make(chan time.Time, 10)
+	h.c.cfg.Reachability = func(reachable bool) {
+		if !reachable {
+			unreachable <- time.Now()
+		}
+	}
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+
+	h.api.slow(time.Hour)
+	time.Sleep(h.c.cfg.ProbeInterval + 5*h.c.cfg.ProbeTimeout) // the next probe waits, excused, past its deadline
+	silent := time.Now()
+	silentSince.Store(silent.UnixNano())
+	select {
+	case at := <-unreachable:
+		if at.Before(silent) {
+			t.Fatalf("unreachable %s before the apiserver fell silent, while it still sent", silent.Sub(at))
+		}
+		if took := at.Sub(silent); took > 3*h.c.cfg.ProbeTimeout {
+			t.Errorf("unreachable %s after the apiserver fell silent, want about the probe timeout (%s)", took, h.c.cfg.ProbeTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("never unreachable after the apiserver fell silent")
+	}
+}
+
 func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
 	var told reachability

@@ -302,7 +302,7 @@ func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 		p.queueStatuses()
 	case queueStatusesAfterGrace:
 		time.AfterFunc(graceLeft, func() {
-			if p.clusterReadiness() != "" { // not Ready again meanwhile: the proxies show it now
+			if p.clusterReadiness() != "" { // not Ready for the whole grace: the proxies show it now
 				p.queueStatuses()
 			}
 		})

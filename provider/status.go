@@ -391,7 +391,7 @@ type readinessAction int
 const (
 	leaveStatuses           readinessAction = iota // no proxy shows anything different
 	queueStatusesNow                               // every proxy's status is looked at now
-	queueStatusesAfterGrace                        // and again when notReadyGrace ends, if still not Ready
+	queueStatusesAfterGrace                        // only when notReadyGrace ends, if still not Ready
 )
 
 // onReadinessChange says what the node's not-Ready reason changing from was to now ("" for Ready) asks of the

@@ -15,19 +15,30 @@ import (
 // It tells an overloaded apiserver from a silent one. One that answers its health probe late is usually
 // still streaming watch events to the same client a moment before; one that is frozen, or cut off by a
 // partition, sends nothing at all.
+//
+// It stamps the time flotilla reads what came, not when it arrived: what the apiserver sent just before it
+// froze, and the network still holds, counts as heard once read, which a client draining its watch streams
+// does within moments.
 type Heard struct {
-	last atomic.Int64 // Unix nanoseconds; zero before anything was heard
+	// last is when something was last heard, as nanoseconds since epoch plus one; zero before anything was.
+	// Kept on the monotonic clock, so a step of the wall clock neither excuses a silent apiserver nor
+	// condemns a live one.
+	last atomic.Int64
 }
 
-// Last is when the apiserver last sent anything; zero before it ever did.
+// epoch is the start of Heard's monotonic time line.
+var epoch = time.Now()
+
+// Last is when the apiserver last sent anything; zero before it ever did. It carries a monotonic clock
+// reading, so time.Since of it is immune to steps of the wall clock.
 func (h *Heard) Last() time.Time {
 	if n := h.last.Load(); n != 0 {
-		return time.Unix(0, n)
+		return epoch.Add(time.Duration(n - 1))
 	}
 	return time.Time{}
 }
 
-func (h *Heard) stamp() { h.last.Store(time.Now().UnixNano()) }
+func (h *Heard) stamp() { h.last.Store(int64(time.Since(epoch)) + 1) }
 
 // Wrap returns rt with every response and every read of a response body recorded. Use it as a rest.Config's
 // WrapTransport. Upgraded connections (exec, port-forward) are left alone: their bodies are not only read.

@@ -20,6 +20,7 @@ func TestHeard(t *testing.T) {
 		}
 	}))
 	defer server.Close()
+	defer close(next) // before the server closes, which waits for the handler
 
 	var h Heard
 	if !h.Last().IsZero() {
@@ -46,7 +47,6 @@ func TestHeard(t *testing.T) {
 	if atEvent := h.Last(); !atEvent.After(atResponse.Add(10 * time.Millisecond)) {
 		t.Errorf("Last = %s after an event streamed 20ms after the response (%s), want later", atEvent, atResponse)
 	}
-	close(next)
 }
 
 // TestHeardLeavesUpgradesAlone: an upgraded connection's body, which exec and port-forward also write to,
