@@ -110,6 +110,9 @@ type Controller struct {
 
 	// changed holds one pending "something changed" signal; more signals before a derivation coalesce.
 	changed chan struct{}
+	// urgent holds one pending change that is not to wait out settleDelay: the cluster turned reachable or
+	// unreachable, which failover and the pods tolerating a not-ready node only briefly wait for.
+	urgent chan struct{}
 	// outbox holds the one node waiting to be handed to virtual-kubelet; a newer node replaces it.
 	outbox chan *corev1.Node
 
@@ -174,6 +177,7 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 		pods:        pods.GetIndexer(),
 		cachesReady: []cache.InformerSynced{nodes.Informer().HasSynced, pods.HasSynced},
 		changed:     make(chan struct{}, 1),
+		urgent:      make(chan struct{}, 1),
 		outbox:      make(chan *corev1.Node, 1),
 	}
 	onChange := cache.ResourceEventHandlerFuncs{
@@ -281,26 +285,35 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.changed:
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(settleDelay):
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.urgent: // settling ends here
+			case <-time.After(settleDelay):
+			}
+		case <-c.urgent:
 		}
 		// Signals that came while settling are covered by this derivation: caches are updated before their
-		// event handlers run.
-		select {
-		case <-c.changed:
-		default:
+		// event handlers run, and the probe's result before it signals.
+		for _, pending := range []chan struct{}{c.changed, c.urgent} {
+			select {
+			case <-pending:
+			default:
+			}
 		}
 		c.sync(ctx)
 	}
 }
 
 // kick signals a change without blocking; a signal already pending covers this one.
-func (c *Controller) kick() {
+func (c *Controller) kick() { signal(c.changed) }
+
+// kickNow signals a change that is derived at once, without settling.
+func (c *Controller) kickNow() { signal(c.urgent) }
+
+func signal(pending chan struct{}) {
 	select {
-	case c.changed <- struct{}{}:
+	case pending <- struct{}{}:
 	default:
 	}
 }
@@ -366,8 +379,8 @@ func (c *Controller) probe(ctx context.Context) (excusedUntil time.Time) {
 		if c.cfg.Reachability != nil {
 			c.cfg.Reachability(reachable)
 		}
-	}
-	if changed {
+		c.kickNow()
+	} else if changed {
 		c.kick()
 	}
 	return excusedUntil

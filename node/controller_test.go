@@ -394,6 +394,26 @@ func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
 	}
 }
 
+// TestControllerHandsOverUnreachableAtOnce: a cluster turning unreachable reaches the node without waiting out
+// the settling that coalesces informer events.
+func TestControllerHandsOverUnreachableAtOnce(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	told := make(chan time.Time, 10)
+	h.c.cfg.Reachability = func(reachable bool) {
+		if !reachable {
+			told <- time.Now()
+		}
+	}
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+	h.api.fail(errors.New("connection refused"))
+	h.await(t, "unreachable", readyIs(corev1.ConditionFalse, ReasonClusterUnreachable))
+	if took := time.Since(<-told); took >= settleDelay/2 {
+		t.Errorf("the unreachable node was handed over %s after the probe found it, want well under the %s of settling", took, settleDelay)
+	}
+}
+
 func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
 	var told reachability
