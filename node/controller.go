@@ -349,7 +349,7 @@ func (c *Controller) probe(ctx context.Context) (excusedUntil time.Time) {
 	case <-time.After(c.cfg.ProbeTimeout - time.Since(asked.sent)):
 		err, unanswered = fmt.Errorf("no answer to /readyz within %s", c.cfg.ProbeTimeout), true
 	}
-	excusedUntil = c.excuseIfStillSending(ctx, &err, unanswered)
+	excusedUntil, err = c.excuseIfStillSending(ctx, err, unanswered)
 	var version string
 	if err == nil && c.needVersion() {
 		verr := withTimeout(ctx, c.cfg.ProbeTimeout, func(ctx context.Context) (verr error) {
@@ -404,11 +404,11 @@ func (c *Controller) probeLoop(ctx context.Context) {
 	}
 }
 
-// excuseIfStillSending clears *err, an unanswered probe's, while the apiserver still sends on other
-// requests (see probe), logs the start of such a spell, and returns when the excuse runs out unless the
-// apiserver sends more (zero when there is none).
-func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unanswered bool) (until time.Time) {
-	if *err != nil && unanswered && c.cfg.LastHeard != nil {
+// excuseIfStillSending returns when the excuse of err, an unanswered probe's, runs out unless the apiserver
+// sends more (zero when there is none), and err cleared while the apiserver still sends on other requests
+// (see probe); it logs the start of such a spell.
+func (c *Controller) excuseIfStillSending(ctx context.Context, err error, unanswered bool) (until time.Time, _ error) {
+	if err != nil && unanswered && c.cfg.LastHeard != nil {
 		if heard := c.cfg.LastHeard(); !heard.IsZero() && time.Since(heard) < c.cfg.ProbeTimeout {
 			until = heard.Add(c.cfg.ProbeTimeout)
 		}
@@ -419,12 +419,12 @@ func (c *Controller) excuseIfStillSending(ctx context.Context, err *error, unans
 	c.overloaded = excused
 	c.mu.Unlock()
 	if logIt {
-		log.G(ctx).WithError(*err).Info("The workload apiserver is slow to answer /readyz but still sends (responses, watch events): overloaded, not lost")
+		log.G(ctx).WithError(err).Info("The workload apiserver is slow to answer /readyz but still sends (responses, watch events): overloaded, not lost")
 	}
 	if excused {
-		*err = nil
+		return until, nil
 	}
-	return until
+	return until, err
 }
 
 // readyzRequest is one /readyz request; err and unanswered are set before done is closed.

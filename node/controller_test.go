@@ -122,6 +122,17 @@ func (h *harness) run(t *testing.T) {
 	})
 }
 
+// unreachableTimes has the controller tell when it finds the cluster unreachable, on the returned channel.
+func (h *harness) unreachableTimes() <-chan time.Time {
+	times := make(chan time.Time, 10)
+	h.c.cfg.Reachability = func(reachable bool) {
+		if !reachable {
+			times <- time.Now()
+		}
+	}
+	return times
+}
+
 func (h *harness) notify() {
 	h.c.NotifyNodeStatus(context.Background(), func(n *corev1.Node) { h.sent <- n })
 }
@@ -367,12 +378,7 @@ func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
 		}
 		return time.Now()
 	}
-	unreachable := make(chan time.Time, 10)
-	h.c.cfg.Reachability = func(reachable bool) {
-		if !reachable {
-			unreachable <- time.Now()
-		}
-	}
+	unreachable := h.unreachableTimes()
 	h.notify()
 	h.run(t)
 	h.await(t, "Ready", cpuIs("4"))
@@ -398,12 +404,7 @@ func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
 // the settling that coalesces informer events.
 func TestControllerHandsOverUnreachableAtOnce(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
-	told := make(chan time.Time, 10)
-	h.c.cfg.Reachability = func(reachable bool) {
-		if !reachable {
-			told <- time.Now()
-		}
-	}
+	told := h.unreachableTimes()
 	h.notify()
 	h.run(t)
 	h.await(t, "Ready", cpuIs("4"))
