@@ -14,6 +14,8 @@
 //   - flotilla_failovers_total{cluster,node,reason}: cluster-lost taints this flotilla set.
 //   - flotilla_fencing_deletions_total{cluster,reason}: delegates deleted because their proxy is gone,
 //     evicted or another pod's.
+//   - flotilla_proxy_status_writes_total{cluster,change}: proxy statuses handed to virtual-kubelet to
+//     write, by what they change (the Status... constants).
 //   - flotilla_api_requests_total{role,method}: requests sent to each cluster's apiserver.
 //   - flotilla_apiserver_info{role,host}: which apiserver (the host label of client-go's rest_client_*
 //     metrics) plays which role, to join them by.
@@ -54,6 +56,7 @@ type Recorder struct {
 	refusals   metric.Int64Counter
 	failovers  metric.Int64Counter
 	fencing    metric.Int64Counter
+	statuses   metric.Int64Counter
 
 	delegations delegations
 	changes     changes
@@ -81,7 +84,7 @@ func New(cluster string) (*Recorder, error) {
 		return []metric.Float64HistogramOption{metric.WithUnit("s"), metric.WithDescription(description),
 			metric.WithExplicitBucketBoundaries(durationBuckets...)}
 	}
-	errs := make([]error, 8) // one per instrument; the meter refuses only a malformed name
+	errs := make([]error, 9) // one per instrument; the meter refuses only a malformed name
 	r.requests, errs[0] = meter.Int64Counter("flotilla.api.requests",
 		metric.WithDescription("Requests flotilla sent to a cluster's apiserver, by the cluster's role and HTTP method."))
 	r.apiservers, errs[1] = meter.Int64Gauge("flotilla.apiserver.info",
@@ -98,6 +101,8 @@ func New(cluster string) (*Recorder, error) {
 		metric.WithDescription("Cluster-lost taints this flotilla set on a virtual node, its own (ClusterLost) or a peer's (FlotillaLost)."))
 	r.fencing, errs[7] = meter.Int64Counter("flotilla.fencing.deletions",
 		metric.WithDescription("Delegates deleted because their proxy is gone, evicted, or another pod's."))
+	r.statuses, errs[8] = meter.Int64Counter("flotilla.proxy.status.writes",
+		metric.WithDescription("Proxy statuses flotilla handed virtual-kubelet to write, by what they change (started, finished, cluster_not_ready, ...)."))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -183,3 +188,34 @@ func (r *Recorder) Fenced(reason string) {
 	}
 	r.fencing.Add(context.Background(), 1, metric.WithAttributes(r.cluster, attribute.String("reason", reason)))
 }
+
+// StatusWritten counts a proxy status handed to virtual-kubelet to write (change: one of the Status...
+// constants).
+func (r *Recorder) StatusWritten(change string) {
+	if r == nil {
+		return
+	}
+	r.statuses.Add(context.Background(), 1, metric.WithAttributes(r.cluster, attribute.String("change", change)))
+}
+
+// Kinds of proxy status write, by what they change: the change label of flotilla_proxy_status_writes_total,
+// which tells the writes a pod's lifecycle needs (its start, its end) from those an unsteady workload
+// cluster or a slow delegate adds.
+const (
+	// StatusStarted: the proxy leaves Pending (the delegate's kubelet reports it started).
+	StatusStarted = "started"
+	// StatusFinished: the proxy turns Succeeded or Failed.
+	StatusFinished = "finished"
+	// StatusClusterNotReady: the proxy shows its workload cluster not Ready.
+	StatusClusterNotReady = "cluster_not_ready"
+	// StatusClusterReady: the proxy stops showing its workload cluster not Ready.
+	StatusClusterReady = "cluster_ready"
+	// StatusReadiness: the delegate became ready or unready while running.
+	StatusReadiness = "readiness"
+	// StatusWaiting: a Pending proxy's reason to wait changed (a problem, the workload scheduler's verdict).
+	StatusWaiting = "waiting"
+	// StatusContainers: only containers' states changed (a restart, say).
+	StatusContainers = "containers"
+	// StatusOther: anything else, such as conditions management controllers set.
+	StatusOther = "other"
+)

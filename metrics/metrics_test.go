@@ -164,12 +164,16 @@ func TestCounters(t *testing.T) {
 	r.Refused("NameConflict")
 	r.FailedOver("eu-2", "FlotillaLost")
 	r.Fenced(FenceEvicted)
+	r.StatusWritten(StatusStarted)
+	r.StatusWritten(StatusStarted)
+	r.StatusWritten(StatusClusterNotReady)
 	r.Reachable(true)
 	r.Reachable(false)
 	for family, want := range map[string]map[string]float64{
 		"flotilla_delegation_refusals_total": {"cluster=eu-1,reason=Refused": 2, "cluster=eu-1,reason=NameConflict": 1},
 		"flotilla_failovers_total":           {"cluster=eu-1,node=eu-2,reason=FlotillaLost": 1},
 		"flotilla_fencing_deletions_total":   {"cluster=eu-1,reason=evicted": 1},
+		"flotilla_proxy_status_writes_total": {"change=started,cluster=eu-1": 2, "change=cluster_not_ready,cluster=eu-1": 1},
 		"flotilla_workload_reachable":        {"cluster=eu-1": 0},
 	} {
 		got := samples(t, r, family)
@@ -190,6 +194,7 @@ func TestNilRecorder(t *testing.T) {
 	r.Refused("x")
 	r.FailedOver("n", "x")
 	r.Fenced("x")
+	r.StatusWritten("x")
 	r.Reachable(true)
 	r.DelegationStep("uid", DelegateCreated)
 	r.FollowWritten("Secret", "ns/s")

@@ -14,9 +14,8 @@ import (
 	"github.com/flotilla-io/flotilla/tracing"
 )
 
-// syncStatus hands the pod controller the status one proxy should show (see proxyStatus). The pod
-// controller writes back the whole pod it is given, so the pod is the management cache's current copy with
-// only the status replaced: an older copy would undo label changes made meanwhile.
+// syncStatus hands the pod controller the status one proxy should show (see proxyStatus), with the
+// management cache's current metadata of the proxy (see statusUpdate).
 func (p *Provider) syncStatus(ctx context.Context, key string) error {
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -65,11 +64,10 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, ReasonFailedScheduling,
 			"workload cluster %s: %s", p.cfg.ClusterName, message)
 	}
-	pod := proxy.DeepCopy()
-	pod.Status = *status
+	p.cfg.Metrics.StatusWritten(statusChange(&proxy.Status, status))
 	p.mu.Lock()
 	notify := p.notify
 	p.mu.Unlock()
-	notify(pod)
+	notify(statusUpdate(proxy, status))
 	return nil
 }

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
@@ -410,4 +412,46 @@ func onReadinessChange(was, now string, shown bool) readinessAction {
 	default:
 		return queueStatusesNow
 	}
+}
+
+// statusUpdate is the pod the pod controller is handed to write a proxy's status with (a PUT of the status
+// subresource). It carries the proxy's metadata, which must be current: the write takes labels and annotations
+// from it too, and an older copy would undo changes made meanwhile. It carries no spec: on a status write the
+// apiserver keeps the spec it has, and the pod controller keeps the last pod it was handed for every proxy,
+// so a spec would cost memory per pod and bytes per write, and be decoded and dropped by the apiserver.
+func statusUpdate(proxy *corev1.Pod, status *corev1.PodStatus) *corev1.Pod {
+	return &corev1.Pod{TypeMeta: proxy.TypeMeta, ObjectMeta: *proxy.ObjectMeta.DeepCopy(), Status: *status}
+}
+
+// statusChange names the kind of write (metrics.Status...) that turns a proxy's status before into after.
+func statusChange(before, after *corev1.PodStatus) string {
+	notReadyForCluster := func(s *corev1.PodStatus) bool {
+		c := findCondition(s.Conditions, corev1.PodReady)
+		return c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReasonClusterNotReady
+	}
+	readiness := func(s *corev1.PodStatus) corev1.ConditionStatus {
+		if c := findCondition(s.Conditions, corev1.PodReady); c != nil {
+			return c.Status
+		}
+		return corev1.ConditionUnknown
+	}
+	switch {
+	case isTerminal(after) && !isTerminal(before):
+		return metrics.StatusFinished
+	case notReadyForCluster(after) && !notReadyForCluster(before):
+		return metrics.StatusClusterNotReady
+	case notReadyForCluster(before) && !notReadyForCluster(after):
+		return metrics.StatusClusterReady
+	case before.Phase == corev1.PodPending && after.Phase != corev1.PodPending:
+		return metrics.StatusStarted
+	case after.Phase == corev1.PodRunning && readiness(before) != readiness(after):
+		return metrics.StatusReadiness
+	case after.Phase == corev1.PodPending && (before.Reason != after.Reason || before.Message != after.Message ||
+		!equality.Semantic.DeepEqual(findCondition(before.Conditions, corev1.PodScheduled), findCondition(after.Conditions, corev1.PodScheduled))):
+		return metrics.StatusWaiting
+	case !equality.Semantic.DeepEqual(before.ContainerStatuses, after.ContainerStatuses) ||
+		!equality.Semantic.DeepEqual(before.InitContainerStatuses, after.InitContainerStatuses):
+		return metrics.StatusContainers
+	}
+	return metrics.StatusOther
 }

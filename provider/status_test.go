@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/flotilla-io/flotilla/metrics"
 	"github.com/flotilla-io/flotilla/provider/follow"
 	"github.com/flotilla-io/flotilla/tenancy"
 )
@@ -661,5 +662,81 @@ func TestOnReadinessChange(t *testing.T) {
 				t.Errorf("onReadinessChange(%q, %q, %v) = %d, want %d", tc.was, tc.now, tc.shown, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestStatusChange(t *testing.T) {
+	ready := func(status corev1.ConditionStatus, reason string) corev1.PodCondition {
+		return corev1.PodCondition{Type: corev1.PodReady, Status: status, Reason: reason}
+	}
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}
+	unschedulable := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}
+	waiting := []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+	running := []corev1.ContainerStatus{{Name: "app", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	restarted := []corev1.ContainerStatus{{Name: "app", Ready: true, RestartCount: 1, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	status := func(phase corev1.PodPhase, containers []corev1.ContainerStatus, conditions ...corev1.PodCondition) corev1.PodStatus {
+		return corev1.PodStatus{Phase: phase, Conditions: conditions, ContainerStatuses: containers}
+	}
+	pendingFor := func(reason string) corev1.PodStatus {
+		s := status(corev1.PodPending, nil, scheduled)
+		s.Reason = reason
+		return s
+	}
+	for _, tc := range []struct {
+		name          string
+		before, after corev1.PodStatus
+		want          string
+	}{
+		{"bound proxy starts", status(corev1.PodPending, nil, scheduled),
+			status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")), metrics.StatusStarted},
+		{"started before ready: still its start", status(corev1.PodPending, waiting, scheduled),
+			status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionFalse, "ContainersNotReady")), metrics.StatusStarted},
+		{"becomes ready", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionFalse, "ContainersNotReady")),
+			status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")), metrics.StatusReadiness},
+		{"workload cluster lost", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")),
+			status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionFalse, ReasonClusterNotReady)), metrics.StatusClusterNotReady},
+		{"workload cluster back", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionFalse, ReasonClusterNotReady)),
+			status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")), metrics.StatusClusterReady},
+		{"delegate finishes", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")),
+			status(corev1.PodSucceeded, nil, scheduled, ready(corev1.ConditionFalse, "PodCompleted")), metrics.StatusFinished},
+		{"lost while the cluster was not ready: finished", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionFalse, ReasonClusterNotReady)),
+			status(corev1.PodFailed, nil, scheduled, ready(corev1.ConditionFalse, ReasonClusterNotReady)), metrics.StatusFinished},
+		{"workload scheduler cannot place the delegate", status(corev1.PodPending, nil, scheduled),
+			status(corev1.PodPending, nil, unschedulable), metrics.StatusWaiting},
+		{"a problem keeps the delegate from being created", status(corev1.PodPending, nil, scheduled), pendingFor("Refused"), metrics.StatusWaiting},
+		{"another problem", pendingFor("Refused"), pendingFor("NameConflict"), metrics.StatusWaiting},
+		{"container restarted", status(corev1.PodRunning, running, scheduled, ready(corev1.ConditionTrue, "")),
+			status(corev1.PodRunning, restarted, scheduled, ready(corev1.ConditionTrue, "")), metrics.StatusContainers},
+		{"Pending containers being created", status(corev1.PodPending, nil, scheduled),
+			status(corev1.PodPending, waiting, scheduled), metrics.StatusContainers},
+		{"a condition of a management controller's", status(corev1.PodRunning, running, scheduled),
+			status(corev1.PodRunning, running, scheduled, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}), metrics.StatusOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := statusChange(&tc.before, &tc.after); got != tc.want {
+				t.Errorf("statusChange = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestStatusUpdate: the pod handed to the pod controller carries the proxy's current metadata and the new
+// status, and no spec, which a status write would drop.
+func TestStatusUpdate(t *testing.T) {
+	proxy := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "u1", ResourceVersion: "42", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "eu-west-3-1", Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	status := &corev1.PodStatus{Phase: corev1.PodRunning}
+	got := statusUpdate(proxy, status)
+	want := &corev1.Pod{TypeMeta: proxy.TypeMeta, ObjectMeta: proxy.ObjectMeta, Status: *status}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("statusUpdate (-want +got):\n%s", diff)
+	}
+	got.Labels["app"] = "changed"
+	if proxy.Labels["app"] != "web" {
+		t.Error("statusUpdate shares the proxy's labels: the pod controller's copy would change the cache's")
 	}
 }

@@ -205,6 +205,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("management writes per pod by answer, create -> Running: %s; whole lifecycle: %s",
 			running.answers(before, "management", pods, writeMethods...), after.answers(before, "management", pods, writeMethods...))
 		b.Logf("workload requests per pod by answer, create -> Running: %s", running.answers(before, "workload", pods))
+		b.Logf("proxy status writes per pod by what they change, create -> Running: %s; whole lifecycle: %s",
+			running.statusWrites(before, pods), after.statusWrites(before, pods))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth per 2,500 pods %.0f MiB anonymous (heap, stacks), %.0f MiB with the program's code paged in",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20,
 			running.rssPer2500(before, perCluster, anonymous)/(1<<20), running.rssPer2500(before, perCluster, resident)/(1<<20))
@@ -337,6 +339,8 @@ type flotillaReading struct {
 	requests, writes map[string]float64 // by cluster role
 	// answers counts each apiserver's answers by method and code ("PUT 409"), by cluster role.
 	answers map[string]map[string]float64
+	// statuses counts the proxy status writes by what they change (flotilla_proxy_status_writes_total).
+	statuses map[string]float64
 	// waits are the totals (sum of seconds, count) of the histograms of statusWaits.
 	waits map[string][2]float64
 	usage lab.Usage
@@ -490,6 +494,9 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 				b.Fatal(err)
 			}
 		}
+		if r.statuses, err = l.FlotillaCounts(w.Name, "flotilla_proxy_status_writes_total", "change"); err != nil {
+			b.Fatal(err)
+		}
 		if r.waits, err = readWaits(l, w.Name); err != nil {
 			b.Fatal(err)
 		}
@@ -560,19 +567,33 @@ func (now flotillaReadings) meanWaits(since flotillaReadings) string {
 // method and code, per pod, for the given methods (all if none): which requests a lifecycle costs, and how
 // many of them were refused.
 func (now flotillaReadings) answers(since flotillaReadings, role string, pods float64, methods ...string) string {
-	answers := map[string]bool{}
+	return now.breakdown(since, pods, func(r flotillaReading) map[string]float64 { return r.answers[role] }, func(k string) bool {
+		method, _, _ := strings.Cut(k, " ")
+		return len(methods) == 0 || slices.Contains(methods, method)
+	})
+}
+
+// statusWrites is the growth since of the flotillas' proxy status writes, by what they change, per pod: which
+// of them a pod's start and end need, and which an unsteady cluster or slow delegate adds.
+func (now flotillaReadings) statusWrites(since flotillaReadings, pods float64) string {
+	return now.breakdown(since, pods, func(r flotillaReading) map[string]float64 { return r.statuses }, func(string) bool { return true })
+}
+
+// breakdown is the growth since of counts kept by key (of reads them from a reading), summed over the
+// flotillas, per pod, for the keys keep accepts that grew.
+func (now flotillaReadings) breakdown(since flotillaReadings, pods float64, of func(flotillaReading) map[string]float64, keep func(string) bool) string {
+	keys := map[string]bool{}
 	for _, r := range now {
-		for k := range r.answers[role] {
-			answers[k] = true
+		for k := range of(r) {
+			keys[k] = keep(k)
 		}
 	}
 	var out []string
-	for _, k := range slices.Sorted(maps.Keys(answers)) {
-		method, _, _ := strings.Cut(k, " ")
-		if len(methods) > 0 && !slices.Contains(methods, method) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if !keys[k] {
 			continue
 		}
-		if n := now.sum(since, func(r flotillaReading) float64 { return r.answers[role][k] }); n > 0 {
+		if n := now.sum(since, func(r flotillaReading) float64 { return of(r)[k] }); n > 0 {
 			out = append(out, fmt.Sprintf("%s %.2f", k, n/pods))
 		}
 	}

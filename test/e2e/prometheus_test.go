@@ -132,6 +132,7 @@ func TestPrometheusMetrics(t *testing.T) {
 		{"flotilla_follow_duration_seconds", with(at, "kind", "ConfigMap")},
 		{"flotilla_delegation_refusals_total", with(at, "reason", provider.ReasonCreateContainerConfigError)},
 		{"flotilla_fencing_deletions_total", with(at, "reason", "proxy_gone")},
+		{"flotilla_proxy_status_writes_total", with(at, "change", "started")},
 		{"flotilla_workload_reachable", at},
 		{"flotilla_api_requests_total", map[string]string{"role": "workload", "method": "POST"}},
 		{"workqueue_adds_total", map[string]string{"name": "flotilla-delegates"}},

@@ -113,6 +113,20 @@ func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, e
 	return total, nil
 }
 
+// FlotillaCounts reads one of a flotilla's counters from its /metrics endpoint, summed by the value of one
+// label (flotilla_proxy_status_writes_total by "change", say).
+func (l *Lab) FlotillaCounts(name, family, by string) (map[string]float64, error) {
+	families, err := l.ScrapeFlotilla(name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, m := range families[family].GetMetric() {
+		out[labelsOf(m)[by]] += m.GetCounter().GetValue()
+	}
+	return out, nil
+}
+
 // FlotillaResponses reads a flotilla's count of answers from the apiserver of the given cluster role
 // ("management" or "workload"), by request method and status code ("PUT 409"), from client-go's
 // rest_client_requests_total on its /metrics endpoint: which writes a pod costs, and which of them failed.
