@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -344,7 +345,17 @@ func execute(ctx context.Context, cmd *cobra.Command, args []string, stderr io.W
 	}
 }
 
+// defaultGCPercent is the garbage collector's target flotilla runs with unless GOGC says otherwise: a new
+// collection once the heap has grown by half of what was live after the last, rather than Go's default of
+// all of it. flotilla's live heap is small (caches of its own pods, about 25 KiB each) but it allocates fast
+// while a rollout passes through it, and at Go's default its resident memory ran at three times its live heap
+// (BenchmarkDeploymentRollout, 10,000 pods). Prometheus lowers it likewise, to 75.
+const defaultGCPercent = 50
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	// SIGTERM (a rolling update, make lab-down) ends flotilla cleanly; the virtual node and its pods stay,
 	// and the next flotilla picks them up.
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
