@@ -271,15 +271,15 @@ func (p *Provider) Resync() {
 // apiserver on a busy machine can answer one probe late and the next in time: marking every Running proxy not
 // ready for that moment and back cost two management writes per pod, and woke every controller watching
 // them, in the middle of a rollout. The node itself turns NotReady at once, for failover's sake; the proxies
-// follow well within the 5 s the contract gives (docs/DESIGN.md), and the kubelet's own pods wait for the
-// node lifecycle controller's grace period, far longer.
+// follow well within the 5 s the contract gives (docs/DESIGN.md).
 const notReadyGrace = 2 * time.Second
 
 // SetClusterReady tells the provider the virtual node's Ready condition whenever its status or reason
 // changes (package node's Config.ReadyChanged). Once it has not been True for notReadyGrace, the delegates'
 // cached statuses are only their last known ones: every Running proxy shows PodReady and ContainersReady
-// False (ReasonClusterNotReady) until it is True again, when they show their delegates' status again. It
-// only queues the proxies' statuses, at once or after the grace, so it never blocks its caller.
+// False (ReasonClusterNotReady) until it is True again, when they show their delegates' status again (after
+// a shorter spell too, see onReadinessChange). It only queues the proxies' statuses, at once or after the
+// grace, so it never blocks its caller.
 func (p *Provider) SetClusterReady(ready corev1.NodeCondition) {
 	notReady := ""
 	if ready.Status != corev1.ConditionTrue {

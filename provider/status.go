@@ -398,15 +398,19 @@ const (
 
 // onReadinessChange says what the node's not-Ready reason changing from was to now ("" for Ready) asks of the
 // proxies, where shown says whether was lasted notReadyGrace and so shows on them. A NotReady shows only once
-// its grace ends; a spell that ends, or changes its reason, before then has shown on no proxy, and there
-// is nothing to undo: looking at every proxy for it would cost a status computation per pod, twice a flap,
-// on a management side that is busiest when a workload apiserver answers late.
+// its grace ends; a reason that changes before then has shown on no proxy, and the grace decides. A node Ready
+// again has every proxy looked at, whether the spell showed or not: the management cluster's node lifecycle
+// controller marks every pod of a node that turns NotReady not ready on its own, within its
+// --node-monitor-period, and only the node's kubelet (flotilla) shows them Ready again, as a kubelet's status
+// manager does. Looking costs a status computation per proxy; only those marked are written.
 func onReadinessChange(was, now string, shown bool) readinessAction {
 	switch {
 	case now == was:
 		return leaveStatuses
 	case was == "":
 		return queueStatusesAfterGrace
+	case now == "":
+		return queueStatusesNow
 	case !shown:
 		return leaveStatuses // the grace started with the spell still runs, and decides
 	default:

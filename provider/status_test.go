@@ -651,7 +651,7 @@ func TestOnReadinessChange(t *testing.T) {
 	}{
 		{"Ready, still Ready", "", "", false, leaveStatuses},
 		{"turns NotReady: shown once the grace ends", "", unreachable, false, queueStatusesAfterGrace},
-		{"Ready again before the grace ended: nothing showed", unreachable, "", false, leaveStatuses},
+		{"Ready again before the grace ended: the node lifecycle controller may have marked proxies", unreachable, "", false, queueStatusesNow},
 		{"Ready again after it showed: every proxy shows its delegate again", unreachable, "", true, queueStatusesNow},
 		{"another reason within the grace: the spell's grace decides", unreachable, noNodes, false, leaveStatuses},
 		{"another reason once shown: the proxies show the new one", unreachable, noNodes, true, queueStatusesNow},
