@@ -14,8 +14,8 @@
 //   - flotilla_failovers_total{cluster,node,reason}: cluster-lost taints this flotilla set.
 //   - flotilla_fencing_deletions_total{cluster,reason}: delegates deleted because their proxy is gone,
 //     evicted or another pod's.
-//   - flotilla_proxy_status_writes_total{cluster,change}: proxy statuses handed to virtual-kubelet to
-//     write, by what they change (the Status... constants).
+//   - flotilla_proxy_status_writes_total{cluster,change}: proxy status writes sent to the management
+//     apiserver, by what they change (the Status... constants).
 //   - flotilla_api_requests_total{role,method}: requests sent to each cluster's apiserver.
 //   - flotilla_apiserver_info{role,host}: which apiserver (the host label of client-go's rest_client_*
 //     metrics) plays which role, to join them by.
@@ -102,7 +102,7 @@ func New(cluster string) (*Recorder, error) {
 	r.fencing, errs[7] = meter.Int64Counter("flotilla.fencing.deletions",
 		metric.WithDescription("Delegates deleted because their proxy is gone, evicted, or another pod's."))
 	r.statuses, errs[8] = meter.Int64Counter("flotilla.proxy.status.writes",
-		metric.WithDescription("Proxy statuses flotilla handed virtual-kubelet to write, by what they change (started, finished, cluster_not_ready, ...)."))
+		metric.WithDescription("Proxy status writes sent to the management apiserver, by what they change (started, finished, cluster_not_ready, ...)."))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (r *Recorder) Fenced(reason string) {
 	r.fencing.Add(context.Background(), 1, metric.WithAttributes(r.cluster, attribute.String("reason", reason)))
 }
 
-// StatusWritten counts a proxy status handed to virtual-kubelet to write (change: one of the Status...
+// StatusWritten counts a proxy status write sent to the management apiserver (change: one of the Status...
 // constants).
 func (r *Recorder) StatusWritten(change string) {
 	if r == nil {

@@ -64,7 +64,6 @@ func (p *Provider) syncStatus(ctx context.Context, key string) error {
 		p.cfg.EventRecorder.Eventf(proxy, corev1.EventTypeWarning, ReasonFailedScheduling,
 			"workload cluster %s: %s", p.cfg.ClusterName, message)
 	}
-	p.cfg.Metrics.StatusWritten(statusChange(&proxy.Status, status))
 	p.mu.Lock()
 	notify := p.notify
 	p.mu.Unlock()

@@ -46,15 +46,20 @@ func sameStatus(current, pod *corev1.Pod) bool {
 }
 
 // UpdateStatus writes a proxy's status for PodControllerClient, when it would change something (sameStatus),
-// as a span of its delegation's trace. virtual-kubelet's status queue writes proxies'
+// counted by what it changes, as a span of its delegation's trace. virtual-kubelet's status queue writes proxies'
 // statuses in goroutines of its own, whose spans start traces of their own; the write of a proxy being
 // delegated is a span of the delegation's trace instead (tracing.SpanUpdateProxyStatus, linked to the pod
 // controller's span), and the write that shows the proxy Running, or finished, ends the delegation.
 func (c podControllerPodInterface) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts metav1.UpdateOptions) (*corev1.Pod, error) {
-	if current, err := c.p.cfg.ManagementPods.Pods(pod.Namespace).Get(pod.Name); err == nil && sameStatus(current, pod) {
-		log.G(ctx).WithField("pod", pod.Namespace+"/"+pod.Name).Debug("proxy status unchanged; not written")
-		return current, nil
+	before := &corev1.PodStatus{}
+	if current, err := c.p.cfg.ManagementPods.Pods(pod.Namespace).Get(pod.Name); err == nil {
+		if sameStatus(current, pod) {
+			log.G(ctx).WithField("pod", pod.Namespace+"/"+pod.Name).Debug("proxy status unchanged; not written")
+			return current, nil
+		}
+		before = &current.Status
 	}
+	c.p.cfg.Metrics.StatusWritten(statusChange(before, &pod.Status))
 	key := pod.Namespace + "/" + pod.Name
 	ctx, span := c.p.delegations.Start(ctx, key, tracing.SpanUpdateProxyStatus, tracing.PodAttributes(pod, c.p.cfg.ClusterName)...)
 	updated, err := c.PodInterface.UpdateStatus(ctx, pod, opts)
