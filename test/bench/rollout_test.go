@@ -315,7 +315,7 @@ func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string,
 	for _, w := range l.Workloads {
 		clients = append(clients, w.Client)
 	}
-	left := 0
+	left, first := 0, 0
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
 		left = 0
 		for _, c := range clients {
@@ -324,6 +324,13 @@ func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string,
 				return false, nil
 			}
 			left += len(pods.Items)
+		}
+		// Deletion is when a flotilla's memory peaks: a heap profile halfway through shows what it holds then.
+		if first == 0 {
+			first = left
+		} else if first > 0 && left <= first/2 {
+			profileHeap(b, l, "with half the proxies and delegates deleted")
+			first = -1
 		}
 		return left == 0, nil
 	})
