@@ -46,10 +46,10 @@ func sameStatus(current, pod *corev1.Pod) bool {
 }
 
 // UpdateStatus writes a proxy's status for PodControllerClient, when it would change something (sameStatus),
-// counted by what it changes, as a span of its delegation's trace. virtual-kubelet's status queue writes proxies'
-// statuses in goroutines of its own, whose spans start traces of their own; the write of a proxy being
-// delegated is a span of the delegation's trace instead (tracing.SpanUpdateProxyStatus, linked to the pod
-// controller's span), and the write that shows the proxy Running, or finished, ends the delegation.
+// counted by what it changes, as a span of its delegation's trace. virtual-kubelet's status queue writes
+// proxies' statuses in goroutines of its own, whose spans start traces of their own; the write of a proxy
+// being delegated is a span of the delegation's trace instead (tracing.SpanUpdateProxyStatus, linked to the
+// pod controller's span), and the write that shows the proxy Running, or finished, ends the delegation.
 func (c podControllerPodInterface) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts metav1.UpdateOptions) (*corev1.Pod, error) {
 	before := &corev1.PodStatus{}
 	if current, err := c.p.cfg.ManagementPods.Pods(pod.Namespace).Get(pod.Name); err == nil {

@@ -349,7 +349,7 @@ func execute(ctx context.Context, cmd *cobra.Command, args []string, stderr io.W
 // collection once the heap has grown by half of what was live after the last, rather than Go's default of
 // all of it. flotilla's live heap is small (caches of its own pods, about 25 KiB each) but it allocates fast
 // while a rollout passes through it, and at Go's default its resident memory ran at three times its live heap
-// (BenchmarkDeploymentRollout, 10,000 pods). Prometheus lowers it likewise, to 75.
+// (BenchmarkDeploymentRollout, 10,000 pods). Prometheus lowers its own likewise (to 75, since v2.53).
 const defaultGCPercent = 50
 
 func main() {
