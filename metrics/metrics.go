@@ -210,7 +210,8 @@ const (
 	StatusClusterNotReady = "cluster_not_ready"
 	// StatusClusterReady: the proxy stops showing its workload cluster not Ready.
 	StatusClusterReady = "cluster_ready"
-	// StatusReadiness: the delegate became ready or unready while running.
+	// StatusReadiness: a running proxy's readiness changed: its delegate's, or a mark of the management node
+	// lifecycle controller's undone.
 	StatusReadiness = "readiness"
 	// StatusWaiting: a Pending proxy's reason to wait changed (a problem, the workload scheduler's verdict).
 	StatusWaiting = "waiting"
