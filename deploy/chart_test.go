@@ -233,9 +233,19 @@ func TestChartClusterPart(t *testing.T) {
 	if d.Namespace != tenancy.IdentityNamespace || *d.Spec.Replicas != 2 || c.Image != "ghcr.io/flotilla-io/flotilla:0.1.0" {
 		t.Errorf("deployment %s/%s: %d replicas of %s", d.Namespace, d.Name, *d.Spec.Replicas, c.Image)
 	}
-	wantEnv := []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}}
+	wantEnv := []corev1.EnvVar{
+		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+		{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}},
+	}
 	if diff := cmp.Diff(wantEnv, c.Env); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	// Without a memory limit there is nothing for the garbage collector to keep under.
+	unlimited := render(t, "--set", "cluster.name="+cluster, "--set", "cluster.resources.limits=null")
+	for _, e := range unlimited["Deployment/flotilla-"+cluster].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "GOMEMLIMIT" {
+			t.Errorf("without a memory limit the chart still sets GOMEMLIMIT: %+v", e)
+		}
 	}
 	wantPorts := []corev1.ContainerPort{{Name: "kubelet", ContainerPort: 10250}, {Name: "health", ContainerPort: 10248}}
 	if diff := cmp.Diff(wantPorts, c.Ports); diff != "" {
