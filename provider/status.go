@@ -409,12 +409,10 @@ func onReadinessChange(was, now string, shown bool) readinessAction {
 		return leaveStatuses
 	case was == "":
 		return queueStatusesAfterGrace
-	case now == "":
+	case now == "" || shown:
 		return queueStatusesNow
-	case !shown:
-		return leaveStatuses // the grace started with the spell still runs, and decides
 	default:
-		return queueStatusesNow
+		return leaveStatuses // the grace started with the spell still runs, and decides
 	}
 }
 

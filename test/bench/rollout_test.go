@@ -315,7 +315,7 @@ func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string,
 	for _, w := range l.Workloads {
 		clients = append(clients, w.Client)
 	}
-	left, first := 0, 0
+	left, first, profiled := 0, 0, false
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
 		left = 0
 		for _, c := range clients {
@@ -328,9 +328,9 @@ func deleteAndWaitGone(b *testing.B, ctx context.Context, l *lab.Lab, ns string,
 		// Deletion is when a flotilla's memory peaks: a heap profile halfway through shows what it holds then.
 		if first == 0 {
 			first = left
-		} else if first > 0 && left <= first/2 {
+		} else if !profiled && left <= first/2 {
 			profileHeap(b, l, "with half the proxies and delegates deleted")
-			first = -1
+			profiled = true
 		}
 		return left == 0, nil
 	})
