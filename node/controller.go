@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flotilla-io/flotilla/internal/cachetrim"
+	"github.com/flotilla-io/flotilla/internal/reachability"
 )
 
 // Config says which virtual node to keep and how.
@@ -49,6 +50,12 @@ type Config struct {
 	// clients (a response, a watch event): a /readyz that goes unanswered while the apiserver still streams
 	// to them means an overloaded apiserver, not a lost one (see probe). nil counts only the probes' answers.
 	LastHeard func() time.Time
+	// Silences, if set, returns the recent silences of the workload apiserver that ended (see
+	// reachability.Heard): one that came back from a silence longer than ProbeTimeout is allowed up to twice
+	// that, at most ProbeTimeoutMax, before it counts as unreachable again (allowedSilence). Zero
+	// ProbeTimeoutMax means DefaultProbeTimeoutMax; it is never less than ProbeTimeout.
+	Silences        func() []reachability.Silence
+	ProbeTimeoutMax time.Duration
 	// FailoverAfter is published on the node (AnnotationFailoverAfter) for peers to honour; see Failover.
 	FailoverAfter time.Duration
 	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
@@ -71,6 +78,10 @@ const (
 	// stall rollouts, and evict the pods that tolerate not-ready nodes only briefly.
 	DefaultProbeInterval = time.Second
 	DefaultProbeTimeout  = 2 * time.Second
+	// DefaultProbeTimeoutMax lets a cluster whose apiserver recently came back from a silence of up to 3 s be
+	// silent for up to 6 s: its pods that tolerate a not-ready node for 5 s then leave after about 12 s,
+	// rather than 8, and leave for nothing far less often. See allowedSilence.
+	DefaultProbeTimeoutMax = 6 * time.Second
 
 	// lateAnswerTimeout is how long a /readyz request may wait for a late answer (see probe). An apiserver
 	// that needs longer for its cheapest request is as good as gone; and a request stuck on a connection
@@ -158,6 +169,10 @@ func NewController(cfg Config, workload kubernetes.Interface, workloadHost strin
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
+	if cfg.ProbeTimeoutMax <= 0 {
+		cfg.ProbeTimeoutMax = DefaultProbeTimeoutMax
+	}
+	cfg.ProbeTimeoutMax = max(cfg.ProbeTimeoutMax, cfg.ProbeTimeout)
 	if cfg.OwnPods == nil {
 		cfg.OwnPods = labels.Nothing()
 	}
@@ -327,13 +342,14 @@ func signal(pending chan struct{}) {
 // probe at a time rather than a pile of them.
 //
 // An unanswered probe is excused while the apiserver has sent flotilla something else (cfg.LastHeard)
-// within ProbeTimeout: a workload apiserver starved of CPU answers /readyz in seconds while its watch
+// within the silence it is allowed, ProbeTimeout unless it recently came back from a longer one
+// (allowedSilence): a workload apiserver starved of CPU answers /readyz in seconds while its watch
 // streams go on, and taking it for unreachable would taint it not-ready in the middle of the
 // rollout and mark every Running proxy not ready. So the cluster is unreachable once nothing at all has come
-// from its apiserver for as long as a probe may take. A frozen or cut-off apiserver is found out about as
+// from its apiserver for as long as it is allowed. A frozen or cut-off apiserver is found out about as
 // soon as before: a probe sent after it fell silent reaches its deadline when the silence has lasted
-// ProbeTimeout at least; one sent just before is excused until then (probeLoop looks again at that moment).
-// An answer that is an error (refused, not ready) is never excused.
+// ProbeTimeout at least; one sent just before is excused until the allowed silence is over (probeLoop
+// looks again at that moment). An answer that is an error (refused, not ready) is never excused.
 //
 // probe returns when the excuse of an excused probe runs out (zero when it was not excused), for probeLoop
 // to look again then.
@@ -408,9 +424,11 @@ func (c *Controller) probeLoop(ctx context.Context) {
 // sends more (zero when there is none), and err cleared while the apiserver still sends on other requests
 // (see probe); it logs the start of such a spell.
 func (c *Controller) excuseIfStillSending(ctx context.Context, err error, unanswered bool) (until time.Time, _ error) {
+	var allowed time.Duration
 	if err != nil && unanswered && c.cfg.LastHeard != nil {
-		if heard := c.cfg.LastHeard(); !heard.IsZero() && time.Since(heard) < c.cfg.ProbeTimeout {
-			until = heard.Add(c.cfg.ProbeTimeout)
+		allowed = c.allowedSilence()
+		if heard := c.cfg.LastHeard(); !heard.IsZero() && time.Since(heard) < allowed {
+			until = heard.Add(allowed)
 		}
 	}
 	excused := !until.IsZero()
@@ -419,12 +437,21 @@ func (c *Controller) excuseIfStillSending(ctx context.Context, err error, unansw
 	c.overloaded = excused
 	c.mu.Unlock()
 	if logIt {
-		log.G(ctx).WithError(err).Info("The workload apiserver is slow to answer /readyz but still sends (responses, watch events): overloaded, not lost")
+		log.G(ctx).WithError(err).WithField("allowedSilence", allowed).Info("The workload apiserver is slow to answer /readyz but still sends (responses, watch events), or has been silent for less than it is allowed: overloaded, not lost")
 	}
 	if excused {
 		return until, nil
 	}
 	return until, err
+}
+
+// allowedSilence is how long the workload apiserver may now send nothing before its cluster is unreachable.
+func (c *Controller) allowedSilence() time.Duration {
+	var recent []reachability.Silence
+	if c.cfg.Silences != nil {
+		recent = c.cfg.Silences()
+	}
+	return allowedSilence(c.cfg.ProbeTimeout, c.cfg.ProbeTimeoutMax, recent, time.Now())
 }
 
 // readyzRequest is one /readyz request; err and unanswered are set before done is closed.

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/flotilla-io/flotilla/internal/reachability"
 )
 
 // workload stands in for the workload apiserver's /readyz and /version.
@@ -261,7 +263,7 @@ func TestControllerSendsOnlyChanges(t *testing.T) {
 
 func TestControllerStartsWithTheClusterDown(t *testing.T) {
 	h := newHarness(t, errors.New("i/o timeout"), *wnode("a"))
-	var told reachability
+	var told reachabilityLog
 	h.c.cfg.Reachability = told.record
 	if _, observed := h.c.Ready(); observed {
 		t.Error("Ready() claims an observation before the first probe")
@@ -400,6 +402,41 @@ func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
 	}
 }
 
+// TestControllerAllowsASilenceItCameBackFrom: an apiserver that recently came back from a silence longer than
+// the probe timeout is unreachable once it has been silent for twice that, not at the probe timeout.
+func TestControllerAllowsASilenceItCameBackFrom(t *testing.T) {
+	h := newHarness(t, nil, *wnode("a"))
+	h.c.cfg.ProbeInterval, h.c.cfg.ProbeTimeout, h.c.cfg.ProbeTimeoutMax = 2*time.Second, 100*time.Millisecond, time.Second
+	const cameBackFrom, allowed = 300 * time.Millisecond, 600 * time.Millisecond
+	h.c.cfg.Silences = func() []reachability.Silence {
+		return []reachability.Silence{{Length: cameBackFrom, Ended: time.Now().Add(-time.Second)}}
+	}
+	var silentSince atomic.Int64 // Unix nanoseconds; zero while the apiserver still sends
+	h.c.cfg.LastHeard = func() time.Time {
+		if n := silentSince.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+		return time.Now()
+	}
+	unreachable := h.unreachableTimes()
+	h.notify()
+	h.run(t)
+	h.await(t, "Ready", cpuIs("4"))
+
+	h.api.slow(time.Hour)
+	time.Sleep(h.c.cfg.ProbeInterval + 5*h.c.cfg.ProbeTimeout) // the next probe waits, excused, past its deadline
+	silent := time.Now()
+	silentSince.Store(silent.UnixNano())
+	select {
+	case at := <-unreachable:
+		if took := at.Sub(silent); took < allowed || took > allowed+3*h.c.cfg.ProbeTimeout {
+			t.Errorf("unreachable %s after the apiserver fell silent, want about twice the %s silence it came back from (%s)", took, cameBackFrom, allowed)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("never unreachable after the apiserver fell silent")
+	}
+}
+
 // TestControllerHandsOverUnreachableAtOnce: a cluster turning unreachable reaches the node without waiting out
 // the settling that coalesces informer events.
 func TestControllerHandsOverUnreachableAtOnce(t *testing.T) {
@@ -417,7 +454,7 @@ func TestControllerHandsOverUnreachableAtOnce(t *testing.T) {
 
 func TestControllerToldReachabilityOnlyWhenItChanges(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
-	var told reachability
+	var told reachabilityLog
 	h.c.cfg.Reachability = told.record
 	h.notify()
 	h.run(t)
@@ -490,19 +527,19 @@ func (r *readyChanges) get() []string {
 	return slices.Clone(r.told)
 }
 
-// reachability records what a Controller says of its cluster's reachability.
-type reachability struct {
+// reachabilityLog records what a Controller says of its cluster's reachability.
+type reachabilityLog struct {
 	mu   sync.Mutex
 	told []bool
 }
 
-func (r *reachability) record(reachable bool) {
+func (r *reachabilityLog) record(reachable bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.told = append(r.told, reachable)
 }
 
-func (r *reachability) get() []bool {
+func (r *reachabilityLog) get() []bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.told)

@@ -55,7 +55,7 @@ func TestRootFlags(t *testing.T) {
 		InternalIP: "127.0.1.2", KubeletPort: 10250, KubeletBind: "127.0.1.2",
 		TLSCertFile: "/lab/kubelet.crt", TLSKeyFile: "/lab/kubelet.key", ClientCAFile: "/lab/ca.crt",
 		MetricsAddr: "127.0.0.1:40000", HealthAddr: ":10248", Taint: true, ExcludeLabels: node.DefaultExcludeLabels.String(),
-		ProbeInterval: time.Second, ProbeTimeout: 2 * time.Second, FailoverAfter: node.DefaultFailoverAfter,
+		ProbeInterval: time.Second, ProbeTimeout: 2 * time.Second, ProbeTimeoutMax: node.DefaultProbeTimeoutMax, FailoverAfter: node.DefaultFailoverAfter,
 		RescheduleAfter: provider.DefaultRescheduleAfter, LeaderElectNamespace: "flotilla-system", LogLevel: "info", LogFormat: "text", IngressClasses: map[string]string{},
 		PodSecurityLevel: "baseline",
 	}

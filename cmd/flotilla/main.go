@@ -54,20 +54,21 @@ type options struct {
 	PodQueueQPS     float64
 	PodQueueBurst   int
 
-	InternalIP    string
-	KubeletPort   int
-	KubeletBind   string
-	TLSCertFile   string
-	TLSKeyFile    string
-	ClientCAFile  string
-	MetricsAddr   string
-	Profiling     bool // Go's profiles under /debug/pprof/ beside /metrics
-	HealthAddr    string
-	Taint         bool
-	ExcludeLabels string
-	ProbeInterval time.Duration
-	ProbeTimeout  time.Duration
-	FailoverAfter time.Duration
+	InternalIP      string
+	KubeletPort     int
+	KubeletBind     string
+	TLSCertFile     string
+	TLSKeyFile      string
+	ClientCAFile    string
+	MetricsAddr     string
+	Profiling       bool // Go's profiles under /debug/pprof/ beside /metrics
+	HealthAddr      string
+	Taint           bool
+	ExcludeLabels   string
+	ProbeInterval   time.Duration
+	ProbeTimeout    time.Duration
+	ProbeTimeoutMax time.Duration
+	FailoverAfter   time.Duration
 	// RescheduleAfter is how long a delegate may stay unschedulable in the workload cluster before its proxy
 	// is evicted for its controller to replace it (0: never).
 	RescheduleAfter time.Duration
@@ -111,6 +112,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ExcludeLabels, "exclude-labels", node.DefaultExcludeLabels.String(), "regular expression of workload node label keys never copied to the virtual node")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", node.DefaultProbeInterval, "how often the workload cluster's health is probed")
 	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", node.DefaultProbeTimeout, "how long a health probe may take before the cluster counts as unreachable")
+	fs.DurationVar(&o.ProbeTimeoutMax, "probe-timeout-max", node.DefaultProbeTimeoutMax, "how long the workload apiserver may be silent before the cluster counts as unreachable, at most, after it recently came back from a silence longer than --probe-timeout (twice that silence); at least --probe-timeout, which turns this off")
 	fs.DurationVar(&o.FailoverAfter, "failover-after", node.DefaultFailoverAfter, "how long the workload cluster may be unreachable or without Ready nodes before the virtual node is tainted "+node.LostTaintKey+":NoExecute and its pods are replaced elsewhere; 0 leaves them to Kubernetes' not-ready toleration (5 minutes by default)")
 	fs.DurationVar(&o.RescheduleAfter, "reschedule-after", provider.DefaultRescheduleAfter, "how long a pod may stay unschedulable in the workload cluster before it is evicted (Eviction API, honouring PodDisruptionBudgets) so its controller replaces it, and the management scheduler places the replacement again; each further re-placement of one controller's pods from this cluster waits twice as long (up to 8 times this); pods without a controller are never evicted; 0 turns re-placement off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas of this flotilla: serve the virtual node only while holding its leader Lease in the management cluster, and stand by otherwise")

@@ -308,18 +308,20 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	}
 
 	virtualNode, err := node.NewController(node.Config{
-		NodeName:      o.NodeName,
-		ClusterName:   o.ClusterName,
-		ExcludeLabels: regexp.MustCompile(o.ExcludeLabels), // validated in options.Validate
-		Taint:         o.Taint,
-		InternalIP:    o.InternalIP,
-		KubeletPort:   int32(o.KubeletPort),
-		ProbeInterval: o.ProbeInterval,
-		ProbeTimeout:  o.ProbeTimeout,
-		Probe:         c.probe,
-		LastHeard:     c.workloadHeard.Last,
-		FailoverAfter: o.FailoverAfter,
-		OwnPods:       provider.OwnDelegates(o.ManagementID, o.NodeName),
+		NodeName:        o.NodeName,
+		ClusterName:     o.ClusterName,
+		ExcludeLabels:   regexp.MustCompile(o.ExcludeLabels), // validated in options.Validate
+		Taint:           o.Taint,
+		InternalIP:      o.InternalIP,
+		KubeletPort:     int32(o.KubeletPort),
+		ProbeInterval:   o.ProbeInterval,
+		ProbeTimeout:    o.ProbeTimeout,
+		ProbeTimeoutMax: o.ProbeTimeoutMax,
+		Probe:           c.probe,
+		LastHeard:       c.workloadHeard.Last,
+		Silences:        c.workloadHeard.Silences,
+		FailoverAfter:   o.FailoverAfter,
+		OwnPods:         provider.OwnDelegates(o.ManagementID, o.NodeName),
 		Reachability: func(reachable bool) {
 			c.metrics.Reachable(reachable)
 			workloadGate.Set(reachable)

@@ -3,6 +3,7 @@ package reachability
 import (
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,25 @@ type Heard struct {
 	// Kept on the monotonic clock, so a step of the wall clock neither excuses a silent apiserver nor
 	// condemns a live one.
 	last atomic.Int64
+
+	mu sync.Mutex
+	// silences are the latest silences longer than silenceWorthRemembering, oldest first.
+	silences []Silence
 }
+
+// Silence is a stretch of time in which the apiserver sent nothing: how long it lasted, and when it ended.
+type Silence struct {
+	Length time.Duration
+	Ended  time.Time
+}
+
+const (
+	// silenceWorthRemembering is the shortest silence Silences returns: shorter gaps are the rhythm of a
+	// health probe a second, not an apiserver falling silent.
+	silenceWorthRemembering = time.Second
+	// silencesRemembered bounds the memory; the users of Silences look minutes back, at the longest few.
+	silencesRemembered = 16
+)
 
 // epoch is the start of Heard's monotonic time line.
 var epoch = time.Now()
@@ -38,7 +57,30 @@ func (h *Heard) Last() time.Time {
 	return time.Time{}
 }
 
-func (h *Heard) stamp() { h.last.Store(int64(time.Since(epoch)) + 1) }
+// Silences returns the latest silences of a second or more that ended, oldest first (at most
+// silencesRemembered). A silence still going on is not among them: see Last.
+func (h *Heard) Silences() []Silence {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Silence(nil), h.silences...)
+}
+
+func (h *Heard) stamp() { h.heardAt(time.Since(epoch)) }
+
+// heardAt records that something was heard at that time on Heard's time line, and the silence it ends if
+// that was long. Of two calls at once only one sees the gap, as each swaps in its own time.
+func (h *Heard) heardAt(sinceEpoch time.Duration) {
+	now := int64(sinceEpoch) + 1
+	before := h.last.Swap(now)
+	if gap := time.Duration(now - before); before != 0 && gap >= silenceWorthRemembering {
+		h.mu.Lock()
+		if len(h.silences) == silencesRemembered {
+			h.silences = append(h.silences[:0], h.silences[1:]...)
+		}
+		h.silences = append(h.silences, Silence{Length: gap, Ended: epoch.Add(time.Duration(now - 1))})
+		h.mu.Unlock()
+	}
+}
 
 // Wrap returns rt with every response and every read of a response body recorded. Use it as a rest.Config's
 // WrapTransport. Upgraded connections (exec, port-forward) are left alone: their bodies are not only read.

@@ -76,3 +76,30 @@ func TestHeardLeavesUpgradesAlone(t *testing.T) {
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestHeardSilences: the gaps of a second or more between two things heard are remembered, the latest
+// silencesRemembered of them, oldest first; shorter gaps are not.
+func TestHeardSilences(t *testing.T) {
+	var h Heard
+	at := time.Duration(0)
+	hear := func(after time.Duration) {
+		at += after
+		h.heardAt(at)
+	}
+	hear(time.Hour) // the first thing heard ends no silence, however late it comes
+	hear(999 * time.Millisecond)
+	hear(3 * time.Second)
+	if got := h.Silences(); len(got) != 1 || got[0].Length != 3*time.Second || !got[0].Ended.Equal(epoch.Add(at)) {
+		t.Fatalf("Silences = %v, want the one of 3s, ended at %s", got, epoch.Add(at))
+	}
+	for i := range silencesRemembered {
+		hear(time.Duration(10+i) * time.Second)
+	}
+	got := h.Silences()
+	if len(got) != silencesRemembered {
+		t.Fatalf("%d silences remembered, want %d", len(got), silencesRemembered)
+	}
+	if first, last := got[0].Length, got[len(got)-1].Length; first != 10*time.Second || last != time.Duration(10+silencesRemembered-1)*time.Second {
+		t.Errorf("silences from %s to %s, want the latest %d, oldest first (10s to %ds)", first, last, silencesRemembered, 10+silencesRemembered-1)
+	}
+}
