@@ -10,6 +10,8 @@
 //   - flotilla_follow_duration_seconds{cluster,kind}: from a change of a followed management object to the
 //     write of its copy in the workload cluster.
 //   - flotilla_workload_reachable{cluster}: 1 while the workload apiserver answers the health probe, 0 while not.
+//   - flotilla_workload_unreachable_total{cluster}: times it turned 0, each a spell of the virtual node
+//     NotReady (ClusterUnreachable).
 //   - flotilla_delegation_refusals_total{cluster,reason}: proxies that got a reason they have no delegate.
 //   - flotilla_failovers_total{cluster,node,reason}: cluster-lost taints this flotilla set.
 //   - flotilla_fencing_deletions_total{cluster,reason}: delegates deleted because their proxy is gone,
@@ -48,15 +50,16 @@ type Recorder struct {
 	cluster  attribute.KeyValue
 	registry *prometheus.Registry
 
-	requests   metric.Int64Counter
-	apiservers metric.Int64Gauge
-	delegation metric.Float64Histogram
-	follow     metric.Float64Histogram
-	reachable  metric.Int64Gauge
-	refusals   metric.Int64Counter
-	failovers  metric.Int64Counter
-	fencing    metric.Int64Counter
-	statuses   metric.Int64Counter
+	requests    metric.Int64Counter
+	apiservers  metric.Int64Gauge
+	delegation  metric.Float64Histogram
+	follow      metric.Float64Histogram
+	reachable   metric.Int64Gauge
+	unreachable metric.Int64Counter
+	refusals    metric.Int64Counter
+	failovers   metric.Int64Counter
+	fencing     metric.Int64Counter
+	statuses    metric.Int64Counter
 
 	delegations delegations
 	changes     changes
@@ -84,7 +87,7 @@ func New(cluster string) (*Recorder, error) {
 		return []metric.Float64HistogramOption{metric.WithUnit("s"), metric.WithDescription(description),
 			metric.WithExplicitBucketBoundaries(durationBuckets...)}
 	}
-	errs := make([]error, 9) // one per instrument; the meter refuses only a malformed name
+	errs := make([]error, 10) // one per instrument; the meter refuses only a malformed name
 	r.requests, errs[0] = meter.Int64Counter("flotilla.api.requests",
 		metric.WithDescription("Requests flotilla sent to a cluster's apiserver, by the cluster's role and HTTP method."))
 	r.apiservers, errs[1] = meter.Int64Gauge("flotilla.apiserver.info",
@@ -103,9 +106,13 @@ func New(cluster string) (*Recorder, error) {
 		metric.WithDescription("Delegates deleted because their proxy is gone, evicted, or another pod's."))
 	r.statuses, errs[8] = meter.Int64Counter("flotilla.proxy.status.writes",
 		metric.WithDescription("Proxy status writes sent to the management apiserver, by what they change (started, finished, cluster_not_ready, ...)."))
+	r.unreachable, errs[9] = meter.Int64Counter("flotilla.workload.unreachable",
+		metric.WithDescription("Times the workload apiserver stopped answering flotilla's health probe in time (after answering, or at the first probe): each a spell of the virtual node NotReady, ClusterUnreachable."))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// A counter with no series until its first count would hide that first count from increase().
+	r.unreachable.Add(context.Background(), 0, metric.WithAttributes(r.cluster))
 	return r, nil
 }
 
@@ -137,7 +144,8 @@ func (r *Recorder) CountRequests(cfg *rest.Config, role string) {
 	})
 }
 
-// Reachable records whether the workload apiserver answers the health probe.
+// Reachable records whether the workload apiserver answers the health probe, when that changes (and after
+// the first probe).
 func (r *Recorder) Reachable(reachable bool) {
 	if r == nil {
 		return
@@ -145,6 +153,8 @@ func (r *Recorder) Reachable(reachable bool) {
 	var v int64
 	if reachable {
 		v = 1
+	} else {
+		r.unreachable.Add(context.Background(), 1, metric.WithAttributes(r.cluster))
 	}
 	r.reachable.Record(context.Background(), v, metric.WithAttributes(r.cluster))
 }

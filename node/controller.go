@@ -42,6 +42,8 @@ type Config struct {
 	// ProbeInterval is how often the workload apiserver's /readyz is probed, ProbeTimeout how long a probe
 	// may take before the cluster counts as unreachable; zero means DefaultProbeInterval, DefaultProbeTimeout.
 	ProbeInterval, ProbeTimeout time.Duration
+	// ProbeTimeoutMax bounds the silence allowed an apiserver that recently stuttered (see Silences).
+	ProbeTimeoutMax time.Duration
 	// Probe is the workload client the probes use: one with a rate limit of its own, so that a probe never
 	// waits behind a burst of pod traffic and a healthy cluster is never taken for lost. nil uses the
 	// controller's workload client.
@@ -54,8 +56,7 @@ type Config struct {
 	// reachability.Heard): one that came back from a silence longer than ProbeTimeout is allowed up to twice
 	// that, at most ProbeTimeoutMax, before it counts as unreachable again (allowedSilence). Zero
 	// ProbeTimeoutMax means DefaultProbeTimeoutMax; it is never less than ProbeTimeout.
-	Silences        func() []reachability.Silence
-	ProbeTimeoutMax time.Duration
+	Silences func() []reachability.Silence
 	// FailoverAfter is published on the node (AnnotationFailoverAfter) for peers to honour; see Failover.
 	FailoverAfter time.Duration
 	// Reachability, if set, is told whether the workload apiserver answers: after the first probe, and
@@ -346,10 +347,10 @@ func signal(pending chan struct{}) {
 // (allowedSilence): a workload apiserver starved of CPU answers /readyz in seconds while its watch
 // streams go on, and taking it for unreachable would taint it not-ready in the middle of the
 // rollout and mark every Running proxy not ready. So the cluster is unreachable once nothing at all has come
-// from its apiserver for as long as it is allowed. A frozen or cut-off apiserver is found out about as
-// soon as before: a probe sent after it fell silent reaches its deadline when the silence has lasted
-// ProbeTimeout at least; one sent just before is excused until the allowed silence is over (probeLoop
-// looks again at that moment). An answer that is an error (refused, not ready) is never excused.
+// from its apiserver for as long as it is allowed. A frozen or cut-off apiserver is found out when that
+// silence is over (probeLoop looks again at that moment), ProbeTimeout after the last thing it sent unless it
+// recently stuttered; a probe sent after it fell silent waits the probe timeout at least. An answer that is
+// an error (refused, not ready) is never excused.
 //
 // probe returns when the excuse of an excused probe runs out (zero when it was not excused), for probeLoop
 // to look again then.
@@ -403,8 +404,8 @@ func (c *Controller) probe(ctx context.Context) (excusedUntil time.Time) {
 }
 
 // probeLoop probes every ProbeInterval, counted from each probe's start, and also when an excused probe's
-// excuse runs out: an apiserver that falls silent while a probe waits is then found out ProbeTimeout after
-// the last thing it sent, not up to a probe interval later.
+// excuse runs out: an apiserver that falls silent while a probe waits is then found out the allowed silence
+// after the last thing it sent, not up to a probe interval later.
 func (c *Controller) probeLoop(ctx context.Context) {
 	for {
 		start := time.Now()
@@ -451,7 +452,7 @@ func (c *Controller) allowedSilence() time.Duration {
 	if c.cfg.Silences != nil {
 		recent = c.cfg.Silences()
 	}
-	return allowedSilence(c.cfg.ProbeTimeout, c.cfg.ProbeTimeoutMax, recent, time.Now())
+	return allowedSilence(c.cfg.ProbeInterval, c.cfg.ProbeTimeout, c.cfg.ProbeTimeoutMax, recent, time.Now())
 }
 
 // readyzRequest is one /readyz request; err and unanswered are set before done is closed.

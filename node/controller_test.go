@@ -406,7 +406,7 @@ func TestControllerFindsASilentApiserverOnTime(t *testing.T) {
 // the probe timeout is unreachable once it has been silent for twice that, not at the probe timeout.
 func TestControllerAllowsASilenceItCameBackFrom(t *testing.T) {
 	h := newHarness(t, nil, *wnode("a"))
-	h.c.cfg.ProbeInterval, h.c.cfg.ProbeTimeout, h.c.cfg.ProbeTimeoutMax = 2*time.Second, 100*time.Millisecond, time.Second
+	h.c.cfg.ProbeInterval, h.c.cfg.ProbeTimeout, h.c.cfg.ProbeTimeoutMax = 200*time.Millisecond, 100*time.Millisecond, time.Second
 	const cameBackFrom, allowed = 300 * time.Millisecond, 600 * time.Millisecond
 	h.c.cfg.Silences = func() []reachability.Silence {
 		return []reachability.Silence{{Length: cameBackFrom, Ended: time.Now().Add(-time.Second)}}

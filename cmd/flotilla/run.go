@@ -100,8 +100,9 @@ func run(ctx context.Context, o *options) error {
 	// Informers of the workload cluster wait while it is down rather than back off (see reachability).
 	workloadGate := &reachability.Gate{}
 	workloadCfg.Wrap(workloadGate.Wrap)
-	// What the workload apiserver sends on any client tells an overloaded apiserver from a lost one.
-	workloadHeard := &reachability.Heard{}
+	// What the workload apiserver sends on any client tells an overloaded apiserver from a lost one, and the
+	// silences it came back from a stuttering one from a steady one.
+	workloadHeard := &reachability.Heard{RememberFrom: node.SilenceWorthLearning(o.ProbeInterval, o.ProbeTimeout)}
 	workloadCfg.Wrap(workloadHeard.Wrap)
 	management, err := kubernetes.NewForConfig(managementCfg)
 	if err != nil {

@@ -26,8 +26,13 @@ type Heard struct {
 	// condemns a live one.
 	last atomic.Int64
 
+	// RememberFrom is the shortest silence Silences returns; zero returns none. Shorter gaps are the rhythm
+	// of the requests flotilla makes (a health probe a second), not an apiserver falling silent, and would
+	// push the silences that matter out of the few remembered.
+	RememberFrom time.Duration
+
 	mu sync.Mutex
-	// silences are the latest silences longer than silenceWorthRemembering, oldest first.
+	// silences are the latest silences of RememberFrom or longer, oldest first.
 	silences []Silence
 }
 
@@ -37,13 +42,8 @@ type Silence struct {
 	Ended  time.Time
 }
 
-const (
-	// silenceWorthRemembering is the shortest silence Silences returns: shorter gaps are the rhythm of a
-	// health probe a second, not an apiserver falling silent.
-	silenceWorthRemembering = time.Second
-	// silencesRemembered bounds the memory; the users of Silences look minutes back, at the longest few.
-	silencesRemembered = 16
-)
+// silencesRemembered bounds the memory; the users of Silences look minutes back, at the longest few.
+const silencesRemembered = 16
 
 // epoch is the start of Heard's monotonic time line.
 var epoch = time.Now()
@@ -57,7 +57,7 @@ func (h *Heard) Last() time.Time {
 	return time.Time{}
 }
 
-// Silences returns the latest silences of a second or more that ended, oldest first (at most
+// Silences returns the latest silences of RememberFrom or longer that ended, oldest first (at most
 // silencesRemembered). A silence still going on is not among them: see Last.
 func (h *Heard) Silences() []Silence {
 	h.mu.Lock()
@@ -68,18 +68,33 @@ func (h *Heard) Silences() []Silence {
 func (h *Heard) stamp() { h.heardAt(time.Since(epoch)) }
 
 // heardAt records that something was heard at that time on Heard's time line, and the silence it ends if
-// that was long. Of two calls at once only one sees the gap, as each swaps in its own time.
+// that was long. The last time heard only moves forward: a call that read the clock before another but comes
+// after it changes nothing, and so cannot make up a silence out of its own delay. Of two calls at once only
+// one sees the gap.
 func (h *Heard) heardAt(sinceEpoch time.Duration) {
 	now := int64(sinceEpoch) + 1
-	before := h.last.Swap(now)
-	if gap := time.Duration(now - before); before != 0 && gap >= silenceWorthRemembering {
-		h.mu.Lock()
-		if len(h.silences) == silencesRemembered {
-			h.silences = append(h.silences[:0], h.silences[1:]...)
+	for {
+		before := h.last.Load()
+		if now <= before {
+			return
 		}
-		h.silences = append(h.silences, Silence{Length: gap, Ended: epoch.Add(time.Duration(now - 1))})
-		h.mu.Unlock()
+		if h.last.CompareAndSwap(before, now) {
+			if gap := time.Duration(now - before); before != 0 && h.RememberFrom > 0 && gap >= h.RememberFrom {
+				h.remember(Silence{Length: gap, Ended: epoch.Add(sinceEpoch)})
+			}
+			return
+		}
 	}
+}
+
+// remember adds a silence, forgetting the oldest if silencesRemembered are already kept.
+func (h *Heard) remember(s Silence) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.silences) == silencesRemembered {
+		h.silences = append(h.silences[:0], h.silences[1:]...)
+	}
+	h.silences = append(h.silences, s)
 }
 
 // Wrap returns rt with every response and every read of a response body recorded. Use it as a rest.Config's

@@ -77,20 +77,28 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// TestHeardSilences: the gaps of a second or more between two things heard are remembered, the latest
-// silencesRemembered of them, oldest first; shorter gaps are not.
+// TestHeardSilences: the gaps of RememberFrom or more between two things heard are remembered, the latest
+// silencesRemembered of them, oldest first; shorter gaps are not, and a stamp that comes late changes nothing.
 func TestHeardSilences(t *testing.T) {
-	var h Heard
+	h := Heard{RememberFrom: 3 * time.Second}
 	at := time.Duration(0)
 	hear := func(after time.Duration) {
 		at += after
 		h.heardAt(at)
 	}
 	hear(time.Hour) // the first thing heard ends no silence, however late it comes
-	hear(999 * time.Millisecond)
+	hear(2999 * time.Millisecond)
 	hear(3 * time.Second)
 	if got := h.Silences(); len(got) != 1 || got[0].Length != 3*time.Second || !got[0].Ended.Equal(epoch.Add(at)) {
 		t.Fatalf("Silences = %v, want the one of 3s, ended at %s", got, epoch.Add(at))
+	}
+	h.heardAt(at - 4*time.Second) // read the clock before the last, stamped after it
+	if got := h.Last(); !got.Equal(epoch.Add(at)) {
+		t.Errorf("Last = %s after a late stamp, want it left at %s", got, epoch.Add(at))
+	}
+	hear(time.Second)
+	if got := h.Silences(); len(got) != 1 {
+		t.Errorf("Silences = %v after a late stamp and a gap of 1s, want still the one", got)
 	}
 	for i := range silencesRemembered {
 		hear(time.Duration(10+i) * time.Second)
@@ -101,5 +109,11 @@ func TestHeardSilences(t *testing.T) {
 	}
 	if first, last := got[0].Length, got[len(got)-1].Length; first != 10*time.Second || last != time.Duration(10+silencesRemembered-1)*time.Second {
 		t.Errorf("silences from %s to %s, want the latest %d, oldest first (10s to %ds)", first, last, silencesRemembered, 10+silencesRemembered-1)
+	}
+	var never Heard
+	never.heardAt(time.Second)
+	never.heardAt(time.Hour)
+	if got := never.Silences(); len(got) != 0 {
+		t.Errorf("Silences = %v without RememberFrom, want none", got)
 	}
 }

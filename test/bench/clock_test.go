@@ -139,6 +139,19 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
+// median is the middle of values, or the mean of the two middle ones; zero when there are none.
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(values))
+	mid := len(sorted) / 2
+	if len(sorted)%2 == 0 {
+		return (sorted[mid-1] + sorted[mid]) / 2
+	}
+	return sorted[mid]
+}
+
 // The phases a podClock records, for snapshot.
 func boundAt(pc *podClock) map[string]time.Time    { return pc.bound }
 func runningAt(pc *podClock) map[string]time.Time  { return pc.running }
@@ -156,5 +169,22 @@ func watch(ctx context.Context, b *testing.B, factory informers.SharedInformerFa
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		b.Fatal("watch did not sync")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		values []float64
+		want   float64
+	}{
+		{nil, 0},
+		{[]float64{1.3}, 1.3},
+		{[]float64{1.5, 0.5}, 1},
+		{[]float64{1.5, 0.8, 1.1}, 1.1},
+		{[]float64{2, 1, 4, 3}, 2.5},
+	} {
+		if got := median(tc.values); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.values, got, tc.want)
+		}
 	}
 }

@@ -98,6 +98,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	var ratios []float64 // one per pair of runs, direct then through flotilla
 	for i := 0; i < b.N; i++ {
 		// Direct: each workload cluster's own share, all at once.
 		ns := fmt.Sprintf("direct-%d", i)
@@ -164,6 +165,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		lab.DeleteNamespace(l.Management.Client, ns)
 
 		ratio := flotillaTime.Seconds() / directTime.Seconds()
+		ratios = append(ratios, ratio)
 		delegateRunning := make([]map[string]time.Time, len(delegates))
 		for j, d := range delegates {
 			delegateRunning[j] = d.snapshot(runningAt, nil)
@@ -172,9 +174,9 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		toDelegate := spans(proxyBound, delegateRunning...)
 		toProxy := spans(proxyBound, proxiesRunning)
 		pods := float64(f.replicas)
-		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once")
-		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as management Deployments through flotilla")
-		rec.metric(ratio, benchdoc.UnitRatio, "through flotilla ÷ direct (1 is as fast as direct)")
+		rec.metric(directTime.Seconds(), "direct-s", "seconds to all pods Running, created directly in every workload cluster at once (the last pair of runs)")
+		rec.metric(flotillaTime.Seconds(), "flotilla-s", "seconds to all pods Running, as management Deployments through flotilla (the last pair of runs)")
+		rec.metric(median(ratios), benchdoc.UnitRatio, "through flotilla ÷ direct (1 is as fast as direct), the median over the pairs of runs (-benchtime Nx for N pairs)")
 		rec.metric(directCPU.busy.Seconds(), "direct-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, directly")
 		rec.metric(flotillaCPU.busy.Seconds(), "flotilla-machine-cpu-s", "CPU seconds the whole machine spent until all pods were Running, through flotilla")
 		rec.metric(percentile(toDelegate, 0.5).Seconds(), "bound-to-delegate-running-p50-s", "flotilla's share, median: seconds from a proxy's binding to its delegate Running")
@@ -184,13 +186,16 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		rec.metric(running.requests("workload", before)/pods, "workload-requests/pod", "flotilla's workload API requests per pod, create -> Running")
 		rec.metric(after.writes("management", before)/pods, benchdoc.UnitManagementWrites, "flotilla's management API writes per pod, whole lifecycle create -> Running -> delete")
 		rec.metric(after.writes("workload", before)/pods, "workload-writes/pod", "flotilla's workload API writes per pod, whole lifecycle create -> Running -> delete")
+		rec.metric(after.unreachable(before), "unreachable-spells", "times a workload cluster was taken for unreachable (its virtual node NotReady), summed over the clusters, whole lifecycle through flotilla")
 		rec.metric(after.cpu(before).Seconds(), "cpu-s", fmt.Sprintf("flotilla CPU seconds over its %d processes, whole lifecycle", f.clusters))
 		rec.metric(float64(after.peakRSS()>>20), "peak-rss-MiB", "peak resident memory of the largest flotilla process, MiB")
-		rec.metric(running.rssPer2500(before, perCluster, anonymous)/(1<<20), benchdoc.UnitMiBPer2500Pods, "anonymous resident memory growth (heap, stacks) of one flotilla per 2,500 pods it serves, MiB (the largest)")
+		if i == 0 { // later pairs start from the memory the first left resident, and would grow less
+			rec.metric(running.rssPer2500(before, perCluster, anonymous)/(1<<20), benchdoc.UnitMiBPer2500Pods, "anonymous resident memory growth (heap, stacks) of one flotilla per 2,500 pods it serves, MiB (the largest), in the first pair of runs")
+		}
 		rec.running("direct", directStart, directRunning)
 		rec.running("through flotilla", start, proxiesRunning)
-		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f)",
-			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio)
+		b.Logf("%d pods over %d clusters to Running: directly in all clusters at once %s, through flotilla %s (ratio %.2f; pair %d of %d, median so far %.2f)",
+			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio, i+1, b.N, median(ratios))
 		b.Logf("CPU until all Running, directly: %s", directCPU)
 		b.Logf("CPU until all Running, through flotilla: %s", flotillaCPU)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
@@ -207,6 +212,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		b.Logf("workload requests per pod by answer, create -> Running: %s", running.answers(before, "workload", pods))
 		b.Logf("proxy status writes per pod by what they change, create -> Running: %s; whole lifecycle: %s",
 			running.statusWrites(before, pods), after.statusWrites(before, pods))
+		b.Logf("workload clusters taken for unreachable (NotReady spells), summed over the clusters: create -> Running %.0f, whole lifecycle %.0f",
+			running.unreachable(before), after.unreachable(before))
 		b.Logf("flotilla CPU %.1f s over %d processes (%.1f ms per pod); peak RSS of the largest process %d MiB; resident growth per 2,500 pods %.0f MiB anonymous (heap, stacks), %.0f MiB with the program's code paged in",
 			after.cpu(before).Seconds(), f.clusters, after.cpu(before).Seconds()*1000/pods, after.peakRSS()>>20,
 			running.rssPer2500(before, perCluster, anonymous)/(1<<20), running.rssPer2500(before, perCluster, resident)/(1<<20))
@@ -348,6 +355,9 @@ type flotillaReading struct {
 	answers map[string]map[string]float64
 	// statuses counts the proxy status writes by what they change (flotilla_proxy_status_writes_total).
 	statuses map[string]float64
+	// unreachable counts the times the workload cluster was taken for unreachable
+	// (flotilla_workload_unreachable_total): its virtual node's NotReady spells.
+	unreachable float64
 	// waits are the totals (sum of seconds, count) of the histograms of statusWaits.
 	waits map[string][2]float64
 	usage lab.Usage
@@ -504,6 +514,11 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 		if r.statuses, err = l.FlotillaCounts(w.Name, "flotilla_proxy_status_writes_total", "change"); err != nil {
 			b.Fatal(err)
 		}
+		spells, err := l.FlotillaCounts(w.Name, "flotilla_workload_unreachable_total", "cluster")
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.unreachable = spells[w.Name]
 		if r.waits, err = readWaits(l, w.Name); err != nil {
 			b.Fatal(err)
 		}
@@ -521,6 +536,11 @@ func (now flotillaReadings) requests(role string, since flotillaReadings) float6
 
 func (now flotillaReadings) writes(role string, since flotillaReadings) float64 {
 	return now.sum(since, func(r flotillaReading) float64 { return r.writes[role] })
+}
+
+// unreachable is how many times since a workload cluster was taken for unreachable, over all of them.
+func (now flotillaReadings) unreachable(since flotillaReadings) float64 {
+	return now.sum(since, func(r flotillaReading) float64 { return r.unreachable })
 }
 
 // sum is the growth of one reading since, summed over the flotillas.

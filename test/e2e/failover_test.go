@@ -54,6 +54,9 @@ func TestLostClusterFailsOver(t *testing.T) {
 	if v := flotillaSample(t, []string{lost}, "flotilla_workload_reachable", map[string]string{"cluster": lost}); v != 0 {
 		t.Errorf("flotilla_workload_reachable of %s while its apiserver is down: %v, want 0", lost, v)
 	}
+	if v := flotillaSample(t, []string{lost}, "flotilla_workload_unreachable_total", map[string]string{"cluster": lost}); v < 1 {
+		t.Errorf("flotilla_workload_unreachable_total of %s while its apiserver is down: %v, want at least 1", lost, v)
+	}
 	if v := flotillaSample(t, []string{lost}, "flotilla_failovers_total", map[string]string{"node": lost, "reason": node.ReasonClusterLost}); v < 1 {
 		t.Errorf("flotilla_failovers_total{node=%s,reason=%s}: %v, want at least 1", lost, node.ReasonClusterLost, v)
 	}
