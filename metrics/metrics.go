@@ -12,6 +12,8 @@
 //   - flotilla_workload_reachable{cluster}: 1 while the workload apiserver answers the health probe, 0 while not.
 //   - flotilla_workload_unreachable_total{cluster}: times it turned 0, each a spell of the virtual node
 //     NotReady (ClusterUnreachable).
+//   - flotilla_workload_allowed_silence_seconds{cluster}: how long the workload apiserver may now be silent
+//     before it counts as unreachable (longer than the probe timeout for a while after it stuttered).
 //   - flotilla_delegation_refusals_total{cluster,reason}: proxies that got a reason they have no delegate.
 //   - flotilla_failovers_total{cluster,node,reason}: cluster-lost taints this flotilla set.
 //   - flotilla_fencing_deletions_total{cluster,reason}: delegates deleted because their proxy is gone,
@@ -49,6 +51,7 @@ import (
 type Recorder struct {
 	cluster  attribute.KeyValue
 	registry *prometheus.Registry
+	meter    metric.Meter
 
 	requests    metric.Int64Counter
 	apiservers  metric.Int64Gauge
@@ -80,6 +83,7 @@ func New(cluster string) (*Recorder, error) {
 	r := &Recorder{
 		cluster:     attribute.String("cluster", cluster),
 		registry:    registry,
+		meter:       meter,
 		delegations: delegations{pending: map[string]*delegation{}},
 		changes:     changes{since: map[string]time.Time{}},
 	}
@@ -157,6 +161,20 @@ func (r *Recorder) Reachable(reachable bool) {
 		r.unreachable.Add(context.Background(), 1, metric.WithAttributes(r.cluster))
 	}
 	r.reachable.Record(context.Background(), v, metric.WithAttributes(r.cluster))
+}
+
+// ObserveAllowedSilence publishes allowed, read at each scrape, as flotilla_workload_allowed_silence_seconds.
+func (r *Recorder) ObserveAllowedSilence(allowed func() time.Duration) error {
+	if r == nil {
+		return nil
+	}
+	_, err := r.meter.Float64ObservableGauge("flotilla.workload.allowed_silence", metric.WithUnit("s"),
+		metric.WithDescription("How long the workload apiserver may now send nothing before its cluster counts as unreachable: the probe timeout, or longer for ten minutes after it came back from a silence."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			o.Observe(allowed().Seconds(), metric.WithAttributes(r.cluster))
+			return nil
+		}))
+	return err
 }
 
 // Refused counts a proxy that got a reason it has no delegate (provider's Reason... constants).

@@ -169,13 +169,17 @@ func TestCounters(t *testing.T) {
 	r.StatusWritten(StatusClusterNotReady)
 	r.Reachable(true)
 	r.Reachable(false)
+	if err := r.ObserveAllowedSilence(func() time.Duration { return 6 * time.Second }); err != nil {
+		t.Fatal(err)
+	}
 	for family, want := range map[string]map[string]float64{
-		"flotilla_delegation_refusals_total":  {"cluster=eu-1,reason=Refused": 2, "cluster=eu-1,reason=NameConflict": 1},
-		"flotilla_failovers_total":            {"cluster=eu-1,node=eu-2,reason=FlotillaLost": 1},
-		"flotilla_fencing_deletions_total":    {"cluster=eu-1,reason=evicted": 1},
-		"flotilla_proxy_status_writes_total":  {"change=started,cluster=eu-1": 2, "change=cluster_not_ready,cluster=eu-1": 1},
-		"flotilla_workload_reachable":         {"cluster=eu-1": 0},
-		"flotilla_workload_unreachable_total": {"cluster=eu-1": 1},
+		"flotilla_delegation_refusals_total":        {"cluster=eu-1,reason=Refused": 2, "cluster=eu-1,reason=NameConflict": 1},
+		"flotilla_failovers_total":                  {"cluster=eu-1,node=eu-2,reason=FlotillaLost": 1},
+		"flotilla_fencing_deletions_total":          {"cluster=eu-1,reason=evicted": 1},
+		"flotilla_proxy_status_writes_total":        {"change=started,cluster=eu-1": 2, "change=cluster_not_ready,cluster=eu-1": 1},
+		"flotilla_workload_reachable":               {"cluster=eu-1": 0},
+		"flotilla_workload_unreachable_total":       {"cluster=eu-1": 1},
+		"flotilla_workload_allowed_silence_seconds": {"cluster=eu-1": 6},
 	} {
 		got := samples(t, r, family)
 		if len(got) != len(want) {

@@ -427,7 +427,7 @@ func (c *Controller) probeLoop(ctx context.Context) {
 func (c *Controller) excuseIfStillSending(ctx context.Context, err error, unanswered bool) (until time.Time, _ error) {
 	var allowed time.Duration
 	if err != nil && unanswered && c.cfg.LastHeard != nil {
-		allowed = c.allowedSilence()
+		allowed = c.AllowedSilence()
 		if heard := c.cfg.LastHeard(); !heard.IsZero() && time.Since(heard) < allowed {
 			until = heard.Add(allowed)
 		}
@@ -446,8 +446,9 @@ func (c *Controller) excuseIfStillSending(ctx context.Context, err error, unansw
 	return until, err
 }
 
-// allowedSilence is how long the workload apiserver may now send nothing before its cluster is unreachable.
-func (c *Controller) allowedSilence() time.Duration {
+// AllowedSilence is how long the workload apiserver may now send nothing before its cluster is unreachable:
+// the probe timeout, or longer for a while after it came back from a silence (see allowedSilence).
+func (c *Controller) AllowedSilence() time.Duration {
 	var recent []reachability.Silence
 	if c.cfg.Silences != nil {
 		recent = c.cfg.Silences()

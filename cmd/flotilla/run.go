@@ -337,6 +337,9 @@ func serve(ctx context.Context, o *options, c *clusters) error {
 	if err != nil {
 		return err
 	}
+	if err := c.metrics.ObserveAllowedSilence(virtualNode.AllowedSilence); err != nil {
+		return err
+	}
 
 	podController, err := vknode.NewPodController(vknode.PodControllerConfig{
 		// A terminated proxy is removed only once its delegate is confirmed gone (at most one incarnation);

@@ -67,6 +67,10 @@ func BenchmarkFailoverTimeline(b *testing.B) {
 		delegates := startPodClock(ctx, b, l.Workload(other).Client, ns, func(p *corev1.Pod) string { return p.Labels[provider.LabelParentUID] })
 		lostNode := startNodeClock(ctx, b, l, lost)
 
+		allowed, err := l.FlotillaValues(lost, "flotilla_workload_allowed_silence_seconds", "cluster")
+		if err != nil {
+			b.Fatal(err)
+		}
 		frozen := time.Now()
 		if err := l.Workload(lost).FreezeAPIServer(); err != nil {
 			b.Fatal(err)
@@ -96,7 +100,8 @@ func BenchmarkFailoverTimeline(b *testing.B) {
 			{"proxy Running", "flotilla", values(running)},
 			{node.LostTaintKey + " taint", "flotilla: --failover-after", lostNode.at(node.LostTaintKey)},
 		}
-		b.Logf("failover time-line of %d replicas tolerating not-ready for %d s, from %s's apiserver frozen:", failoverReplicas, notReadyToleration, lost)
+		b.Logf("failover time-line of %d replicas tolerating not-ready for %d s, from %s's apiserver frozen (its flotilla allowed it %.0f s of silence then):",
+			failoverReplicas, notReadyToleration, lost, allowed[lost])
 		var timeline []benchdoc.Phase
 		for _, p := range phases {
 			first, last := bounds(p.at, frozen)
@@ -108,6 +113,7 @@ func BenchmarkFailoverTimeline(b *testing.B) {
 		rec.metric(allRunning.Seconds(), benchdoc.UnitAllRunningSeconds,
 			fmt.Sprintf("seconds from the freeze to all %d replacements Running on %s (target: %d)", failoverReplicas, other, 2*notReadyToleration))
 		b.Logf("all %d replicas Running on %s %.2f s after the freeze (target: %d s)", failoverReplicas, other, allRunning.Seconds(), 2*notReadyToleration)
+		rec.metric(allowed[lost], "allowed-silence-s", "seconds of silence the lost cluster's flotilla allowed its apiserver at the freeze (the probe timeout unless it stuttered)")
 		lab.DeleteNamespace(mc, ns)
 	}
 }

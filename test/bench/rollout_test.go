@@ -511,10 +511,10 @@ func readFlotillas(b *testing.B, l *lab.Lab) flotillaReadings {
 				b.Fatal(err)
 			}
 		}
-		if r.statuses, err = l.FlotillaCounts(w.Name, "flotilla_proxy_status_writes_total", "change"); err != nil {
+		if r.statuses, err = l.FlotillaValues(w.Name, "flotilla_proxy_status_writes_total", "change"); err != nil {
 			b.Fatal(err)
 		}
-		spells, err := l.FlotillaCounts(w.Name, "flotilla_workload_unreachable_total", "cluster")
+		spells, err := l.FlotillaValues(w.Name, "flotilla_workload_unreachable_total", "cluster")
 		if err != nil {
 			b.Fatal(err)
 		}

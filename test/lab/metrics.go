@@ -113,16 +113,16 @@ func (l *Lab) FlotillaRequests(name, role string, methods ...string) (float64, e
 	return total, nil
 }
 
-// FlotillaCounts reads one of a flotilla's counters from its /metrics endpoint, summed by the value of one
-// label (flotilla_proxy_status_writes_total by "change", say).
-func (l *Lab) FlotillaCounts(name, family, by string) (map[string]float64, error) {
+// FlotillaValues reads one of a flotilla's counters or gauges from its /metrics endpoint, summed by the value
+// of one label (flotilla_proxy_status_writes_total by "change", say).
+func (l *Lab) FlotillaValues(name, family, by string) (map[string]float64, error) {
 	families, err := l.ScrapeFlotilla(name)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
 	for _, m := range families[family].GetMetric() {
-		out[labelsOf(m)[by]] += m.GetCounter().GetValue()
+		out[labelsOf(m)[by]] += m.GetCounter().GetValue() + m.GetGauge().GetValue() // one is nil, read as 0
 	}
 	return out, nil
 }
