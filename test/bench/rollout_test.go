@@ -92,7 +92,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		if opts.ManagementCPUs, opts.WorkloadCPUs, ok = lab.SplitCPUs(); !ok {
 			b.Skip("one CPU cannot be divided between the management and the workload clusters")
 		}
-		b.Logf("management cluster and flotilla on CPUs %s, workload clusters on CPUs %s, etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
+		b.Logf("management cluster (its etcd too) and flotilla on CPUs %s, workload clusters on CPUs %s, their etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
 	}
 	l := lab.ForTest(b, opts)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -90,8 +90,10 @@ type Options struct {
 	Attached bool
 	// ManagementCPUs and WorkloadCPUs, when set, confine the management cluster's processes (its control
 	// plane, flotilla, the webhook) and the workload clusters' to CPUs of their own (taskset(1) CPU lists,
-	// see SplitCPUs), as a fleet runs them on machines of their own; etcd, which the lab's clusters share,
-	// runs anywhere. Empty leaves every process free to run on any CPU, competing for them all.
+	// see SplitCPUs), as a fleet runs them on machines of their own. The management cluster then has an
+	// etcd of its own on its CPUs, as it would: one etcd applies its writes one after another, and the
+	// management cluster's would queue the workload clusters' behind them. The workload clusters' etcd runs
+	// anywhere. Empty leaves every process free to run on any CPU, competing for them all, and one etcd for all.
 	ManagementCPUs, WorkloadCPUs string
 }
 
@@ -131,11 +133,13 @@ func managementSpec(nodes int) WorkloadSpec {
 
 // Lab is a running lab.
 type Lab struct {
-	Dir        string              `json:"dir"`
-	Etcd       *process            `json:"etcd"`
-	Management *Cluster            `json:"management"`
-	Workloads  []*Cluster          `json:"workloads"`
-	Flotillas  map[string]*process `json:"flotillas"`
+	Dir  string   `json:"dir"`
+	Etcd *process `json:"etcd"`
+	// ManagementEtcd is the management cluster's own etcd, when it runs apart (Options.ManagementCPUs).
+	ManagementEtcd *process            `json:"managementEtcd,omitempty"`
+	Management     *Cluster            `json:"management"`
+	Workloads      []*Cluster          `json:"workloads"`
+	Flotillas      map[string]*process `json:"flotillas"`
 	// Webhook is `flotilla webhook`, registered with the management apiserver (see startWebhook); it runs
 	// when flotilla does.
 	Webhook *process `json:"webhook,omitempty"`
@@ -189,7 +193,18 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.Etcd = etcdProcess(bins["etcd"], dir, ports[0], ports[1])
+	l.Etcd = etcdProcess(bins["etcd"], dir, "etcd", ports[0], ports[1])
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	managementEtcdURL := etcdURL
+	if opts.ManagementCPUs != "" {
+		more, err := freePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		l.ManagementEtcd = etcdProcess(bins["etcd"], dir, "management/etcd", more[0], more[1])
+		l.ManagementEtcd.CPUs = opts.ManagementCPUs
+		managementEtcdURL = "http://127.0.0.1:" + strconv.Itoa(more[0])
+	}
 	versions := map[string]map[string]string{}
 	for _, spec := range opts.Workloads {
 		if spec.Kubernetes == "" || versions[spec.Kubernetes] != nil {
@@ -199,7 +214,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	cp := &controlPlane{dir: dir, bins: bins, versions: versions, ca: l.ca, etcdURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
+	cp := &controlPlane{dir: dir, bins: bins, versions: versions, ca: l.ca, etcdURL: etcdURL, kwokStages: stages, attached: opts.Attached, certificateLifetime: opts.CertificateLifetime}
 	// The lab's kubectl matches its servers (the machine's may not): linked beside flotilla's binary.
 	binDir := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
@@ -210,7 +225,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	if l.Management, err = cp.newCluster("management", managementSpec(opts.ManagementNodes), 0); err != nil {
+	management := *cp
+	management.etcdURL = managementEtcdURL
+	if l.Management, err = management.newCluster("management", managementSpec(opts.ManagementNodes), 0); err != nil {
 		return nil, err
 	}
 	for i, spec := range opts.Workloads {
@@ -224,11 +241,15 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	for _, c := range l.Workloads {
 		pin(opts.WorkloadCPUs, c.processes()...)
 	}
-	if err := l.Etcd.start(opts.Attached); err != nil {
-		return nil, err
+	for _, etcd := range l.etcds() {
+		if err := etcd.start(opts.Attached); err != nil {
+			return nil, err
+		}
 	}
-	if err := waitTCP(ctx, "127.0.0.1:"+strconv.Itoa(ports[0]), l.Etcd); err != nil {
-		return nil, err
+	for _, etcd := range l.etcds() {
+		if err := waitTCP(ctx, strings.TrimPrefix(etcd.flag("--listen-client-urls"), "http://"), etcd); err != nil {
+			return nil, err
+		}
 	}
 
 	// Clusters come up concurrently: apiserver start-up dominates and the machine has cores to spare
@@ -387,10 +408,21 @@ func (l *Lab) tiers() [][]*process {
 		}
 	}
 	tiers := [][]*process{flotillas, components}
-	if l.Etcd != nil {
-		tiers = append(tiers, []*process{l.Etcd})
+	if etcds := l.etcds(); len(etcds) > 0 {
+		tiers = append(tiers, etcds)
 	}
 	return tiers
+}
+
+// etcds are the lab's etcd processes: the one the clusters share, and the management cluster's own.
+func (l *Lab) etcds() []*process {
+	var out []*process
+	for _, p := range []*process{l.Etcd, l.ManagementEtcd} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (l *Lab) processes() []*process {
@@ -529,14 +561,17 @@ func waitTCP(ctx context.Context, addr string, p *process) error {
 	return fmt.Errorf("%s does not listen on %s; see %s", p.Name, addr, p.LogFile)
 }
 
-func etcdProcess(bin, dir string, clientPort, peerPort int) *process {
+// etcdProcess is an etcd named name ("etcd", or "<cluster>/etcd" for one cluster's own), its data and log
+// named after it.
+func etcdProcess(bin, dir, name string, clientPort, peerPort int) *process {
 	client := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	file := strings.ReplaceAll(name, "/", "-")
 	return &process{
-		Name: "etcd", Path: bin, LogFile: filepath.Join(dir, "logs", "etcd.log"),
+		Name: name, Path: bin, LogFile: filepath.Join(dir, "logs", file+".log"),
 		Args: []string{
 			"--name=lab",
-			"--data-dir=" + filepath.Join(dir, "etcd"),
+			"--data-dir=" + filepath.Join(dir, file),
 			"--listen-client-urls=" + client,
 			"--advertise-client-urls=" + client,
 			"--listen-peer-urls=" + peer,
