@@ -79,9 +79,9 @@ const (
 	// stall rollouts, and evict the pods that tolerate not-ready nodes only briefly.
 	DefaultProbeInterval = time.Second
 	DefaultProbeTimeout  = 2 * time.Second
-	// DefaultProbeTimeoutMax lets a cluster whose apiserver recently came back from a silence of up to 3 s be
-	// silent for up to 6 s: its pods that tolerate a not-ready node for 5 s then leave after about 12 s,
-	// rather than 8, and leave for nothing far less often. See allowedSilence.
+	// DefaultProbeTimeoutMax lets a cluster whose apiserver recently came back from a silence of 3 s or more
+	// be silent for up to 6 s: its pods that tolerate a not-ready node for 5 s then leave about 4 s later
+	// than a steady cluster's, and leave for nothing far less often. See allowedSilence.
 	DefaultProbeTimeoutMax = 6 * time.Second
 
 	// lateAnswerTimeout is how long a /readyz request may wait for a late answer (see probe). An apiserver
