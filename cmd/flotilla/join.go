@@ -57,11 +57,11 @@ func (o *joinOptions) Validate() []error {
 
 // config loads both admin kubeconfigs into a join.Config.
 func (o *joinOptions) config() (join.Config, error) {
-	management, err := loadKubeconfig("management", o.ManagementKubeconfig, 50, 100)
+	management, err := loadKubeconfig("management", o.ManagementKubeconfig, 50, 100, false)
 	if err != nil {
 		return join.Config{}, err
 	}
-	workload, err := loadKubeconfig("workload", o.WorkloadKubeconfig, 50, 100)
+	workload, err := loadKubeconfig("workload", o.WorkloadKubeconfig, 50, 100, false)
 	if err != nil {
 		return join.Config{}, err
 	}

@@ -53,6 +53,7 @@ type options struct {
 	PodWorkers      int
 	PodQueueQPS     float64
 	PodQueueBurst   int
+	APICompression  bool
 
 	InternalIP      string
 	KubeletPort     int
@@ -96,6 +97,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.ManagementBurst, "management-burst", 200, "client-side request burst against the management cluster")
 	fs.Float64Var(&o.WorkloadQPS, "workload-qps", 100, "client-side request rate limit against the workload cluster")
 	fs.IntVar(&o.WorkloadBurst, "workload-burst", 200, "client-side request burst against the workload cluster")
+	fs.BoolVar(&o.APICompression, "api-compression", false, "ask both apiservers for gzip-compressed responses and watches: less traffic, more CPU on both ends")
 	fs.IntVar(&o.PodWorkers, "pod-workers", 20, "pods synchronised concurrently")
 	fs.Float64Var(&o.PodQueueQPS, "pod-queue-qps", 200, "rate at which pod work queues admit retried items")
 	fs.IntVar(&o.PodQueueBurst, "pod-queue-burst", 1000, "burst of the pod work queues' rate limit")

@@ -57,7 +57,7 @@ func run(ctx context.Context, o *options) error {
 	defer stopTracing()
 	// Every line virtual-kubelet, the provider and the node controller log names the workload cluster.
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("cluster", o.ClusterName))
-	managementCfg, err := loadKubeconfig("management", o.ManagementKubeconfig, float32(o.ManagementQPS), o.ManagementBurst)
+	managementCfg, err := loadKubeconfig("management", o.ManagementKubeconfig, float32(o.ManagementQPS), o.ManagementBurst, o.APICompression)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("management cluster: %w", err)
 	}
-	workloadCfg, err := loadKubeconfig("workload", o.WorkloadKubeconfig, float32(o.WorkloadQPS), o.WorkloadBurst)
+	workloadCfg, err := loadKubeconfig("workload", o.WorkloadKubeconfig, float32(o.WorkloadQPS), o.WorkloadBurst, o.APICompression)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	failoverCfg := managementCfg
 	if o.FailoverKubeconfig != "" {
-		if failoverCfg, err = loadKubeconfig("failover", o.FailoverKubeconfig, 5, 10); err != nil {
+		if failoverCfg, err = loadKubeconfig("failover", o.FailoverKubeconfig, 5, 10, o.APICompression); err != nil {
 			return err
 		}
 	}
