@@ -98,6 +98,12 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	// What the lab spends doing nothing (heartbeats, leases, probes), to tell it apart from what the pods
+	// cost: the run through flotilla lasts longer and pays more of it.
+	rest := readCPU(b, l)
+	time.Sleep(restSeconds * time.Second)
+	b.Logf("CPU of the lab at rest, %d s: %s", restSeconds, readCPU(b, l).since(rest))
+
 	var ratios []float64 // one per pair of runs, direct then through flotilla
 	for i := 0; i < b.N; i++ {
 		// Direct: each workload cluster's own share, all at once.
@@ -107,7 +113,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			prepareNamespace(b, ctx, w.Client, ns, tenancy.LabelOpen)
 			direct = append(direct, startPodClock(ctx, b, w.Client, ns, podUID))
 		}
-		directProfile := profileAPIServer(b, ctx, l.Workloads[0], "directly")
+		directProfile := profileAPIServer(b, ctx, l.Workloads[0], "directly", profileSeconds(f))
 		directCPU := readCPU(b, l)
 		directStart := time.Now()
 		for _, w := range l.Workloads {
@@ -144,7 +150,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		serverBefore := readServer(b, ctx, l.Management)
 		deployments := f.managementDeployments(ns, l.Workloads)
 		cpuProfile := profileCPU(b, l, profileSeconds(f))
-		apiserverProfile := profileAPIServer(b, ctx, l.Workloads[0], "through flotilla")
+		apiserverProfile := profileAPIServer(b, ctx, l.Workloads[0], "through flotilla", profileSeconds(f))
+		managementProfile := profileAPIServer(b, ctx, l.Management, "through flotilla", profileSeconds(f))
 		flotillaCPU := readCPU(b, l)
 		start := time.Now()
 		for _, d := range deployments {
@@ -160,6 +167,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		profileHeap(b, l, "with every proxy Running")
 		cpuProfile()
 		apiserverProfile()
+		managementProfile()
 		deleteAndWaitGone(b, ctx, l, ns, deployments)
 		after := readFlotillas(b, l)
 		lab.DeleteNamespace(l.Management.Client, ns)
@@ -220,13 +228,16 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	}
 }
 
+// restSeconds is how long the rollout reads the CPU of the lab at rest before its first run.
+const restSeconds = 10
+
 // profileDir, when set, is where the rollout writes profiles of the first workload cluster's flotilla (its
-// CPU during the rollout through flotilla and its heap once every proxy is Running) and of a workload
-// kube-apiserver, and the follow benchmark a CPU profile of that flotilla while it copies. Read them with
+// CPU during the rollout through flotilla and its heap once every proxy is Running), of a workload
+// kube-apiserver in both phases and of the management kube-apiserver through flotilla, and the follow benchmark a CPU profile of that flotilla while it copies. Read them with
 // `go tool pprof -top FILE`.
 var profileDir = flag.String("flotilla-profiles", "", "folder for profiles taken during BenchmarkDeploymentRollout and BenchmarkServicesFollow (none if empty)")
 
-// profileSeconds is how long the CPU profile of a rollout runs: about as long as the rollout through
+// profileSeconds is how long the CPU profiles of a rollout run: at least as long as the rollout through
 // flotilla takes on a small machine.
 func profileSeconds(f fleet) int { return max(60, f.replicas/f.clusters/4) }
 
@@ -239,15 +250,12 @@ func profileCPU(b *testing.B, l *lab.Lab, seconds int) (wait func()) {
 	})
 }
 
-// apiserverProfileSeconds is how long a workload kube-apiserver's CPU profile runs in each phase of a rollout:
-// shorter than the direct phase on a small machine, so that both profiles show a rollout at work.
-const apiserverProfileSeconds = 15
-
-// profileAPIServer is profileCPU of a workload cluster's kube-apiserver, in one phase of the rollout. Taken in
-// both, the two say what a workload apiserver does for flotilla's delegates that it does not for pods
+// profileAPIServer is profileCPU of a cluster's kube-apiserver, in one phase of the rollout. Taken in
+// both, for as long as the longer phase lasts, the two cover each phase whole and the same time at rest:
+// for a workload apiserver their difference is what it does for flotilla's delegates that it does not for pods
 // created directly.
-func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase string) (wait func()) {
-	return startProfile(b, c.Name+"'s kube-apiserver "+phase, apiserverProfileSeconds, func(query url.Values) (string, error) {
+func profileAPIServer(b *testing.B, ctx context.Context, c *lab.Cluster, phase string, seconds int) (wait func()) {
+	return startProfile(b, c.Name+"'s kube-apiserver "+phase, seconds, func(query url.Values) (string, error) {
 		return c.Profile(ctx, "profile", query, *profileDir)
 	})
 }
