@@ -33,9 +33,28 @@ const (
 // BenchmarkServicesFollow times 100 Services, each selecting 10 pods spread over the four workload clusters,
 // from their creation in the management cluster to all 400 copies present, and reports flotilla's API
 // writes (POST, PUT, PATCH, DELETE, summed over the four processes) per copy.
+//
+// As with the rollout, "4" lets every process compete for every CPU, so its time through flotilla also pays
+// for the management apiserver creating the sources on the CPUs that make the copies; "4-apart" gives the
+// management cluster and the flotillas CPUs of their own, and the workload clusters the same CPUs on both
+// paths.
 func BenchmarkServicesFollow(b *testing.B) {
+	for _, apart := range []bool{false, true} {
+		name := fmt.Sprint(len(lab.DefaultWorkloads()))
+		if apart {
+			name += "-apart"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkFollow(b, apart) })
+	}
+}
+
+func benchmarkFollow(b *testing.B, apart bool) {
 	rec := record(b)
-	l := lab.ForTest(b, lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true})
+	opts := lab.Options{Workloads: lab.DefaultWorkloads(), Flotilla: true}
+	if apart {
+		placeApart(b, &opts)
+	}
+	l := lab.ForTest(b, opts)
 	mc := l.Management.Client
 	ctx := context.Background()
 
@@ -60,40 +79,21 @@ func BenchmarkServicesFollow(b *testing.B) {
 		}
 		waitRunning(b, ctx, mc, ns, followedServices*podsPerService)
 
-		before := map[string]float64{}
-		for _, w := range l.Workloads {
-			wl, err := l.FlotillaRequests(w.Name, "workload", writeMethods...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			mg, _ := l.FlotillaRequests(w.Name, "management", writeMethods...)
-			before[w.Name] = wl + mg
-		}
-
-		// The direct path: the same Services created in one workload cluster by hand, and in all four at
-		// once, which is the same work for the machine as the copies.
-		directOne, directAll := ns+"-direct-one", ns+"-direct-all"
-		for i, w := range l.Workloads {
-			for _, name := range []string{directOne, directAll} {
-				if name == directOne && i > 0 {
-					continue
-				}
-				opened := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{tenancy.LabelOpen: "true"}}}
-				if _, err := w.Client.CoreV1().Namespaces().Create(ctx, opened, metav1.CreateOptions{}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
+		// The direct path: the same Services created by hand in one workload cluster, and in all four at
+		// once, which is the same work for the workload clusters as the copies. They go into the namespace of
+		// the pods they select there (the delegates), under names of their own, so that each workload cluster
+		// also finds their endpoints, as it does for the copies.
 		start := time.Now()
-		if _, err := createServices(ctx, l.Workloads[0].Client, directOne); err != nil {
+		if _, err := createServices(ctx, l.Workloads[0].Client, ns, "direct-one-"); err != nil {
 			b.Fatal(err)
 		}
 		directTime := time.Since(start)
+		directAllCPU := readCPU(b, l)
 		start = time.Now()
 		errs := make(chan error, len(l.Workloads))
 		for _, w := range l.Workloads {
 			go func() {
-				_, err := createServices(ctx, w.Client, directAll)
+				_, err := createServices(ctx, w.Client, ns, "direct-all-")
 				errs <- err
 			}()
 		}
@@ -103,6 +103,7 @@ func BenchmarkServicesFollow(b *testing.B) {
 			}
 		}
 		directAllTime := time.Since(start)
+		directAllCPU = readCPU(b, l).since(directAllCPU)
 
 		// When each copy first appears, to tell the management apiserver's time to create the sources
 		// from flotilla's time to copy them.
@@ -117,9 +118,11 @@ func BenchmarkServicesFollow(b *testing.B) {
 				}
 			})
 		}
+		before := readFlotillas(b, l)
 		profiled := profileCPU(b, l, followProfileSeconds)
+		followCPU := readCPU(b, l)
 		start = time.Now()
-		created, err := createServices(ctx, mc, ns)
+		created, err := createServices(ctx, mc, ns, copyPrefix)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -133,7 +136,11 @@ func BenchmarkServicesFollow(b *testing.B) {
 				if err != nil {
 					return false, nil
 				}
-				present += len(svcs.Items)
+				for _, svc := range svcs.Items {
+					if strings.HasPrefix(svc.Name, copyPrefix) {
+						present++
+					}
+				}
 			}
 			return present >= want, nil
 		})
@@ -141,17 +148,11 @@ func BenchmarkServicesFollow(b *testing.B) {
 		if err != nil {
 			b.Fatalf("%d of %d Service copies after %s", present, want, took)
 		}
+		followCPU = readCPU(b, l).since(followCPU)
 		// Let the last writes (the copies that arrived last) be counted.
 		time.Sleep(2 * time.Second)
-		var writes float64
-		for _, w := range l.Workloads {
-			wl, err := l.FlotillaRequests(w.Name, "workload", writeMethods...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			mg, _ := l.FlotillaRequests(w.Name, "management", writeMethods...)
-			writes += wl + mg - before[w.Name]
-		}
+		after := readFlotillas(b, l)
+		writes := after.writes("workload", before) + after.writes("management", before)
 		perCopy := writes / float64(want)
 		lags := copies.lags(created)
 		stopWatches()
@@ -159,25 +160,33 @@ func BenchmarkServicesFollow(b *testing.B) {
 		rec.metric(took.Seconds(), benchdoc.UnitFollowSeconds, fmt.Sprintf("seconds from creating %d Services in the management cluster to all %d copies present", followedServices, want))
 		rec.metric(directTime.Seconds(), "direct-one-cluster-s", fmt.Sprintf("seconds to create the %d Services directly in one workload cluster", followedServices))
 		rec.metric(directAllTime.Seconds(), benchdoc.UnitFollowDirectSeconds, fmt.Sprintf("seconds to create them directly in all %d workload clusters at once", len(l.Workloads)))
+		rec.metric(took.Seconds()/directAllTime.Seconds(), benchdoc.UnitRatio, fmt.Sprintf("through flotilla ÷ creating them directly in all %d clusters at once (1 is as fast as direct)", len(l.Workloads)))
 		rec.metric(perCopy, "writes/copy", "flotilla API writes per Service copy")
 		rec.metric(sourcesTime.Seconds(), "sources-s", fmt.Sprintf("seconds the management apiserver took to create the %d Services, one after another", followedServices))
 		rec.metric(percentile(lags, 0.5).Seconds(), "copy-lag-p50-s", "median over the copies: seconds from their source's creation in the management cluster (its create returned) to the copy present")
 		b.Logf("the management apiserver created the %d Services in %s; the copies were present after their source's create returned p50 %s p99 %s max %s",
 			followedServices, sourcesTime.Round(time.Millisecond), percentile(lags, 0.5).Round(time.Millisecond),
 			percentile(lags, 0.99).Round(time.Millisecond), percentile(lags, 1).Round(time.Millisecond))
+		b.Logf("flotilla requests per copy by answer: workload %s; management %s",
+			after.answers(before, "workload", float64(want)), after.answers(before, "management", float64(want)))
+		b.Logf("CPU creating them directly in all clusters at once: %s", directAllCPU)
+		b.Logf("CPU until all copies were present: %s", followCPU)
 		b.Logf("%d Services x %d clusters: all %d copies present %s after creation (creating them directly: %s in one cluster, %s in all %d at once); flotilla API writes %.0f (%.2f per copy)",
 			followedServices, len(l.Workloads), want, took.Round(time.Millisecond), directTime.Round(time.Millisecond),
 			directAllTime.Round(time.Millisecond), len(l.Workloads), writes, perCopy)
 	}
 }
 
-// createServices creates the benchmark's Services, each selecting one Deployment's pods, one after another,
-// and returns when each create returned, by name.
-func createServices(ctx context.Context, c kubernetes.Interface, ns string) (map[string]time.Time, error) {
+// copyPrefix begins the names of the Services created in the management cluster, and so of their copies.
+const copyPrefix = "svc-"
+
+// createServices creates the benchmark's Services, named prefix and a number, each selecting one
+// Deployment's pods, one after another, and returns when each create returned, by name.
+func createServices(ctx context.Context, c kubernetes.Interface, ns, prefix string) (map[string]time.Time, error) {
 	created := map[string]time.Time{}
 	for s := range followedServices {
 		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("svc-%03d", s)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%03d", prefix, s)},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"svc": fmt.Sprint(s)},
 				Ports: []corev1.ServicePort{{Port: 80}}},
 		}

@@ -88,11 +88,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	}
 	opts := lab.Options{Workloads: workloads, Flotilla: true}
 	if f.apart {
-		var ok bool
-		if opts.ManagementCPUs, opts.WorkloadCPUs, ok = lab.SplitCPUs(); !ok {
-			b.Skip("one CPU cannot be divided between the management and the workload clusters")
-		}
-		b.Logf("management cluster (its etcd too) and flotilla on CPUs %s, workload clusters on CPUs %s, their etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
+		placeApart(b, &opts)
 	}
 	l := lab.ForTest(b, opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -100,9 +96,10 @@ func benchmarkRollout(b *testing.B, f fleet) {
 
 	// What the lab spends doing nothing (heartbeats, leases, probes), to tell it apart from what the pods
 	// cost: the run through flotilla lasts longer and pays more of it.
-	rest := readCPU(b, l)
+	rest, restSpeed := readCPU(b, l), startSpeedProbe(speedInterval)
 	time.Sleep(restSeconds * time.Second)
 	b.Logf("CPU of the lab at rest, %d s: %s", restSeconds, readCPU(b, l).since(rest))
+	b.Logf("CPU time to hash %d MiB at rest, median: %s", speedChunk>>20, restSpeed.Stop())
 
 	var ratios []float64 // one per pair of runs, direct then through flotilla
 	for i := 0; i < b.N; i++ {
@@ -115,6 +112,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		}
 		directProfile := profileAPIServer(b, ctx, l.Workloads[0], "directly", profileSeconds(f))
 		directCPU := readCPU(b, l)
+		directSpeed := startSpeedProbe(speedInterval)
 		directStart := time.Now()
 		for _, w := range l.Workloads {
 			if _, err := w.Client.AppsV1().Deployments(ns).Create(ctx, pauseDeployment(ns, "rollout", map[string]string{"app": "rollout"}, int32(perCluster)), metav1.CreateOptions{}); err != nil {
@@ -126,6 +124,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		// under them, and those would count as more pods Running.
 		directRunning := mergeRunning(direct)
 		directCPU = readCPU(b, l).since(directCPU)
+		directSpeeds := directSpeed.Stop()
 		directProfile()
 		// Gone before the run through flotilla starts, so that it does not pay for this cleanup.
 		for _, w := range l.Workloads {
@@ -153,6 +152,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		apiserverProfile := profileAPIServer(b, ctx, l.Workloads[0], "through flotilla", profileSeconds(f))
 		managementProfile := profileAPIServer(b, ctx, l.Management, "through flotilla", profileSeconds(f))
 		flotillaCPU := readCPU(b, l)
+		flotillaSpeed := startSpeedProbe(speedInterval)
 		start := time.Now()
 		for _, d := range deployments {
 			if _, err := l.Management.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -162,6 +162,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 		flotillaTime := waitRunningClocks(b, ctx, f.replicas, proxies).Sub(start)
 		proxiesRunning := proxies.snapshot(runningAt, nil)
 		flotillaCPU = readCPU(b, l).since(flotillaCPU)
+		flotillaSpeeds := flotillaSpeed.Stop()
 		running := readFlotillas(b, l)
 		serverRunning := readServer(b, ctx, l.Management)
 		profileHeap(b, l, "with every proxy Running")
@@ -206,6 +207,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio, i+1, b.N, median(ratios))
 		b.Logf("CPU until all Running, directly: %s", directCPU)
 		b.Logf("CPU until all Running, through flotilla: %s", flotillaCPU)
+		b.Logf("CPU time to hash %d MiB, median over the run (the CPUs' own speed, waits for a CPU excluded): directly %s; through flotilla %s",
+			speedChunk>>20, directSpeeds, flotillaSpeeds)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
 			percentile(toDelegate, 0.5).Round(time.Millisecond), percentile(toDelegate, 0.99).Round(time.Millisecond), percentile(toDelegate, 1).Round(time.Millisecond),
 			percentile(toProxy, 0.5).Round(time.Millisecond), percentile(toProxy, 0.99).Round(time.Millisecond), percentile(toProxy, 1).Round(time.Millisecond))
@@ -227,6 +230,21 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			running.rssPer2500(before, perCluster, anonymous)/(1<<20), running.rssPer2500(before, perCluster, resident)/(1<<20))
 	}
 }
+
+// placeApart puts the management cluster (its control plane and etcd) and the flotillas on CPUs of their own,
+// away from the workload clusters', as a fleet runs it on machines of its own, and skips the benchmark on a
+// machine of one CPU.
+func placeApart(b *testing.B, opts *lab.Options) {
+	b.Helper()
+	var ok bool
+	if opts.ManagementCPUs, opts.WorkloadCPUs, ok = lab.SplitCPUs(); !ok {
+		b.Skip("one CPU cannot be divided between the management and the workload clusters")
+	}
+	b.Logf("management cluster (its etcd too) and flotilla on CPUs %s, workload clusters on CPUs %s, their etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
+}
+
+// speedInterval is how often a rollout's speedProbe times its chunk on each CPU.
+const speedInterval = 500 * time.Millisecond
 
 // restSeconds is how long the rollout reads the CPU of the lab at rest before its first run.
 const restSeconds = 10
