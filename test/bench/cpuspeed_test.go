@@ -44,10 +44,18 @@ func startSpeedProbe(interval time.Duration) *speedProbe {
 		}
 	}
 	go func() {
-		defer close(p.done)
-		// The thread's affinity is changed below and never restored: a goroutine that ends locked to its
-		// thread takes the thread with it.
 		runtime.LockOSThread()
+		defer func() {
+			// The thread goes back to the pool as it came, every CPU allowed. It must not end with the
+			// goroutine, as a goroutine's locked thread otherwise does: a lab process started from that thread
+			// gets SIGKILL when it ends (Pdeathsig belongs to the thread, not the process).
+			restored := unix.SchedSetaffinity(0, &allowed) == nil
+			close(p.done)
+			if !restored {
+				select {} // keep the thread, pinned, rather than kill what it started
+			}
+			runtime.UnlockOSThread()
+		}()
 		buf := make([]byte, speedChunk)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
