@@ -19,9 +19,8 @@ const speedChunk = 1 << 20
 // speedProbe times a fixed piece of work on each CPU of the machine, over and over while a run goes on, in the
 // CPU time of the thread doing it. Time spent waiting for a CPU does not count, so a busy lab does not slow
 // it; what does is the CPU itself running slower: a virtual machine's host lending its cores to other guests
-// (which this kernel does not report as steal time), a lower clock, a neighbour's cache traffic. Everything
-// the lab's control planes do slows with it, so it tells a run the machine made slow from a run the path made
-// slow.
+// (which this kernel does not report as steal time) or a lower clock. Its chunk stays in a core's cache, so
+// it does not see the caches and memory the CPUs share slowing down: the control planes' heaps do.
 type speedProbe struct {
 	stop    chan struct{}
 	done    chan struct{}
