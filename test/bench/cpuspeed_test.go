@@ -3,6 +3,7 @@ package bench
 import (
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flotilla-io/flotilla/test/lab"
 )
 
 // speedChunk is the fixed piece of work a speedProbe times: hashing this many bytes takes a fraction of a
@@ -36,12 +39,7 @@ func startSpeedProbe(interval time.Duration) *speedProbe {
 		close(p.done)
 		return p
 	}
-	var cpus []int
-	for cpu := 0; len(cpus) < allowed.Count(); cpu++ {
-		if allowed.IsSet(cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
+	cpus := lab.CPUsOf(&allowed)
 	go func() {
 		runtime.LockOSThread()
 		defer func() {
@@ -113,13 +111,8 @@ func (p *speedProbe) Stop() cpuSpeed {
 }
 
 func (s cpuSpeed) String() string {
-	cpus := make([]int, 0, len(s))
-	for cpu := range s {
-		cpus = append(cpus, cpu)
-	}
-	slices.Sort(cpus)
 	var parts []string
-	for _, cpu := range cpus {
+	for _, cpu := range slices.Sorted(maps.Keys(s)) {
 		parts = append(parts, fmt.Sprintf("CPU %d %.0f µs", cpu, float64(s[cpu])/float64(time.Microsecond)))
 	}
 	return strings.Join(parts, ", ")

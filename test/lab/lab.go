@@ -111,16 +111,25 @@ func SplitCPUs() (management, workload string, ok bool) {
 // splitCPUs is SplitCPUs of a given affinity set.
 func splitCPUs(set *unix.CPUSet) (management, workload string, ok bool) {
 	var cpus []string
-	for cpu := 0; len(cpus) < set.Count(); cpu++ {
-		if set.IsSet(cpu) {
-			cpus = append(cpus, strconv.Itoa(cpu))
-		}
+	for _, cpu := range CPUsOf(set) {
+		cpus = append(cpus, strconv.Itoa(cpu))
 	}
 	if len(cpus) < 2 {
 		return "", "", false
 	}
 	half := (len(cpus) + 1) / 2
 	return strings.Join(cpus[half:], ","), strings.Join(cpus[:half], ","), true
+}
+
+// CPUsOf lists the CPUs of an affinity set, in order.
+func CPUsOf(set *unix.CPUSet) []int {
+	var cpus []int
+	for cpu := 0; len(cpus) < set.Count(); cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus
 }
 
 // managementSpec places the management cluster's own nodes (Options.ManagementNodes); its empty name is

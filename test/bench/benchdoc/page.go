@@ -50,8 +50,8 @@ var Sections = []Section{
 		"100 Services are created in the management cluster, one after another, each selecting 10 pods spread over the 4 virtual " +
 			"nodes; flotilla copies each Service into every workload cluster that runs its pods. Timed from the first create to all 400 " +
 			"copies present, beside creating the same Services directly in one workload cluster, and in all four at once, each in the " +
-			"namespace of the pods it selects there (the same work for the workload clusters, endpoints included). Through flotilla the time includes the management apiserver accepting the 100 sources, " +
-			"on the CPUs that also make the copies."},
+			"namespace of the pods it selects there (the same work for the workload clusters, endpoints included). Through flotilla " +
+			"the time includes the management apiserver accepting the 100 sources, on the CPUs that also make the copies."},
 	{"BenchmarkServicesFollow/4-apart", "Follow: 100 Services copied to 4 clusters, the management cluster on CPUs of its own",
 		"The same comparison, with the machine's CPUs divided as for the rollout above: the workload clusters on half of them on " +
 			"both paths, the management control plane and the flotillas on the other half. The ratio is then the time following adds " +
