@@ -99,7 +99,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 	rest, restSpeed := readCPU(b, l), startSpeedProbe(speedInterval)
 	time.Sleep(restSeconds * time.Second)
 	b.Logf("CPU of the lab at rest, %d s: %s", restSeconds, readCPU(b, l).since(rest))
-	b.Logf("CPU time to hash %d MiB at rest, median: %s", speedChunk>>20, restSpeed.Stop())
+	b.Logf("CPU time of fixed work at rest, median: %s", restSpeed.Stop())
 
 	var ratios []float64 // one per pair of runs, direct then through flotilla
 	for i := 0; i < b.N; i++ {
@@ -207,8 +207,8 @@ func benchmarkRollout(b *testing.B, f fleet) {
 			f.replicas, f.clusters, directTime.Round(time.Millisecond), flotillaTime.Round(time.Millisecond), ratio, i+1, b.N, median(ratios))
 		b.Logf("CPU until all Running, directly: %s", directCPU)
 		b.Logf("CPU until all Running, through flotilla: %s", flotillaCPU)
-		b.Logf("CPU time to hash %d MiB, median over the run (the CPUs' own speed, waits for a CPU excluded): directly %s; through flotilla %s",
-			speedChunk>>20, directSpeeds, flotillaSpeeds)
+		b.Logf("CPU time of fixed work, median over the run (the CPUs' own speed, waits for a CPU excluded): directly %s; through flotilla %s",
+			directSpeeds, flotillaSpeeds)
 		b.Logf("flotilla's share, from a proxy's binding: delegate Running p50 %s p99 %s max %s; proxy Running p50 %s p99 %s max %s",
 			percentile(toDelegate, 0.5).Round(time.Millisecond), percentile(toDelegate, 0.99).Round(time.Millisecond), percentile(toDelegate, 1).Round(time.Millisecond),
 			percentile(toProxy, 0.5).Round(time.Millisecond), percentile(toProxy, 0.99).Round(time.Millisecond), percentile(toProxy, 1).Round(time.Millisecond))
@@ -243,7 +243,7 @@ func placeApart(b *testing.B, opts *lab.Options) {
 	b.Logf("management cluster (its etcd too) and flotilla on CPUs %s, workload clusters on CPUs %s, their etcd on any", opts.ManagementCPUs, opts.WorkloadCPUs)
 }
 
-// speedInterval is how often a rollout's speedProbe times its chunk on each CPU.
+// speedInterval is how often a rollout's speedProbe times its work on each CPU.
 const speedInterval = 500 * time.Millisecond
 
 // restSeconds is how long the rollout reads the CPU of the lab at rest before its first run.
