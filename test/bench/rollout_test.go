@@ -96,7 +96,7 @@ func benchmarkRollout(b *testing.B, f fleet) {
 
 	// What the lab spends doing nothing (heartbeats, leases, probes), to tell it apart from what the pods
 	// cost: the run through flotilla lasts longer and pays more of it.
-	// The probe first: it builds its 64 MiB chase on its first start, a second of CPU the reading at rest
+	// The probe first: it builds its 64 MiB chase on its first start, under a second of CPU the reading at rest
 	// must not count.
 	restSpeed := startSpeedProbe(speedInterval)
 	rest := readCPU(b, l)
